@@ -1,0 +1,49 @@
+"""The training database: every run, all of its attributes, and fast questions about them."""
+
+from store.database import configure, get_engine
+from store.migrate import init_db
+from store.objectives import (
+    compare_gradient_methods,
+    delete_run_objectives,
+    get_objective_statistics,
+    get_run_objectives,
+    insert_objective,
+    query_runs_by_objectives,
+    update_objective_metric,
+)
+from store.query import iter_runs, query_runs
+from store.runs import (
+    attach_blog_post,
+    attach_conversation,
+    attach_crash_data,
+    get_run,
+    get_stats,
+    insert_run,
+    mark_crashed,
+    record_progress,
+    update_run_status,
+)
+
+__all__ = [
+    "attach_blog_post",
+    "attach_conversation",
+    "attach_crash_data",
+    "compare_gradient_methods",
+    "configure",
+    "delete_run_objectives",
+    "get_engine",
+    "get_objective_statistics",
+    "get_run",
+    "get_run_objectives",
+    "get_stats",
+    "init_db",
+    "insert_objective",
+    "insert_run",
+    "iter_runs",
+    "mark_crashed",
+    "query_runs",
+    "query_runs_by_objectives",
+    "record_progress",
+    "update_objective_metric",
+    "update_run_status",
+]

@@ -1,0 +1,100 @@
+"""The engine behind the store: one per process, from ``DATABASE_URL``."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from store import jsoncodec
+
+DEFAULT_DATABASE_URL = "sqlite:///training_runs.db"
+
+_lock = threading.Lock()
+_engine: Engine | None = None
+_sessions: sessionmaker[Session] | None = None
+
+
+def database_url() -> str:
+    """Return the configured database URL, normalised for SQLAlchemy."""
+    return normalize_url(os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL)
+
+
+def normalize_url(url: str) -> str:
+    """Make plain ``postgres://`` and ``postgresql://`` URLs use psycopg 3."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    return url
+
+
+def make_engine(url: str) -> Engine:
+    """Create an engine with the store's JSON codec and per-backend settings."""
+    url = normalize_url(url)
+    backend = make_url(url).get_backend_name()
+    options: dict[str, object] = {
+        "json_serializer": jsoncodec.dumps,
+        "json_deserializer": jsoncodec.loads,
+    }
+    if backend == "postgresql":
+        options.update(pool_pre_ping=True, pool_size=5, max_overflow=10, pool_recycle=1800)
+    engine = create_engine(url, **options)
+    if backend == "sqlite":
+        event.listen(engine, "connect", _configure_sqlite)
+        event.listen(engine, "begin", _begin_immediate)
+    return engine
+
+
+def _configure_sqlite(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+    # Let SQLAlchemy, not pysqlite, decide when transactions begin (see _begin_immediate).
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def _begin_immediate(connection) -> None:  # type: ignore[no-untyped-def]
+    # Take the write lock up front: a deferred transaction that later writes can fail with
+    # SQLITE_BUSY when another process (web and worker) wrote in between.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def configure(url: str | None = None) -> Engine:
+    """Point the store at ``url`` (default: ``DATABASE_URL``) and return its engine."""
+    global _engine, _sessions
+    with _lock:
+        if _engine is not None:
+            _engine.dispose()
+        _engine = make_engine(url or database_url())
+        _sessions = sessionmaker(_engine, expire_on_commit=False)
+        return _engine
+
+
+def get_engine() -> Engine:
+    """Return the process's engine, creating it from the environment on first use."""
+    if _engine is None:
+        return configure()
+    return _engine
+
+
+def backend() -> str:
+    """Return ``postgresql`` or ``sqlite``."""
+    return get_engine().dialect.name
+
+
+@contextmanager
+def transaction() -> Iterator[Session]:
+    """Yield a session whose work commits on success and rolls back on error."""
+    get_engine()
+    assert _sessions is not None
+    with _sessions.begin() as session:
+        yield session

@@ -1,0 +1,184 @@
+"""The training database's tables, as typed SQLAlchemy models."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import BYTEA, JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored in UTC and always read back timezone-aware."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        value = value.astimezone(UTC)
+        # SQLite has no time zones: store naive UTC there so that strings sort as times.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+Document = JSON().with_variant(JSONB(), "postgresql")
+RawBytes = LargeBinary().with_variant(BYTEA(), "postgresql")
+
+str_id = Annotated[str, mapped_column(String(255))]
+timestamp = Annotated[datetime | None, mapped_column(UTCDateTime())]
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class TrainingRun(Base):
+    """One training run: typed columns for common questions, JSON for everything."""
+
+    __tablename__ = "training_runs"
+
+    run_id: Mapped[str_id] = mapped_column(primary_key=True)
+    wandb_run_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    wandb_entity: Mapped[str | None] = mapped_column(String(255))
+    wandb_project: Mapped[str | None] = mapped_column(String(255), index=True)
+    run_name: Mapped[str | None] = mapped_column(String(512))
+    status: Mapped[str] = mapped_column(String(32), index=True)
+    gradient_method: Mapped[str | None] = mapped_column(String(128), index=True)
+    batch_size: Mapped[int | None] = mapped_column(Integer, index=True)
+    learning_rate: Mapped[float | None] = mapped_column(Float, index=True)
+    gradient_accumulation_steps: Mapped[int | None] = mapped_column(Integer)
+    num_epochs: Mapped[int | None] = mapped_column(Integer)
+    max_steps: Mapped[int | None] = mapped_column(BigInteger)
+    optimizer: Mapped[str | None] = mapped_column(String(128))
+    model_name: Mapped[str | None] = mapped_column(String(255), index=True)
+    num_objectives: Mapped[int | None] = mapped_column(Integer)
+    seed: Mapped[int | None] = mapped_column(BigInteger)
+    instance_type: Mapped[str | None] = mapped_column(String(128))
+    git_commit: Mapped[str | None] = mapped_column(String(64))
+    chain_of_custody_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    created_at: Mapped[timestamp] = mapped_column(index=True)
+    updated_at: Mapped[timestamp]
+    completed_at: Mapped[timestamp]
+    final_loss: Mapped[float | None] = mapped_column(Float)
+    total_training_steps: Mapped[int | None] = mapped_column(BigInteger)
+    duration_seconds: Mapped[float | None] = mapped_column(Float)
+    last_step: Mapped[int | None] = mapped_column(BigInteger)
+    error_message: Mapped[str | None] = mapped_column(Text)
+    error_log_s3_key: Mapped[str | None] = mapped_column(String(1024))
+    crash_report_s3_key: Mapped[str | None] = mapped_column(String(1024))
+    crash_analysis_s3_key: Mapped[str | None] = mapped_column(String(1024))
+    conversation_s3_key: Mapped[str | None] = mapped_column(String(1024))
+    blog_post_url: Mapped[str | None] = mapped_column(String(2048))
+    config_json: Mapped[dict[str, Any] | None] = mapped_column(Document)
+    final_metrics_json: Mapped[dict[str, Any] | None] = mapped_column(Document)
+    progress_json: Mapped[dict[str, Any] | None] = mapped_column(Document)
+
+
+class RunObjective(Base):
+    """One objective of one run: its configuration and its final values."""
+
+    __tablename__ = "run_objectives"
+    __table_args__ = (
+        UniqueConstraint("run_id", "objective_name"),
+        # Threshold queries read (name, value) and need only run_id: index-only scans.
+        Index("ix_run_objectives_name_raw_mean", "objective_name", "raw_mean", "run_id"),
+        Index("ix_run_objectives_name_normalized_mean", "objective_name", "normalized_mean", "run_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    run_id: Mapped[str_id] = mapped_column(ForeignKey("training_runs.run_id", ondelete="CASCADE"))
+    objective_name: Mapped[str] = mapped_column(String(255))
+    objective_alias: Mapped[str | None] = mapped_column(String(255))
+    uniprot: Mapped[str | None] = mapped_column(String(64))
+    weight: Mapped[float | None] = mapped_column(Float)
+    direction: Mapped[str | None] = mapped_column(String(16))
+    raw_mean: Mapped[float | None] = mapped_column(Float)
+    normalized_mean: Mapped[float | None] = mapped_column(Float)
+    raw_std: Mapped[float | None] = mapped_column(Float)
+    normalized_std: Mapped[float | None] = mapped_column(Float)
+    extra_metrics_json: Mapped[dict[str, Any] | None] = mapped_column(Document)
+
+
+class S3Object(Base):
+    """The latest notification seen for one crash-report object, ordered by S3's sequencer."""
+
+    __tablename__ = "s3_objects"
+    __table_args__ = (UniqueConstraint("bucket", "key"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    bucket: Mapped[str] = mapped_column(String(255))
+    key: Mapped[str] = mapped_column(String(1024))
+    run_id: Mapped[str_id] = mapped_column(index=True)
+    event_name: Mapped[str] = mapped_column(String(128))
+    sequencer: Mapped[str | None] = mapped_column(String(64))
+    etag: Mapped[str | None] = mapped_column(String(128))
+    size: Mapped[int | None] = mapped_column(BigInteger)
+    updated_at: Mapped[timestamp]
+
+
+class InboxEvent(Base):
+    """One authenticated delivery, kept byte for byte before it is acknowledged."""
+
+    __tablename__ = "inbox_events"
+    __table_args__ = (
+        UniqueConstraint("source", "dedupe_key"),
+        Index("ix_inbox_events_status_next_attempt_at", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    source: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(64))
+    dedupe_key: Mapped[str] = mapped_column(String(255))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    body: Mapped[bytes] = mapped_column(RawBytes)
+    headers: Mapped[dict[str, Any]] = mapped_column(Document)
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    next_attempt_at: Mapped[timestamp]
+    claimed_at: Mapped[timestamp]
+    processed_at: Mapped[timestamp]
+
+
+class WandbSyncState(Base):
+    """How far each W&B project has been synced."""
+
+    __tablename__ = "wandb_sync_state"
+
+    entity: Mapped[str] = mapped_column(String(255), primary_key=True)
+    project: Mapped[str] = mapped_column(String(255), primary_key=True)
+    synced_through: Mapped[timestamp]
+    last_run_at: Mapped[timestamp]
+    runs_seen: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -1,0 +1,419 @@
+"""The core API: runs, their status, final metrics and attachments.
+
+Each public function is one transaction. Any call on a run that does not exist
+yet creates its row: events arrive out of order, and nothing may be lost.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from store import extract, jsoncodec
+from store.database import transaction
+from store.models import Base, RunObjective, TrainingRun
+
+RUN_COLUMNS = tuple(column.key for column in TrainingRun.__table__.columns)
+JSON_COLUMNS = ("config_json", "final_metrics_json", "progress_json")
+OBJECTIVE_FIELDS = (
+    "objective_name",
+    "objective_alias",
+    "uniprot",
+    "weight",
+    "direction",
+    "raw_mean",
+    "normalized_mean",
+    "raw_std",
+    "normalized_std",
+    "extra_metrics_json",
+)
+# What insert_run accepts as **metadata: the typed columns a caller may set directly.
+METADATA_COLUMNS = frozenset(RUN_COLUMNS) - {"run_id", "updated_at", "progress_json", "last_step"}
+MAX_ID_LENGTH = 255
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def check_run_id(run_id: Any) -> str:
+    """Return ``run_id`` if it is a usable run id, else raise ValueError."""
+    if not isinstance(run_id, str) or not run_id.strip():
+        raise ValueError("run_id must be a non-empty string")
+    if len(run_id) > MAX_ID_LENGTH:
+        raise ValueError(f"run_id is longer than {MAX_ID_LENGTH} characters")
+    if "\x00" in run_id:
+        raise ValueError("run_id must not contain NUL characters")
+    return run_id
+
+
+def _dialect_insert(session: Session):  # type: ignore[no-untyped-def]
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+
+
+def lock_run(session: Session, run_id: str) -> TrainingRun:
+    """Return the run's row locked for update, creating a placeholder when it is new."""
+    check_run_id(run_id)
+    run = session.get(TrainingRun, run_id, with_for_update=True)
+    if run is not None:
+        return run
+    now = utcnow()
+    session.execute(
+        _dialect_insert(session)(TrainingRun)
+        .values(run_id=run_id, status="launched", created_at=now, updated_at=now)
+        .on_conflict_do_nothing(index_elements=["run_id"])
+    )
+    run = session.get(TrainingRun, run_id, with_for_update=True, populate_existing=True)
+    assert run is not None
+    return run
+
+
+def _snapshot(row: Base, columns: tuple[str, ...]) -> tuple[Any, ...]:
+    # Compare JSON canonically: NaN != NaN, and JSONB does not keep key order.
+    return tuple(
+        jsoncodec.dumps(getattr(row, c), sort_keys=True) if c.endswith("_json") else getattr(row, c)
+        for c in columns
+    )
+
+
+class RunState:
+    """A locked run and its objectives, telling whether a block of updates changed them."""
+
+    def __init__(self, session: Session, run_id: str, with_objectives: bool = True) -> None:
+        self.session = session
+        self.run = lock_run(session, run_id)
+        self.objectives: dict[str, RunObjective] = {}
+        if with_objectives:
+            self.objectives = {
+                o.objective_name: o
+                for o in session.scalars(select(RunObjective).where(RunObjective.run_id == run_id))
+            }
+        self.changed = False
+
+    def _state(self) -> tuple[Any, ...]:
+        return (
+            _snapshot(self.run, RUN_COLUMNS),
+            sorted((name, _snapshot(o, OBJECTIVE_FIELDS)) for name, o in self.objectives.items()),
+        )
+
+    def objective(self, name: str) -> RunObjective:
+        """Return the run's objective ``name``, creating it when it is new."""
+        objective = self.objectives.get(name)
+        if objective is None:
+            objective = RunObjective(run_id=self.run.run_id, objective_name=name)
+            self.session.add(objective)
+            self.objectives[name] = objective
+        return objective
+
+    def remove_objective(self, name: str) -> None:
+        self.session.delete(self.objectives.pop(name))
+
+    def __enter__(self) -> RunState:
+        self.before = self._state()
+        return self
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if exc_type is None and self._state() != self.before:
+            self.run.updated_at = utcnow()
+            self.changed = True
+
+
+def _raise_status(run: TrainingRun, status: str) -> None:
+    if extract.STATUS_RANK[status] > extract.STATUS_RANK.get(run.status, -1):
+        run.status = status
+        if status in extract.FINAL_STATUSES and run.completed_at is None:
+            run.completed_at = utcnow()
+
+
+def _parse_time(value: Any, field: str) -> datetime:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value, UTC)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"{field} is not an ISO-8601 time: {value!r}") from None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    raise ValueError(f"{field} must be a datetime or an ISO-8601 string")
+
+
+def _coerce_metadata(name: str, value: Any) -> Any:
+    if value is None:
+        return None
+    column = TrainingRun.__table__.columns[name]
+    if name == "status":
+        return extract.normalize_status(value)
+    if name.endswith("_at"):
+        return _parse_time(value, name)
+    python_type = column.type.python_type
+    if python_type is int:
+        converted = extract._int(value)
+    elif python_type is float:
+        converted = extract._float(value) if not (isinstance(value, float) and math.isnan(value)) else None
+        if converted is None and not isinstance(value, float):
+            raise ValueError(f"{name} must be a number, not {value!r}")
+        return converted
+    else:
+        converted = value if isinstance(value, str) else None
+    if converted is None:
+        raise ValueError(f"{name} must be of type {python_type.__name__}, not {value!r}")
+    return converted
+
+
+def _upsert_config_objectives(state: RunState, rows: list[dict[str, Any]]) -> None:
+    for row in rows:
+        objective = state.objective(row["objective_name"])
+        for field in ("objective_alias", "uniprot", "weight", "direction"):
+            if row.get(field) is not None:
+                setattr(objective, field, row[field])
+
+
+def set_objective_metric(objective: RunObjective, metric_type: str, value: Any) -> None:
+    """Set one final statistic; what the typed columns cannot hold exactly goes to JSON."""
+    if metric_type in extract.OBJECTIVE_COLUMNS:
+        setattr(objective, metric_type, extract._float(value))
+        if value is None or extract._float(value) is not None:
+            return
+    extra = dict(objective.extra_metrics_json or {})
+    extra[metric_type] = value
+    objective.extra_metrics_json = extra
+
+
+def _apply_summary_objectives(state: RunState) -> None:
+    alias_to_name = {
+        o.objective_alias: o.objective_name for o in state.objectives.values() if o.objective_alias
+    }
+    metrics = extract.summary_objective_metrics(state.run.final_metrics_json, alias_to_name)
+    for name, values in metrics.items():
+        objective = state.objective(name)
+        for metric_type, value in values.items():
+            set_objective_metric(objective, metric_type, value)
+    # A summary that arrived before the launch config filed metrics under a name guessed
+    # from the alias; once the config maps that alias to another name, the guess goes.
+    guesses = {extract.objective_name_for_alias(alias, {}) for alias in alias_to_name} - set(
+        alias_to_name.values()
+    )
+    for name in guesses & set(state.objectives):
+        if state.objectives[name].direction is None and state.objectives[name].objective_alias is None:
+            state.remove_objective(name)
+
+
+def insert_run(
+    run_id: str,
+    wandb_run_id: str | None = None,
+    config_dict: Mapping[str, Any] | None = None,
+    chain_of_custody_id: str | None = None,
+    **metadata: Any,
+) -> bool:
+    """Insert or update a run from its launch config; return whether anything changed."""
+    unknown = sorted(set(metadata) - METADATA_COLUMNS)
+    if unknown:
+        raise ValueError(f"unknown run field(s): {', '.join(unknown)}")
+    if config_dict is not None and not isinstance(config_dict, Mapping):
+        raise ValueError("config_dict must be a mapping")
+    columns = extract.config_columns(config_dict)
+    explicit = {name: _coerce_metadata(name, value) for name, value in metadata.items()}
+    explicit.update(
+        {
+            k: v
+            for k, v in (("wandb_run_id", wandb_run_id), ("chain_of_custody_id", chain_of_custody_id))
+            if v is not None
+        }
+    )
+    columns.update({k: v for k, v in explicit.items() if v is not None})
+    status = columns.pop("status", None)
+    with transaction() as session, RunState(session, run_id) as state:
+        run = state.run
+        for name, value in columns.items():
+            setattr(run, name, value)
+        if config_dict is not None:
+            run.config_json = dict(config_dict)
+        if status is not None:
+            _raise_status(run, status)
+        objectives = extract.config_objectives(config_dict)
+        if objectives:
+            _upsert_config_objectives(state, objectives)
+            if run.final_metrics_json is not None:
+                _apply_summary_objectives(state)
+    return state.changed
+
+
+def update_run_status(
+    run_id: str,
+    status: str,
+    final_metrics_json: Mapping[str, Any] | None = None,
+    final_loss: float | None = None,
+    total_training_steps: int | None = None,
+    duration_seconds: float | None = None,
+) -> bool:
+    """Move a run to ``status`` and store its final W&B summary; return whether anything changed."""
+    status = extract.normalize_status(status)
+    if final_metrics_json is not None and not isinstance(final_metrics_json, Mapping):
+        raise ValueError("final_metrics_json must be a mapping")
+    explicit = {
+        "final_loss": _coerce_metadata("final_loss", final_loss),
+        "total_training_steps": _coerce_metadata("total_training_steps", total_training_steps),
+        "duration_seconds": _coerce_metadata("duration_seconds", duration_seconds),
+    }
+    with transaction() as session, RunState(session, run_id) as state:
+        run = state.run
+        take_summary = final_metrics_json is not None and _summary_wins(run, status, final_metrics_json)
+        _raise_status(run, status)
+        if take_summary:
+            assert final_metrics_json is not None
+            run.final_metrics_json = dict(final_metrics_json)
+            for name, value in extract.summary_columns(final_metrics_json).items():
+                setattr(run, name, value)
+        for name, value in explicit.items():
+            if value is not None:
+                setattr(run, name, value)
+        if take_summary:
+            _apply_summary_objectives(state)
+    return state.changed
+
+
+def _summary_step(summary: Mapping[str, Any] | None) -> float:
+    step = summary.get("_step") if isinstance(summary, Mapping) else None
+    return float(step) if isinstance(step, int | float) and not isinstance(step, bool) else -1.0
+
+
+def _summary_wins(run: TrainingRun, status: str, summary: Mapping[str, Any]) -> bool:
+    # The final state must not depend on arrival order: the summary of the highest-ranked
+    # status wins, and between equals the one that saw more steps.
+    if run.final_metrics_json is None:
+        return True
+    new_rank, rank = extract.STATUS_RANK[status], extract.STATUS_RANK[run.status]
+    if new_rank != rank:
+        return new_rank > rank
+    return _summary_step(summary) >= _summary_step(run.final_metrics_json)
+
+
+def record_progress(run_id: str, step: int, metrics: Mapping[str, Any] | None = None) -> bool:
+    """Merge live training metrics at ``step`` into the run; older steps never overwrite newer ones."""
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise ValueError("step must be a non-negative integer")
+    with transaction() as session, RunState(session, run_id, with_objectives=False) as state:
+        run = state.run
+        _raise_status(run, "running")
+        if run.last_step is None or step > run.last_step:
+            run.last_step = step
+            run.progress_json = dict(metrics or {})
+        elif step == run.last_step:
+            run.progress_json = {**(run.progress_json or {}), **(metrics or {})}
+    return state.changed
+
+
+def _attach(run_id: str, **keys: str | None) -> bool:
+    for name, value in keys.items():
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"{name} must be a string")
+    with transaction() as session, RunState(session, run_id, with_objectives=False) as state:
+        for name, value in keys.items():
+            if value:
+                setattr(state.run, name, value)
+    return state.changed
+
+
+def attach_crash_data(
+    run_id: str,
+    error_log_s3_key: str | None = None,
+    crash_report_s3_key: str | None = None,
+    crash_analysis_s3_key: str | None = None,
+) -> bool:
+    """Record the S3 keys of a run's crash report; return whether anything changed."""
+    return _attach(
+        run_id,
+        error_log_s3_key=error_log_s3_key,
+        crash_report_s3_key=crash_report_s3_key,
+        crash_analysis_s3_key=crash_analysis_s3_key,
+    )
+
+
+def mark_crashed(
+    run_id: str,
+    error: str | None = None,
+    error_log_s3_key: str | None = None,
+    crash_report_s3_key: str | None = None,
+    crash_analysis_s3_key: str | None = None,
+) -> bool:
+    """Mark a run crashed, keeping its error message and any crash-report keys."""
+    keys = {
+        "error_message": error,
+        "error_log_s3_key": error_log_s3_key,
+        "crash_report_s3_key": crash_report_s3_key,
+        "crash_analysis_s3_key": crash_analysis_s3_key,
+    }
+    with transaction() as session, RunState(session, run_id, with_objectives=False) as state:
+        _raise_status(state.run, "crashed")
+        for name, value in keys.items():
+            if value:
+                setattr(state.run, name, value)
+    return state.changed
+
+
+def attach_conversation(run_id: str, conversation_s3_key: str) -> bool:
+    """Record the S3 key of the conversation that analysed a run."""
+    return _attach(run_id, conversation_s3_key=conversation_s3_key)
+
+
+def attach_blog_post(run_id: str, blog_url: str) -> bool:
+    """Record the URL of a blog post written about a run."""
+    return _attach(run_id, blog_post_url=blog_url)
+
+
+def run_to_dict(run: TrainingRun) -> dict[str, Any]:
+    return {column: getattr(run, column) for column in RUN_COLUMNS}
+
+
+def objective_to_dict(objective: RunObjective) -> dict[str, Any]:
+    return {"run_id": objective.run_id, **{f: getattr(objective, f) for f in OBJECTIVE_FIELDS}}
+
+
+def get_run(run_id: str) -> dict[str, Any] | None:
+    """Return one run with all its fields and its objectives, or None."""
+    with transaction() as session:
+        run = session.get(TrainingRun, run_id)
+        if run is None:
+            return None
+        result = run_to_dict(run)
+        result["objectives"] = [
+            objective_to_dict(o)
+            for o in session.scalars(
+                select(RunObjective).where(RunObjective.run_id == run_id).order_by(RunObjective.objective_name)
+            )
+        ]
+        return result
+
+
+def get_stats() -> dict[str, Any]:
+    """Return counts by status and gradient method, the crash rate and the time range."""
+    with transaction() as session:
+        total, oldest, newest = session.execute(
+            select(func.count(), func.min(TrainingRun.created_at), func.max(TrainingRun.created_at))
+        ).one()
+        by_status = dict(
+            session.execute(select(TrainingRun.status, func.count()).group_by(TrainingRun.status)).all()
+        )
+        by_method = dict(
+            session.execute(
+                select(TrainingRun.gradient_method, func.count()).group_by(TrainingRun.gradient_method)
+            ).all()
+        )
+        num_objectives = session.scalar(select(func.count(func.distinct(RunObjective.objective_name))))
+    return {
+        "total_runs": total,
+        "runs_by_status": {s: by_status[s] for s in extract.STATUSES if s in by_status},
+        "runs_by_gradient_method": by_method,
+        "num_objectives": num_objectives or 0,
+        "crash_rate": (by_status.get("crashed", 0) / total) if total else 0.0,
+        "oldest_run_at": oldest,
+        "newest_run_at": newest,
+    }

@@ -1,0 +1,109 @@
+"""Fixtures: the store on real databases, SQLite always and PostgreSQL where reachable.
+
+PostgreSQL comes from TEST_POSTGRES_URL; when it is unset the default local server
+is tried. Under CI (CI=true) an unreachable PostgreSQL fails the run instead of
+skipping its tests.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+import store
+from store import migrate
+from store.database import make_engine, normalize_url
+from store.models import Base
+
+DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+BACKENDS = ("sqlite", "postgresql")
+
+
+def _postgres_admin_url() -> str | None:
+    url = os.environ.get("TEST_POSTGRES_URL")
+    if url:
+        return normalize_url(url)
+    try:
+        engine = create_engine(DEFAULT_POSTGRES_URL, connect_args={"connect_timeout": 2})
+        with engine.connect():
+            pass
+        engine.dispose()
+    except Exception:
+        if os.environ.get("CI") == "true":
+            raise
+        return None
+    return DEFAULT_POSTGRES_URL
+
+
+@pytest.fixture(scope="session")
+def postgres_url(worker_id: str) -> Iterator[str | None]:
+    """Create a private PostgreSQL database for this test process, migrated to head."""
+    admin_url = _postgres_admin_url()
+    if admin_url is None:
+        yield None
+        return
+    name = f"training_db_test_{worker_id}_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    engine = make_engine(url)
+    migrate.upgrade(engine)
+    engine.dispose()
+    yield url
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Migrate one SQLite file that every test copies."""
+    path = tmp_path_factory.mktemp("template") / "training_runs.db"
+    engine = make_engine(f"sqlite:///{path}")
+    migrate.upgrade(engine)
+    with engine.connect() as connection:
+        connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    engine.dispose()
+    return path
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> Iterator[str]:
+    """Yield the URL of an empty, migrated database of each backend."""
+    if request.param == "sqlite":
+        path = tmp_path / "training_runs.db"
+        shutil.copy(sqlite_template, path)
+        yield f"sqlite:///{path}"
+        return
+    url = request.getfixturevalue("postgres_url")
+    if url is None:
+        pytest.skip("PostgreSQL is not reachable (set TEST_POSTGRES_URL)")
+    yield url
+    engine = create_engine(url)
+    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    with engine.begin() as connection:
+        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+
+
+@pytest.fixture
+def db(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Point the store at an empty database of each backend; yield the backend's name."""
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    engine = store.configure(database_url)
+    yield engine.dialect.name
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def worker_id() -> str:
+    """Name this test process (pytest-xdist overrides it with gw0, gw1...)."""
+    return "main"
