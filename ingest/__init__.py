@@ -1,0 +1,70 @@
+"""The webhook ingester: authenticated deliveries into a durable inbox, over HTTP."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from ingest import auth, metrics
+from ingest.intake import Intake
+from ingest.settings import Settings
+
+log = logging.getLogger("ingest")
+
+
+def create_app(settings: Settings | None = None, fetch_pem: Callable[[str], bytes] | None = None) -> Flask:
+    """Create the ingester's Flask app; tests pass their own settings and certificate fetcher."""
+    import store
+    from ingest import openapi, webhooks
+
+    settings = settings or Settings()
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.config["SETTINGS"] = settings
+    store.configure(settings.database_url)
+    app.extensions["intake"] = Intake(
+        settings, auth.SnsVerifier(settings.sns_topic_arns, fetch_pem=fetch_pem)
+    )
+    _warn_unconfigured(settings)
+
+    app.register_blueprint(webhooks.blueprint)
+    app.register_blueprint(openapi.blueprint)
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> tuple[Response, int]:
+        # Every error is JSON naming the problem, 404s and 413s included.
+        code = error.code or 500
+        name = (error.name or "error").lower().replace(" ", "_")
+        if code == 413:
+            metrics.rejected(_source_of(request.path), "body_too_large")
+            message = f"body is larger than MAX_BODY_BYTES ({settings.max_body_bytes} bytes)"
+        else:
+            message = error.description or name
+        return jsonify(error=name, message=message), code
+
+    @app.errorhandler(Exception)
+    def unexpected_error(error: Exception) -> tuple[Response, int]:
+        log.exception("request.failed path=%s", request.path)
+        return jsonify(error="internal_error", message="unexpected error; nothing was stored"), 500
+
+    return app
+
+
+def _source_of(path: str) -> str:
+    return path.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _warn_unconfigured(settings: Settings) -> None:
+    if not settings.pipeline_webhook_secret:
+        log.warning("config.unset PIPELINE_WEBHOOK_SECRET: /webhooks/pipeline refuses every request")
+    if not (settings.wandb_webhook_token or settings.wandb_webhook_secret):
+        log.warning(
+            "config.unset WANDB_WEBHOOK_TOKEN/WANDB_WEBHOOK_SECRET: /webhooks/wandb refuses every request"
+        )
+    if not settings.s3_webhook_token:
+        log.warning("config.unset S3_WEBHOOK_TOKEN: /webhooks/s3 refuses EventBridge and bare S3 events")
+    if not settings.sns_topic_arns:
+        log.warning("config.unset SNS_TOPIC_ARNS: /webhooks/s3 refuses every SNS message")

@@ -1,5 +1,7 @@
 """The training database: every run, all of its attributes, and fast questions about them."""
 
+from store.bulk import load_runs
+from store.crash_reports import record_crash_report_object
 from store.database import configure, get_engine
 from store.migrate import init_db
 from store.objectives import (
@@ -22,7 +24,9 @@ from store.runs import (
     mark_crashed,
     record_progress,
     update_run_status,
+    utcnow,
 )
+from store.wandb_runs import advance_wandb_sync_cursor, upsert_wandb_run, wandb_sync_cursor
 
 __all__ = [
     "attach_blog_post",
@@ -40,10 +44,16 @@ __all__ = [
     "insert_objective",
     "insert_run",
     "iter_runs",
+    "load_runs",
     "mark_crashed",
     "query_runs",
     "query_runs_by_objectives",
+    "record_crash_report_object",
     "record_progress",
     "update_objective_metric",
     "update_run_status",
+    "upsert_wandb_run",
+    "utcnow",
+    "wandb_sync_cursor",
+    "advance_wandb_sync_cursor",
 ]

@@ -7,13 +7,19 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from store import jsoncodec
 
 DEFAULT_DATABASE_URL = "sqlite:///training_runs.db"
+
+
+class DatabaseUnavailable(Exception):
+    """The database cannot be reached or refused the connection; retrying later may work."""
+
 
 _lock = threading.Lock()
 _engine: Engine | None = None
@@ -43,7 +49,9 @@ def make_engine(url: str) -> Engine:
         "json_deserializer": jsoncodec.loads,
     }
     if backend == "postgresql":
-        options.update(pool_pre_ping=True, pool_size=5, max_overflow=10, pool_recycle=1800)
+        # No pre-ping: it costs a round trip per request. A connection that died is
+        # invalidated on its first error (the request gets 503 and the sender retries).
+        options.update(pool_size=5, max_overflow=10, pool_recycle=1800)
     engine = create_engine(url, **options)
     if backend == "sqlite":
         event.listen(engine, "connect", _configure_sqlite)
@@ -92,9 +100,27 @@ def backend() -> str:
 
 
 @contextmanager
+def unavailable_as_error() -> Iterator[None]:
+    """Turn connection failures into DatabaseUnavailable, so callers need not know SQLAlchemy."""
+    try:
+        yield
+    except (OperationalError, InterfaceError) as error:
+        raise DatabaseUnavailable(str(error.orig or error).strip().splitlines()[0]) from error
+
+
+@contextmanager
 def transaction() -> Iterator[Session]:
     """Yield a session whose work commits on success and rolls back on error."""
     get_engine()
     assert _sessions is not None
-    with _sessions.begin() as session:
+    with unavailable_as_error(), _sessions.begin() as session:
         yield session
+
+
+@contextmanager
+def connect(begin: bool = True) -> Iterator[Connection]:
+    """Yield a Core connection (in a transaction when ``begin``), failures as DatabaseUnavailable."""
+    with unavailable_as_error():
+        engine = get_engine()
+        with engine.begin() if begin else engine.connect() as connection:
+            yield connection

@@ -76,14 +76,26 @@ CONFIG_COLUMNS: dict[str, tuple[tuple[str, ...], Callable[[Any], Any]]] = {
     "wandb_entity": (("wandb_entity", "entity", "wandb.entity"), _str),
     "wandb_project": (("wandb_project", "project", "wandb.project"), _str),
     "gradient_method": (
-        ("training.gradient_method", "gradient_method", "training.grad_method", "optimization.gradient_method",
-         "moo.gradient_method", "moo.method"),
+        (
+            "training.gradient_method",
+            "gradient_method",
+            "training.grad_method",
+            "optimization.gradient_method",
+            "moo.gradient_method",
+            "moo.method",
+        ),
         _str,
     ),
     "batch_size": (("training.batch_size", "batch_size", "data.batch_size"), _int),
     "learning_rate": (
-        ("training.learning_rate", "learning_rate", "training.lr", "lr", "optimizer.lr",
-         "optimizer.learning_rate"),
+        (
+            "training.learning_rate",
+            "learning_rate",
+            "training.lr",
+            "lr",
+            "optimizer.lr",
+            "optimizer.learning_rate",
+        ),
         _float,
     ),
     "gradient_accumulation_steps": (
@@ -95,7 +107,10 @@ CONFIG_COLUMNS: dict[str, tuple[tuple[str, ...], Callable[[Any], Any]]] = {
     "optimizer": (("training.optimizer", "optimizer", "optimizer.name"), _name_of),
     "model_name": (("model.name", "model_name", "model"), _name_of),
     "seed": (("training.seed", "seed"), _int),
-    "instance_type": (("infra.instance_type", "instance_type", "ec2.instance_type", "aws.instance_type"), _str),
+    "instance_type": (
+        ("infra.instance_type", "instance_type", "ec2.instance_type", "aws.instance_type"),
+        _str,
+    ),
     "git_commit": (("git_commit", "git.commit", "git_sha", "git.sha", "commit"), _str),
 }
 

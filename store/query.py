@@ -89,8 +89,10 @@ class JsonAccess:
             return case((func.jsonb_typeof(node) == "number", cast(text, Float)))
         path = _sqlite_path(self.field.path)
         return case(
-            (func.json_type(self.field.column, path).in_(["integer", "real"]),
-             func.json_extract(self.field.column, path))
+            (
+                func.json_type(self.field.column, path).in_(["integer", "real"]),
+                func.json_extract(self.field.column, path),
+            )
         )
 
     def text(self) -> ColumnElement[Any]:
@@ -99,7 +101,9 @@ class JsonAccess:
             text = self.field.column.op("#>>")(literal(list(self.field.path), type_=_text_array()))
             return case((func.jsonb_typeof(node) == "string", text))
         path = _sqlite_path(self.field.path)
-        return case((func.json_type(self.field.column, path) == "text", func.json_extract(self.field.column, path)))
+        return case(
+            (func.json_type(self.field.column, path) == "text", func.json_extract(self.field.column, path))
+        )
 
     def boolean_is(self, value: bool) -> ColumnElement[bool]:
         if self.dialect == "postgresql":
@@ -135,7 +139,11 @@ def _coerce_for_column(field: Field, value: Any) -> Any:
             return value
         if isinstance(value, str):
             try:
-                return float(value) if python_type is float or "." in value or "e" in value.lower() else int(value)
+                return (
+                    float(value)
+                    if python_type is float or "." in value or "e" in value.lower()
+                    else int(value)
+                )
             except ValueError:
                 pass
         raise ValueError(f"{field.name} compares with numbers, not {value!r}")

@@ -387,7 +387,9 @@ def get_run(run_id: str) -> dict[str, Any] | None:
         result["objectives"] = [
             objective_to_dict(o)
             for o in session.scalars(
-                select(RunObjective).where(RunObjective.run_id == run_id).order_by(RunObjective.objective_name)
+                select(RunObjective)
+                .where(RunObjective.run_id == run_id)
+                .order_by(RunObjective.objective_name)
             )
         ]
         return result

@@ -1,0 +1,122 @@
+"""Running the service: migrate, serve, worker, and sending a pipeline event."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ingest.cli.common import load_settings, user_errors
+from ingest.client import SendError, send_event
+from ingest.events import EventKind
+from store import migrate as migrations
+
+PIPELINE_TYPES = [kind.value for kind in EventKind if kind.value.startswith("run.")]
+
+
+@click.command()
+@user_errors
+def migrate() -> None:
+    """Create or upgrade the database schema to the newest migration."""
+    settings = load_settings()
+    before = migrations.current_revision()
+    migrations.upgrade()
+    after = migrations.current_revision()
+    where = settings.database_url.split("@")[-1]
+    click.echo(
+        f"database {where}: schema {before or 'empty'} -> {after}"
+        if before != after
+        else f"database {where}: schema at {after}"
+    )
+
+
+@click.command()
+@click.option("--bind", default=None, help="Address to listen on (default: 0.0.0.0:$PORT or :8000).")
+@click.option(
+    "--workers", type=int, default=None, help="Web processes (default: $WEB_CONCURRENCY or 2 x cores + 1)."
+)
+@click.option("--with-worker", is_flag=True, help="Also run one event worker beside the web server.")
+def serve(bind: str | None, workers: int | None, with_worker: bool) -> None:
+    """Serve the webhook endpoints with gunicorn (the Procfile's web process)."""
+    command = [sys.executable, "-m", "gunicorn", "--config", "python:ingest.gunicorn_conf"]
+    if bind:
+        command += ["--bind", bind]
+    if workers:
+        command += ["--workers", str(workers)]
+    worker = None
+    if with_worker:
+        worker = subprocess.Popen([sys.executable, "-m", "ingest.cli", "worker"])
+    web = subprocess.Popen(command)
+
+    def forward(signum: int, _: Any) -> None:
+        web.send_signal(signum)
+
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, forward)
+    try:
+        code = web.wait()
+    finally:
+        if worker is not None:
+            worker.terminate()
+            worker.wait(timeout=30)
+    sys.exit(code)
+
+
+@click.command()
+@click.option("--once", is_flag=True, help="Process what is due, then exit.")
+def worker(once: bool) -> None:
+    """Process inbox events: run handlers, retry failures, sync W&B projects."""
+    from ingest.worker import Worker
+
+    settings = load_settings()
+    if not migrations.schema_is_current():
+        raise click.ClickException(
+            "database schema is not at the newest migration: run `training-db migrate`"
+        )
+    process = Worker(settings)
+    if once:
+        total = 0
+        while (claimed := process.run_once()) > 0:
+            total += claimed
+        click.echo(f"processed {total} event(s)")
+        return
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    process.run(stop)
+
+
+def _read_data(value: str) -> dict[str, Any]:
+    text = Path(value[1:]).read_text() if value.startswith("@") else value
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise click.BadParameter(f"not JSON: {error}", param_hint="--data") from None
+    if not isinstance(data, dict):
+        raise click.BadParameter("must be a JSON object", param_hint="--data")
+    return data
+
+
+@click.command()
+@click.argument("event_type", type=click.Choice(PIPELINE_TYPES))
+@click.option("--run-id", required=True, help="The run the event is about.")
+@click.option("--data", "data", default="{}", help="Event data as JSON, or @FILE to read it from a file.")
+@click.option("--url", default=None, help="Service URL (default: $TRAINING_DB_URL or http://127.0.0.1:8000).")
+@click.option("--secret", default=None, help="Signing secret (default: $PIPELINE_WEBHOOK_SECRET).")
+def send(event_type: str, run_id: str, data: str, url: str | None, secret: str | None) -> None:
+    """Sign and send one pipeline event, e.g. `send run.finished --run-id R --data @summary.json`."""
+    payload = {**_read_data(data), "run_id": run_id}
+    try:
+        answer = send_event(event_type, payload, url=url, secret=secret)
+    except SendError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(json.dumps(answer))
+
+
+COMMANDS = [migrate, serve, worker, send]

@@ -1,0 +1,42 @@
+"""gunicorn settings for the web process (the Procfile's `web:` line and `training-db serve`)."""
+
+import multiprocessing
+import os
+import shutil
+import tempfile
+
+bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
+workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2 + 1))
+worker_class = "sync"
+# SNS waits 15 s and EventBridge 5 s for an answer; a request that takes longer is stuck.
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
+graceful_timeout = 20
+keepalive = 5
+max_requests = 10000
+max_requests_jitter = 1000
+accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-")
+errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "info")
+wsgi_app = "ingest.wsgi:app"
+
+
+_metrics_dir = None
+
+
+def on_starting(server):  # type: ignore[no-untyped-def]
+    """Give the worker processes a shared scratch folder for their Prometheus counters."""
+    global _metrics_dir
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        _metrics_dir = tempfile.mkdtemp(prefix="training-db-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
+
+
+def on_exit(server):  # type: ignore[no-untyped-def]
+    if _metrics_dir:
+        shutil.rmtree(_metrics_dir, ignore_errors=True)
+
+
+def child_exit(server, worker):  # type: ignore[no-untyped-def]
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

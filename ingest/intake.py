@@ -1,0 +1,303 @@
+"""The intake pipeline of every delivery, in a fixed order, independent of HTTP.
+
+authenticate the raw bytes -> parse -> validate -> commit to the inbox -> answer.
+The Flask endpoints, ``replay file`` and ``consume-sqs`` all go through here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from handlers import IGNORED
+from ingest import auth, metrics
+from ingest.events import Source
+from ingest.parsing import (
+    Invalid,
+    Malformed,
+    Parsed,
+    body_hash,
+    is_sns_envelope,
+    json_object,
+    parse_pipeline,
+    parse_s3_document,
+    parse_sns,
+    parse_wandb,
+    sns_envelope,
+)
+from ingest.settings import Settings
+from store import inbox
+from store.database import DatabaseUnavailable
+
+log = logging.getLogger("ingest")
+
+# Headers worth keeping beside the raw body: what identifies and authenticates a delivery.
+KEPT_HEADERS = (
+    "content-type",
+    "user-agent",
+    "webhook-id",
+    "webhook-timestamp",
+    "x-amz-sns-message-type",
+    "x-amz-sns-message-id",
+    "x-amz-sns-topic-arn",
+    "x-amz-sns-subscription-arn",
+)
+WANDB_DEDUPE_WINDOW = timedelta(minutes=10)
+
+
+@dataclass
+class Receipt:
+    """The answer to one delivery."""
+
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class Rejected(Exception):
+    """A delivery refused before it was stored."""
+
+    def __init__(self, status: int, error: str, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.status, self.error, self.message, self.details = status, error, message, details
+
+    def receipt(self) -> Receipt:
+        body: dict[str, Any] = {"error": self.error, "message": self.message}
+        if self.details is not None:
+            body["details"] = self.details
+        headers = {"Retry-After": "5"} if self.status == 503 else {}
+        return Receipt(self.status, body, headers)
+
+
+def kept_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    lowered = {k.lower(): v for k, v in headers.items()}
+    return {name: lowered[name] for name in KEPT_HEADERS if name in lowered}
+
+
+class Intake:
+    """Authenticate, validate and store deliveries from each source."""
+
+    def __init__(self, settings: Settings, sns_verifier: auth.SnsVerifier) -> None:
+        self.settings = settings
+        self.sns_verifier = sns_verifier
+
+    def receive(
+        self, source: Source, body: bytes, headers: Mapping[str, str], trusted: bool = False
+    ) -> Receipt:
+        """Take one delivery from ``source``; ``trusted`` skips authentication (SQS, replays of the inbox)."""
+        metrics.received(source)
+        try:
+            if source is Source.PIPELINE:
+                return self._pipeline(body, headers, trusted)
+            if source is Source.WANDB:
+                return self._wandb(body, headers, trusted)
+            return self._s3(body, headers, trusted)
+        except Rejected as rejection:
+            metrics.rejected(source, rejection.error)
+            log.info("webhook.rejected source=%s reason=%s", source, rejection.error)
+            return rejection.receipt()
+
+    def _auth(self, check: Any, *args: Any) -> Any:
+        try:
+            return check(*args)
+        except auth.AuthError as error:
+            raise Rejected(401, error.reason, error.message) from None
+        except auth.TopicNotAllowed as error:
+            raise Rejected(403, "topic_not_allowed", str(error)) from None
+
+    def _pipeline(self, body: bytes, headers: Mapping[str, str], trusted: bool) -> Receipt:
+        if trusted:
+            webhook_id = _header(headers, "webhook-id") or f"body:{body_hash(body)}"
+        else:
+            webhook_id = self._auth(
+                auth.verify_pipeline,
+                self.settings.pipeline_webhook_secret,
+                body,
+                headers,
+                self.settings.webhook_tolerance_seconds,
+            )
+        return self._store_validated(
+            Source.PIPELINE, body, headers, f"webhook:{webhook_id}", parse_pipeline, 422
+        )
+
+    def _wandb(self, body: bytes, headers: Mapping[str, str], trusted: bool) -> Receipt:
+        if not trusted:
+            self._auth(
+                auth.verify_wandb,
+                self.settings.wandb_webhook_token,
+                self.settings.wandb_webhook_secret,
+                body,
+                headers,
+            )
+        # W&B sends no delivery id: the same body within ten minutes is the same delivery.
+        digest = body_hash(body)
+        bucket = int(time.time() // WANDB_DEDUPE_WINDOW.total_seconds())
+        return self._store_validated(
+            Source.WANDB,
+            body,
+            headers,
+            f"body:{digest}:{bucket}",
+            parse_wandb,
+            422,
+            also_duplicate_of=(f"body:{digest}:{bucket - 1}",),
+        )
+
+    def _s3(self, body: bytes, headers: Mapping[str, str], trusted: bool) -> Receipt:
+        bearer = _header(headers, "authorization")
+        if bearer and not trusted:
+            self._auth(auth.verify_bearer, self.settings.s3_webhook_token, headers)
+        try:
+            document = json_object(body)
+        except Malformed as error:
+            if not (bearer or trusted):
+                raise Rejected(
+                    401, "missing_credentials", "send a signed SNS message or a bearer token"
+                ) from None
+            return self._store_invalid(Source.S3, body, headers, f"body:{body_hash(body)}", str(error), 400)
+        if is_sns_envelope(document):
+            return self._sns(document, body, headers, trusted)
+        if not (bearer or trusted):
+            raise Rejected(401, "missing_credentials", "send a signed SNS message or a bearer token")
+        try:
+            parsed = parse_s3_document(document, body)
+        except Invalid as error:
+            # SNS and EventBridge drop a message answered 4xx: keep it, answer 202.
+            return self._store_invalid(
+                Source.S3, body, headers, f"body:{body_hash(body)}", str(error), 202, error.errors
+            )
+        return self._store(Source.S3, body, headers, parsed)
+
+    def _sns(
+        self, document: dict[str, Any], body: bytes, headers: Mapping[str, str], trusted: bool
+    ) -> Receipt:
+        try:
+            envelope = sns_envelope(document)
+        except Invalid as error:
+            if not trusted:
+                raise Rejected(
+                    401, "bad_signature", "SNS message is missing signed fields", error.errors
+                ) from None
+            return self._store_invalid(Source.S3, body, headers, f"body:{body_hash(body)}", str(error), 202)
+        if not trusted:
+            self._auth(self.sns_verifier.verify, document)
+        try:
+            parsed = parse_sns(envelope)
+        except Invalid as error:
+            return self._store_invalid(
+                Source.S3, body, headers, f"sns:{envelope.MessageId}", str(error), 202, error.errors
+            )
+        return self._store(Source.S3, body, headers, parsed)
+
+    def _store_validated(
+        self,
+        source: Source,
+        body: bytes,
+        headers: Mapping[str, str],
+        dedupe_key: str,
+        parse: Any,
+        invalid_status: int,
+        also_duplicate_of: tuple[str, ...] = (),
+    ) -> Receipt:
+        try:
+            parsed = parse(body)
+        except Malformed as error:
+            return self._store_invalid(source, body, headers, dedupe_key, str(error), 400)
+        except Invalid as error:
+            return self._store_invalid(
+                source, body, headers, dedupe_key, str(error), invalid_status, error.errors
+            )
+        return self._store(
+            source, body, headers, Parsed(parsed.kind, parsed.event, dedupe_key), also_duplicate_of
+        )
+
+    def _store(
+        self,
+        source: Source,
+        body: bytes,
+        headers: Mapping[str, str],
+        parsed: Parsed,
+        also_duplicate_of: tuple[str, ...] = (),
+    ) -> Receipt:
+        dedupe_key = parsed.dedupe_key or f"body:{body_hash(body)}"
+        status = "ignored" if parsed.kind in IGNORED else "pending"
+        event_id, new = self._record(
+            source, parsed.kind, dedupe_key, body, headers, status, None, also_duplicate_of
+        )
+        if not new:
+            metrics.duplicate(source)
+            return Receipt(200, {"status": "duplicate", "event_id": event_id})
+        return Receipt(
+            202, {"status": "accepted" if status == "pending" else "ignored", "event_id": event_id}
+        )
+
+    def _store_invalid(
+        self,
+        source: Source,
+        body: bytes,
+        headers: Mapping[str, str],
+        dedupe_key: str,
+        message: str,
+        status: int,
+        errors: list[dict[str, Any]] | None = None,
+    ) -> Receipt:
+        error = "malformed_json" if status == 400 else "invalid_event"
+        details = {"message": message, "errors": errors or []}
+        event_id, new = self._record(
+            source, "invalid", dedupe_key, body, headers, "invalid", _json_text(details)
+        )
+        if not new:
+            metrics.duplicate(source)
+            return Receipt(200, {"status": "duplicate", "event_id": event_id})
+        metrics.rejected(source, error)
+        if status == 202:
+            return Receipt(
+                202, {"status": "invalid", "event_id": event_id, "message": message, "errors": errors or []}
+            )
+        return Receipt(
+            status, {"error": error, "message": message, "details": errors or [], "event_id": event_id}
+        )
+
+    def _record(
+        self,
+        source: Source,
+        kind: str,
+        dedupe_key: str,
+        body: bytes,
+        headers: Mapping[str, str],
+        status: str,
+        error: str | None,
+        also_duplicate_of: tuple[str, ...] = (),
+    ) -> tuple[int, bool]:
+        try:
+            return inbox.record_delivery(
+                str(source),
+                str(kind),
+                dedupe_key,
+                body,
+                kept_headers(headers),
+                status=status,
+                last_error=error,
+                also_duplicate_of=also_duplicate_of,
+                duplicate_window=WANDB_DEDUPE_WINDOW if also_duplicate_of else None,
+            )
+        except DatabaseUnavailable as failure:
+            log.error("inbox.unavailable source=%s error=%s", source, failure)
+            raise Rejected(
+                503, "database_unavailable", "the inbox database is unavailable; retry later"
+            ) from None
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    for key, value in headers.items():
+        if key.lower() == name:
+            return value
+    return None
+
+
+def _json_text(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)

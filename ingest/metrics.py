@@ -1,0 +1,83 @@
+"""Prometheus metrics: counters per process, inbox gauges read from the database at scrape time.
+
+Under gunicorn the counters of all worker processes are summed through
+prometheus-client's multiprocess mode (PROMETHEUS_MULTIPROC_DIR, set up by the
+gunicorn config); the inbox gauges come from the database, which all processes share.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from store import inbox
+from store.database import DatabaseUnavailable
+
+RECEIVED = Counter("training_db_webhooks_received", "Deliveries received", ["source"])
+REJECTED = Counter(
+    "training_db_webhooks_rejected", "Deliveries refused or kept as invalid", ["source", "reason"]
+)
+DUPLICATES = Counter(
+    "training_db_webhooks_duplicates", "Deliveries that were already in the inbox", ["source"]
+)
+PROCESSED = Counter("training_db_events_processed", "Events handled by workers", ["kind", "outcome"])
+FAILED = Counter("training_db_events_failed", "Handler failures (retried later)", ["kind"])
+DEAD = Counter("training_db_events_dead", "Events given up after the last attempt", ["kind"])
+
+
+def received(source: str) -> None:
+    RECEIVED.labels(source=str(source)).inc()
+
+
+def rejected(source: str, reason: str) -> None:
+    REJECTED.labels(source=str(source), reason=reason).inc()
+
+
+def duplicate(source: str) -> None:
+    DUPLICATES.labels(source=str(source)).inc()
+
+
+class InboxCollector(Collector):
+    """Inbox events by source and status, and the age of the oldest unprocessed one."""
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        events = GaugeMetricFamily(
+            "training_db_inbox_events", "Inbox events by status", labels=["source", "status"]
+        )
+        lag = GaugeMetricFamily("training_db_inbox_lag_seconds", "Age of the oldest unprocessed inbox event")
+        up = GaugeMetricFamily("training_db_database_up", "Whether the database answered this scrape")
+        try:
+            for (source, status), count in sorted(inbox.counts().items()):
+                events.add_metric([source, status], count)
+            lag.add_metric([], inbox.oldest_pending_age())
+            up.add_metric([], 1)
+        except DatabaseUnavailable:
+            up.add_metric([], 0)
+        yield events
+        yield lag
+        yield up
+
+
+def exposition() -> tuple[bytes, str]:
+    """Render all metrics in the Prometheus text format."""
+    registry = REGISTRY
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    output = generate_latest(registry) + generate_latest(_inbox_registry)
+    return output, CONTENT_TYPE_LATEST
+
+
+_inbox_registry = CollectorRegistry()
+_inbox_registry.register(InboxCollector())

@@ -1,0 +1,160 @@
+"""From a raw body to a typed event: shared by the web process and the worker."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from ingest.events import (
+    EventBridgeS3Event,
+    EventKind,
+    S3Records,
+    S3TestEvent,
+    SnsEnvelope,
+    SubscriptionMessage,
+    WandbAutomation,
+    has_nul_escape,
+    objects_from_eventbridge,
+    objects_from_records,
+    pipeline_event,
+    records_dedupe_key,
+)
+
+_json_object = TypeAdapter(dict[str, Any])
+
+
+class Malformed(Exception):
+    """The body is not a JSON object (400)."""
+
+
+class Invalid(Exception):
+    """The body is JSON but not what the source sends (422, or kept as invalid)."""
+
+    def __init__(self, message: str, errors: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.errors = errors or []
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """A validated delivery: its kind, the event handlers take, and its natural dedupe key."""
+
+    kind: EventKind
+    event: BaseModel
+    dedupe_key: str | None = None
+
+
+def body_hash(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+def _errors(error: ValidationError) -> list[dict[str, Any]]:
+    return [
+        {"loc": [str(part) for part in e["loc"]], "type": e["type"], "message": e["msg"]}
+        for e in error.errors(include_url=False, include_input=False)
+    ]
+
+
+def _validate(adapter: Any, body: bytes) -> Any:
+    if has_nul_escape(body):
+        raise Invalid("strings must not contain NUL (\\u0000): the database cannot store it")
+    try:
+        return adapter.validate_json(body)
+    except ValidationError as error:
+        if any(e["type"] == "json_invalid" for e in error.errors()):
+            raise Malformed(f"body is not valid JSON: {error.errors()[0]['msg']}") from None
+        raise Invalid("body does not match the event schema", _errors(error)) from None
+
+
+def json_object(body: bytes) -> dict[str, Any]:
+    """Parse a body that must be one JSON object."""
+    try:
+        return _json_object.validate_json(body)
+    except ValidationError as error:
+        if any(e["type"] == "json_invalid" for e in error.errors()):
+            raise Malformed(f"body is not valid JSON: {error.errors()[0]['msg']}") from None
+        raise Malformed("body must be a JSON object") from None
+
+
+def parse_pipeline(body: bytes) -> Parsed:
+    """Validate a pipeline run event."""
+    event = _validate(pipeline_event, body)
+    return Parsed(EventKind(event.type), event)
+
+
+_wandb_automation = TypeAdapter(WandbAutomation)
+
+
+def parse_wandb(body: bytes) -> Parsed:
+    """Validate a W&B automation payload."""
+    return Parsed(EventKind.WANDB_AUTOMATION, _validate(_wandb_automation, body))
+
+
+def is_sns_envelope(document: dict[str, Any]) -> bool:
+    return "Type" in document and "TopicArn" in document and "Signature" in document
+
+
+def _model(model: type[BaseModel], document: Any) -> Any:
+    try:
+        return model.model_validate(document)
+    except ValidationError as error:
+        raise Invalid(f"not a valid {model.__name__}", _errors(error)) from None
+
+
+def sns_envelope(document: dict[str, Any]) -> SnsEnvelope:
+    return _model(SnsEnvelope, document)
+
+
+def parse_s3_document(document: dict[str, Any], body: bytes) -> Parsed:
+    """Validate an S3 event, an S3 test event or an EventBridge S3 event."""
+    if "detail-type" in document:
+        event = _model(EventBridgeS3Event, document)
+        return Parsed(EventKind.S3_OBJECTS, objects_from_eventbridge(event), f"eventbridge:{event.id}")
+    if "Records" in document:
+        records = _model(S3Records, document)
+        return Parsed(EventKind.S3_OBJECTS, objects_from_records(records), records_dedupe_key(records))
+    if document.get("Event") == "s3:TestEvent":
+        return Parsed(EventKind.S3_TEST_EVENT, _model(S3TestEvent, document), f"body:{body_hash(body)}")
+    raise Invalid("not an S3 event: expected Records, an s3:TestEvent or an EventBridge event")
+
+
+def parse_sns(envelope: SnsEnvelope) -> Parsed:
+    """Turn a verified SNS envelope into its event; a Notification carries an S3 event."""
+    dedupe_key = f"sns:{envelope.MessageId}"
+    if envelope.Type == "SubscriptionConfirmation":
+        return Parsed(
+            EventKind.SNS_SUBSCRIPTION_CONFIRMATION, SubscriptionMessage(envelope=envelope), dedupe_key
+        )
+    if envelope.Type == "UnsubscribeConfirmation":
+        return Parsed(
+            EventKind.SNS_UNSUBSCRIBE_CONFIRMATION, SubscriptionMessage(envelope=envelope), dedupe_key
+        )
+    message = envelope.Message.encode()
+    try:
+        inner = json_object(message)
+    except Malformed as error:
+        raise Invalid(f"SNS message is not an S3 event: {error}") from None
+    parsed = parse_s3_document(inner, message)
+    return Parsed(parsed.kind, parsed.event, dedupe_key)
+
+
+def parse_s3(body: bytes) -> Parsed:
+    """Re-read a stored S3 delivery (already authenticated) in whichever form it came."""
+    document = json_object(body)
+    if is_sns_envelope(document):
+        return parse_sns(sns_envelope(document))
+    return parse_s3_document(document, body)
+
+
+def parse_stored(source: str, body: bytes) -> Parsed:
+    """Re-read a stored delivery for the worker or a replay."""
+    if source == "pipeline":
+        return parse_pipeline(body)
+    if source == "wandb":
+        return parse_wandb(body)
+    if source == "s3":
+        return parse_s3(body)
+    raise Invalid(f"unknown source {source!r}")

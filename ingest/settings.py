@@ -1,0 +1,54 @@
+"""All configuration, read from the environment in one place."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from store.database import DEFAULT_DATABASE_URL
+
+
+class Settings(BaseSettings):
+    """The service's settings; each field is read from the upper-cased environment variable."""
+
+    model_config = SettingsConfigDict(env_file=None, extra="ignore")
+
+    database_url: str = DEFAULT_DATABASE_URL
+
+    pipeline_webhook_secret: str | None = None
+    wandb_webhook_token: str | None = None
+    wandb_webhook_secret: str | None = None
+    s3_webhook_token: str | None = None
+    sns_topic_arns: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    sns_confirm_subscriptions: bool = True
+    crash_report_prefix: str = "crash-reports/"
+    max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    webhook_tolerance_seconds: int = Field(default=300, gt=0)
+
+    wandb_base_url: str = "https://api.wandb.ai"
+    wandb_api_key: str | None = None
+    wandb_projects: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    wandb_sync_interval: float = Field(default=900.0, gt=0)
+    wandb_sync_overlap: float = Field(default=300.0, ge=0)
+
+    worker_max_attempts: int = Field(default=8, ge=1)
+    worker_poll_interval: float = Field(default=0.05, gt=0)
+    worker_batch_size: int = Field(default=50, ge=1)
+
+    @field_validator("sns_topic_arns", "wandb_projects", mode="before")
+    @classmethod
+    def _split_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.replace(",", " ").split() if item.strip()]
+        return value
+
+    @field_validator("wandb_projects")
+    @classmethod
+    def _check_projects(cls, value: list[str]) -> list[str]:
+        for project in value:
+            entity, _, name = project.partition("/")
+            if not entity or not name or "/" in name:
+                raise ValueError(f"W&B project {project!r} must be written ENTITY/PROJECT")
+        return value

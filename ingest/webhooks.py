@@ -1,0 +1,72 @@
+"""The HTTP endpoints: three webhook receivers, health, readiness and metrics."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from ingest import metrics
+from ingest.events import Source
+from ingest.intake import Intake, Receipt
+from store import migrate
+from store.database import DatabaseUnavailable, unavailable_as_error
+
+blueprint = Blueprint("webhooks", __name__)
+
+
+def _answer(receipt: Receipt) -> Response:
+    response = jsonify(receipt.body)
+    response.status_code = receipt.status
+    response.headers.update(receipt.headers)
+    return response
+
+
+def _receive(source: Source) -> Response:
+    intake: Intake = current_app.extensions["intake"]
+    # Raw bytes, never get_json(): signatures cover the exact bytes, and SNS posts text/plain.
+    return _answer(intake.receive(source, request.get_data(cache=False), request.headers))
+
+
+@blueprint.post("/webhooks/pipeline")
+def pipeline() -> Response:
+    """Receive a signed run event from the training pipeline."""
+    return _receive(Source.PIPELINE)
+
+
+@blueprint.post("/webhooks/wandb")
+def wandb() -> Response:
+    """Receive a W&B automation webhook."""
+    return _receive(Source.WANDB)
+
+
+@blueprint.post("/webhooks/s3")
+def s3() -> Response:
+    """Receive an S3 notification: SNS, EventBridge or a bare S3 event."""
+    return _receive(Source.S3)
+
+
+@blueprint.get("/healthz")
+def healthz() -> Response:
+    """Answer while the process is alive."""
+    return jsonify(status="ok")
+
+
+@blueprint.get("/readyz")
+def readyz() -> tuple[Response, int]:
+    """Answer 200 when the database is reachable and its schema is at the newest migration."""
+    try:
+        with unavailable_as_error():
+            current = migrate.current_revision()
+    except DatabaseUnavailable as error:
+        return jsonify(status="unavailable", error="database_unavailable", message=str(error)), 503
+    head = migrate.head_revision()
+    if current != head:
+        message = f"schema is at {current or 'nothing'}, newest is {head}: run `training-db migrate`"
+        return jsonify(status="unavailable", error="schema_behind", message=message), 503
+    return jsonify(status="ready", revision=current), 200
+
+
+@blueprint.get("/metrics")
+def prometheus() -> Response:
+    """Expose Prometheus metrics."""
+    output, content_type = metrics.exposition()
+    return Response(output, content_type=content_type)

@@ -1,0 +1,280 @@
+"""The durable inbox: every authenticated delivery, byte for byte, and its processing state.
+
+The web process records deliveries; workers claim them, run handlers, and
+record the outcome. Statuses: ``pending`` (waiting), ``processing`` (claimed),
+``done``, ``ignored``, ``failed`` (will be retried), ``dead`` (gave up),
+``invalid`` (failed validation; kept for replay after a fix).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from store.database import connect, get_engine
+from store.models import InboxEvent
+from store.runs import utcnow
+
+STATUSES = ("pending", "processing", "done", "ignored", "failed", "dead", "invalid")
+RETRYABLE = ("pending", "failed")
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One inbox row as plain values."""
+
+    id: int
+    source: str
+    kind: str
+    dedupe_key: str
+    received_at: datetime
+    body: bytes
+    headers: dict[str, Any]
+    status: str
+    attempts: int
+    last_error: str | None
+    processed_at: datetime | None = None
+
+
+_COLUMNS = [InboxEvent.__table__.c[name] for name in Delivery.__dataclass_fields__]
+
+
+def _delivery(row: Any) -> Delivery:
+    values = dict(row._mapping)
+    values["body"] = bytes(values["body"])
+    return Delivery(**values)
+
+
+def record_delivery(
+    source: str,
+    kind: str,
+    dedupe_key: str,
+    body: bytes,
+    headers: dict[str, Any],
+    status: str = "pending",
+    last_error: str | None = None,
+    also_duplicate_of: Sequence[str] = (),
+    duplicate_window: timedelta | None = None,
+) -> tuple[int, bool]:
+    """Commit one delivery; return its id and whether it is new (False: a duplicate).
+
+    ``also_duplicate_of`` names other dedupe keys that make this delivery a duplicate
+    when one was received within ``duplicate_window`` (W&B's time-bucketed keys).
+    """
+    if status not in STATUSES:
+        raise ValueError(f"unknown inbox status {status!r}")
+    now = utcnow()
+    table = InboxEvent.__table__
+    engine = get_engine()
+    insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+    statement = (
+        insert(table)
+        .values(
+            source=source,
+            kind=kind,
+            dedupe_key=dedupe_key,
+            received_at=now,
+            body=body,
+            headers=headers,
+            status=status,
+            attempts=0,
+            last_error=last_error,
+            next_attempt_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["source", "dedupe_key"])
+        .returning(table.c.id)
+    )
+    with connect() as connection:
+        if also_duplicate_of and duplicate_window is not None:
+            earlier = connection.execute(
+                select(table.c.id).where(
+                    table.c.source == source,
+                    table.c.dedupe_key.in_(list(also_duplicate_of)),
+                    table.c.received_at >= now - duplicate_window,
+                )
+            ).first()
+            if earlier is not None:
+                return earlier.id, False
+        new_id = connection.execute(statement).scalar()
+        if new_id is not None:
+            return new_id, True
+        existing = connection.execute(
+            select(table.c.id).where(table.c.source == source, table.c.dedupe_key == dedupe_key)
+        ).scalar_one()
+        return existing, False
+
+
+def claim(limit: int, lease: timedelta = timedelta(minutes=5)) -> list[Delivery]:
+    """Claim up to ``limit`` due events for this worker, oldest first.
+
+    PostgreSQL skips rows other workers hold (SKIP LOCKED); an event whose claim is
+    older than ``lease`` (its worker died) is claimed again.
+    """
+    now = utcnow()
+    table = InboxEvent.__table__
+    due = or_(
+        and_(table.c.status.in_(RETRYABLE), table.c.next_attempt_at <= now),
+        and_(table.c.status == "processing", table.c.claimed_at < now - lease),
+    )
+    candidates = (
+        select(table.c.id).where(due).order_by(table.c.id).limit(limit).with_for_update(skip_locked=True)
+    )
+    statement = (
+        update(table)
+        .where(table.c.id.in_(candidates.scalar_subquery()))
+        .values(status="processing", claimed_at=now, attempts=table.c.attempts + 1)
+        .returning(*_COLUMNS)
+    )
+    with connect() as connection:
+        rows = connection.execute(statement).all()
+    return sorted((_delivery(row) for row in rows), key=lambda d: d.id)
+
+
+def finish(event_ids: Iterable[int], status: str, error: str | None = None) -> None:
+    """Record the final outcome (done, ignored, invalid or dead) of claimed events."""
+    ids = list(event_ids)
+    if not ids:
+        return
+    with connect() as connection:
+        connection.execute(
+            update(InboxEvent.__table__)
+            .where(InboxEvent.__table__.c.id.in_(ids))
+            .values(status=status, last_error=error, processed_at=utcnow(), claimed_at=None)
+        )
+
+
+def retry_later(
+    event_id: int, attempts: int, error: str, base_delay: float = 1.0, cap: float = 600.0
+) -> None:
+    """Schedule a failed event again with exponential backoff and full jitter."""
+    delay = random.uniform(0, min(cap, base_delay * 2 ** max(attempts - 1, 0)))
+    with connect() as connection:
+        connection.execute(
+            update(InboxEvent.__table__)
+            .where(InboxEvent.__table__.c.id == event_id)
+            .values(
+                status="failed",
+                last_error=error,
+                next_attempt_at=utcnow() + timedelta(seconds=delay),
+                claimed_at=None,
+            )
+        )
+
+
+def requeue(
+    statuses: Sequence[str] = ("failed", "dead"),
+    source: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    event_ids: Sequence[int] = (),
+) -> list[Delivery]:
+    """Return the events a replay would run again, oldest first."""
+    for status in statuses:
+        if status not in STATUSES:
+            raise ValueError(f"unknown inbox status {status!r}; expected one of {', '.join(STATUSES)}")
+    table = InboxEvent.__table__
+    conditions = [table.c.status.in_(list(statuses))]
+    if source:
+        conditions.append(table.c.source == source)
+    if since:
+        conditions.append(table.c.received_at >= since)
+    if until:
+        conditions.append(table.c.received_at < until)
+    if event_ids:
+        conditions.append(table.c.id.in_(list(event_ids)))
+    with connect(begin=False) as connection:
+        rows = connection.execute(select(*_COLUMNS).where(*conditions).order_by(table.c.id)).all()
+    return [_delivery(row) for row in rows]
+
+
+def set_status(event_id: int, status: str, error: str | None = None, count_attempt: bool = True) -> None:
+    """Record the outcome of a replayed event, counting the attempt."""
+    table = InboxEvent.__table__
+    values: dict[str, Any] = {"status": status, "last_error": error, "processed_at": utcnow()}
+    if count_attempt:
+        values["attempts"] = table.c.attempts + 1
+    with connect() as connection:
+        connection.execute(update(table).where(table.c.id == event_id).values(**values))
+
+
+def get_delivery(event_id: int) -> Delivery | None:
+    with connect(begin=False) as connection:
+        row = connection.execute(select(*_COLUMNS).where(InboxEvent.__table__.c.id == event_id)).first()
+    return _delivery(row) if row else None
+
+
+def list_deliveries(status: str | None = None, source: str | None = None, limit: int = 50) -> list[Delivery]:
+    """Return the newest deliveries first, optionally of one status and source."""
+    table = InboxEvent.__table__
+    statement = select(*_COLUMNS).order_by(table.c.id.desc()).limit(limit)
+    if status:
+        if status not in STATUSES:
+            raise ValueError(f"unknown inbox status {status!r}; expected one of {', '.join(STATUSES)}")
+        statement = statement.where(table.c.status == status)
+    if source:
+        statement = statement.where(table.c.source == source)
+    with connect(begin=False) as connection:
+        return [_delivery(row) for row in connection.execute(statement)]
+
+
+def counts() -> dict[tuple[str, str], int]:
+    """Count inbox events by (source, status)."""
+    table = InboxEvent.__table__
+    with connect(begin=False) as connection:
+        rows = connection.execute(
+            select(table.c.source, table.c.status, func.count()).group_by(table.c.source, table.c.status)
+        )
+        return {(source, status): count for source, status, count in rows}
+
+
+def oldest_pending_age() -> float:
+    """Return how many seconds the oldest unprocessed event has waited (0 when none)."""
+    table = InboxEvent.__table__
+    with connect(begin=False) as connection:
+        oldest = connection.execute(
+            select(func.min(table.c.received_at)).where(
+                table.c.status.in_(("pending", "processing", "failed"))
+            )
+        ).scalar()
+    return max((utcnow() - oldest).total_seconds(), 0.0) if oldest else 0.0
+
+
+class NewEventSignal:
+    """Wait for new deliveries: LISTEN on PostgreSQL, a short sleep on SQLite."""
+
+    def __init__(self, poll_interval: float) -> None:
+        self.poll_interval = poll_interval
+        self._connection: psycopg.Connection[Any] | None = None
+
+    def _listen(self) -> psycopg.Connection[Any]:
+        if self._connection is None or self._connection.closed:
+            url = get_engine().url.set(drivername="postgresql").render_as_string(hide_password=False)
+            self._connection = psycopg.connect(url, autocommit=True)
+            self._connection.execute("LISTEN inbox_events")
+        return self._connection
+
+    def wait(self, timeout: float) -> None:
+        """Return when a delivery may be waiting, or after ``timeout`` seconds."""
+        if get_engine().dialect.name != "postgresql":
+            time.sleep(min(timeout, self.poll_interval))
+            return
+        try:
+            for _ in self._listen().notifies(timeout=timeout, stop_after=1):
+                pass
+        except psycopg.OperationalError:
+            # The database went away: drop the connection, and the next wait reconnects.
+            self.close()
+            time.sleep(min(timeout, 1.0))
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None

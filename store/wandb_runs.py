@@ -1,0 +1,99 @@
+"""Runs as W&B reports them, and how far each W&B project has been synced."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from store import extract
+from store.database import transaction
+from store.models import TrainingRun, WandbSyncState
+from store.runs import (
+    RunState,
+    _apply_summary_objectives,
+    _raise_status,
+    _summary_wins,
+    _upsert_config_objectives,
+)
+
+# Keys under which the pipeline may log its own run id into the W&B config.
+RUN_ID_CONFIG_KEYS = ("run_id", "training_db_run_id")
+
+
+def upsert_wandb_run(
+    wandb_run_id: str,
+    entity: str,
+    project: str,
+    state: str,
+    config: Mapping[str, Any] | None = None,
+    summary: Mapping[str, Any] | None = None,
+    run_name: str | None = None,
+    created_at: datetime | None = None,
+) -> bool:
+    """Merge one run as W&B reports it into the training run it belongs to.
+
+    The run is found by the pipeline's run id logged in the W&B config, else by a
+    training run already linked to this W&B id, else it is filed under the W&B id.
+    The launch config the pipeline sent stays authoritative; W&B's fills in when
+    there is none. Status and summary follow the same order-free rules as events.
+    """
+    status = extract.normalize_status(state)
+    with transaction() as session:
+        run_id = next(
+            (
+                config[k]
+                for k in RUN_ID_CONFIG_KEYS
+                if config and isinstance(config.get(k), str) and config[k]
+            ),
+            None,
+        ) or session.scalar(
+            select(TrainingRun.run_id)
+            .where(TrainingRun.wandb_run_id == wandb_run_id)
+            .order_by(TrainingRun.run_id)
+        )
+        with RunState(session, run_id or wandb_run_id) as run_state:
+            run = run_state.run
+            run.wandb_run_id = wandb_run_id
+            run.wandb_entity = run.wandb_entity or entity
+            run.wandb_project = run.wandb_project or project
+            if run.config_json is None and config:
+                run.config_json = dict(config)
+                for name, value in extract.config_columns(config).items():
+                    if getattr(run, name) is None:
+                        setattr(run, name, value)
+                _upsert_config_objectives(run_state, extract.config_objectives(config))
+            run.run_name = run.run_name or run_name
+            if created_at is not None and (run.created_at is None or created_at < run.created_at):
+                run.created_at = created_at
+            take_summary = summary is not None and _summary_wins(run, status, summary)
+            _raise_status(run, status)
+            if take_summary:
+                assert summary is not None
+                run.final_metrics_json = dict(summary)
+                for name, value in extract.summary_columns(summary).items():
+                    setattr(run, name, value)
+                _apply_summary_objectives(run_state)
+    return run_state.changed
+
+
+def wandb_sync_cursor(entity: str, project: str) -> datetime | None:
+    """Return when the project's last sync started, or None if it never ran."""
+    with transaction() as session:
+        state = session.get(WandbSyncState, (entity, project))
+        return state.synced_through if state else None
+
+
+def advance_wandb_sync_cursor(entity: str, project: str, synced_through: datetime, runs_seen: int) -> None:
+    """Record a finished sync of the project."""
+    with transaction() as session:
+        state = session.get(WandbSyncState, (entity, project), with_for_update=True)
+        if state is None:
+            state = WandbSyncState(entity=entity, project=project, runs_seen=0)
+            session.add(state)
+        if state.synced_through is None or synced_through > state.synced_through:
+            state.synced_through = synced_through
+        state.last_run_at = synced_through
+        state.runs_seen = (state.runs_seen or 0) + runs_seen
