@@ -31,7 +31,9 @@ class Settings(BaseSettings):
     wandb_api_key: str | None = None
     wandb_projects: Annotated[list[str], NoDecode] = Field(default_factory=list)
     wandb_sync_interval: float = Field(default=900.0, gt=0)
-    wandb_sync_overlap: float = Field(default=300.0, ge=0)
+    # W&B marks a run crashed minutes after its heartbeat stops, without touching the heartbeat:
+    # re-reading the last hour catches those state changes.
+    wandb_sync_overlap: float = Field(default=3600.0, ge=0)
 
     worker_max_attempts: int = Field(default=8, ge=1)
     worker_poll_interval: float = Field(default=0.05, gt=0)

@@ -14,13 +14,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from flask import Flask
+from flask.testing import FlaskClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 import store
+from ingest import create_app
+from ingest.settings import Settings
+from ingest.worker import Worker
 from store import migrate
 from store.database import make_engine, normalize_url
 from store.models import Base
+from tests.sns_signer import SnsSigner
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 BACKENDS = ("sqlite", "postgresql")
@@ -69,8 +75,7 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("template") / "training_runs.db"
     engine = make_engine(f"sqlite:///{path}")
     migrate.upgrade(engine)
-    with engine.connect() as connection:
-        connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    # Closing the last connection checkpoints the WAL into the file that tests copy.
     engine.dispose()
     return path
 
@@ -107,3 +112,46 @@ def db(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 def worker_id() -> str:
     """Name this test process (pytest-xdist overrides it with gw0, gw1...)."""
     return "main"
+
+
+PIPELINE_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+WANDB_TOKEN = "wandb-token-for-tests"
+WANDB_SECRET = "wandb-secret-for-tests"
+S3_TOKEN = "s3-token-for-tests"
+TOPIC_ARN = "arn:aws:sns:us-east-1:123456789012:crash-reports"
+
+
+@pytest.fixture
+def settings(db: str, database_url: str) -> Settings:
+    """Settings with every source configured, on each backend."""
+    return Settings(
+        database_url=database_url,
+        pipeline_webhook_secret=PIPELINE_SECRET,
+        wandb_webhook_token=WANDB_TOKEN,
+        wandb_webhook_secret=WANDB_SECRET,
+        s3_webhook_token=S3_TOKEN,
+        sns_topic_arns=[TOPIC_ARN],
+    )
+
+
+@pytest.fixture(scope="session")
+def sns_signer() -> SnsSigner:
+    """A key and certificate that sign SNS messages as AWS would."""
+    return SnsSigner()
+
+
+@pytest.fixture
+def app(settings: Settings, sns_signer: SnsSigner) -> Flask:
+    """The real ingester app on each backend, fetching SNS certificates from the test signer."""
+    return create_app(settings, fetch_pem=sns_signer.fetch_pem)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def worker(settings: Settings) -> Worker:
+    """A worker on the same database as the app; tests call run_once()."""
+    return Worker(settings)

@@ -1,0 +1,93 @@
+"""Health, readiness, metrics and the OpenAPI document."""
+
+from __future__ import annotations
+
+from sqlalchemy import create_engine, text
+
+from ingest import create_app
+from tests.webhooks import fixture, post_pipeline, post_s3
+
+
+def test_healthz_answers_while_the_process_is_alive(client):
+    assert client.get("/healthz").json == {"status": "ok"}
+
+
+def test_readyz_answers_200_when_the_schema_is_at_head(client):
+    response = client.get("/readyz")
+
+    assert response.status_code == 200
+    assert response.json["status"] == "ready"
+
+
+def test_readyz_answers_503_when_the_schema_is_behind(client, database_url):
+    engine = create_engine(database_url)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = 'old'"))
+    try:
+        response = client.get("/readyz")
+    finally:
+        with engine.begin() as connection:
+            connection.execute(text("UPDATE alembic_version SET version_num = '0001'"))
+        engine.dispose()
+
+    assert response.status_code == 503
+    assert response.json["error"] == "schema_behind"
+    assert "training-db migrate" in response.json["message"]
+
+
+def test_readyz_and_webhooks_answer_503_when_the_database_is_unreachable(settings, sns_signer):
+    down = settings.model_copy(update={"database_url": "postgresql+psycopg://postgres@127.0.0.1:1/none"})
+    client = create_app(down, fetch_pem=sns_signer.fetch_pem).test_client()
+
+    ready = client.get("/readyz")
+    delivery = post_pipeline(client, fixture("pipeline", "run_launched__basic"))
+
+    assert ready.status_code == 503
+    assert delivery.status_code == 503
+    assert delivery.json["error"] == "database_unavailable"
+    assert delivery.headers["Retry-After"]
+
+
+def test_metrics_count_received_rejected_and_duplicate_deliveries_and_the_inbox(client):
+    post_s3(client, fixture("s3", "object_created__put"))
+    post_s3(client, fixture("s3", "object_created__put"))
+    post_s3(client, fixture("s3", "object_created__put"), token="wrong")
+
+    text_format = client.get("/metrics").get_data(as_text=True)
+
+    assert 'training_db_webhooks_received_total{source="s3"}' in text_format
+    assert 'training_db_webhooks_rejected_total{reason="bad_token",source="s3"}' in text_format
+    assert 'training_db_webhooks_duplicates_total{source="s3"}' in text_format
+    assert 'training_db_inbox_events{source="s3",status="pending"} 1.0' in text_format
+    assert "training_db_inbox_lag_seconds" in text_format
+
+
+def test_the_openapi_document_describes_every_endpoint_with_generated_schemas(client):
+    document = client.get("/openapi.json").json
+
+    assert document["openapi"].startswith("3.1")
+    assert set(document["paths"]) == {
+        "/webhooks/pipeline",
+        "/webhooks/wandb",
+        "/webhooks/s3",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    }
+    assert "RunLaunched" in document["components"]["schemas"]
+    assert "SnsEnvelope" in document["components"]["schemas"]
+    assert set(document["paths"]["/webhooks/s3"]["post"]["responses"]) >= {
+        "200",
+        "202",
+        "400",
+        "401",
+        "403",
+        "413",
+        "503",
+    }
+
+
+def test_unknown_paths_and_methods_answer_json(client):
+    assert client.get("/nowhere").json["error"] == "not_found"
+    assert client.get("/webhooks/pipeline").status_code == 405
+    assert "error" in client.get("/webhooks/pipeline").json
