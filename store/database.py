@@ -9,7 +9,7 @@ from contextlib import contextmanager
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError, StatementError
 from sqlalchemy.orm import Session, sessionmaker
 
 from store import jsoncodec
@@ -113,8 +113,14 @@ def transaction() -> Iterator[Session]:
     """Yield a session whose work commits on success and rolls back on error."""
     get_engine()
     assert _sessions is not None
-    with unavailable_as_error(), _sessions.begin() as session:
-        yield session
+    try:
+        with unavailable_as_error(), _sessions.begin() as session:
+            yield session
+    except StatementError as error:
+        # A value refused while binding (the JSON codec's ValueError) is the caller's error.
+        if isinstance(error.orig, ValueError):
+            raise error.orig from None
+        raise
 
 
 @contextmanager

@@ -1,9 +1,11 @@
-"""Reversible JSON for documents that carry NaN and Infinity.
+"""Reversible JSON for documents that carry NaN, Infinity and floats JSONB would change.
 
 W&B summaries contain NaN, Infinity and -Infinity, which strict JSON and
-PostgreSQL JSONB refuse. A non-finite float is stored as ``{"$float": "NaN"}``;
-a genuine one-key object whose key is ``$float`` (or ``$$float``...) gets one
-more ``$`` so that decoding gives back exactly what went in.
+PostgreSQL JSONB refuse; and JSONB stores numbers as decimals, so ``1e+16``
+comes back as the integer ``10000000000000000`` and ``-0.0`` as ``0.0``. Such a
+float is stored as ``{"$float": "<repr>"}``; a genuine one-key object whose key
+is ``$float`` (or ``$$float``...) gets one more ``$``, so that decoding gives
+back exactly what went in.
 """
 
 from __future__ import annotations
@@ -15,18 +17,24 @@ from typing import Any
 
 _MARKER = "$float"
 _ESCAPED_MARKER = re.compile(r"^\$+float$")
-_NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+# Substrings of json.dumps output that may hold a float JSONB would not give back as written.
+_SUSPECT = ('"$', "e+", "E+", "-0.0")
 
 
-def _non_finite_name(value: float) -> str:
+def _float_marker(value: float) -> str | None:
     if math.isnan(value):
         return "NaN"
-    return "Infinity" if value > 0 else "-Infinity"
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    text = repr(value)
+    if ("e+" in text and value.is_integer()) or (value == 0 and math.copysign(1, value) < 0):
+        return text
+    return None
 
 
 def _escape(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return {_MARKER: _non_finite_name(value)}
+    if isinstance(value, float) and (marker := _float_marker(value)) is not None:
+        return {_MARKER: marker}
     if isinstance(value, dict):
         escaped = {key: _escape(item) for key, item in value.items()}
         if len(escaped) == 1:
@@ -43,8 +51,11 @@ def _unescape_object(obj: dict[str, Any]) -> Any:
     if len(obj) != 1:
         return obj
     ((key, value),) = obj.items()
-    if key == _MARKER and value in _NON_FINITE:
-        return _NON_FINITE[value]
+    if key == _MARKER and isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return obj
     if _ESCAPED_MARKER.match(key):
         return {key[1:]: value}
     return obj
@@ -62,9 +73,13 @@ def dumps(value: Any, sort_keys: bool = False) -> str:
         text = json.dumps(value, **options)
     except ValueError:
         text = None
-    # Only documents holding a non-finite float or a "$...float" key need the walk.
-    if text is None or '"$' in text:
+    # Only documents that may hold a float to mark, or a "$...float" key, need the walk.
+    if text is None or any(suspect in text for suspect in _SUSPECT):
         text = json.dumps(_escape(value), **options)
+    if "\\u0000" in text:
+        raise ValueError(
+            "JSON documents must not contain NUL (\\u0000) characters: PostgreSQL cannot store them"
+        )
     return text
 
 

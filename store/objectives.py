@@ -263,9 +263,7 @@ def get_objective_statistics(
         .label("position"),
     ).subquery("ranked_values")
     # The median is the middle value, or the mean of the two middle values.
-    middle = and_(
-        ranked.c.ascending >= (ranked.c.total + 1) / 2.0, ranked.c.ascending <= (ranked.c.total + 2) / 2.0
-    )
+    middle = and_(ranked.c.ascending >= ranked.c.total / 2.0, ranked.c.ascending <= ranked.c.total / 2.0 + 1)
     statement = select(
         func.count().label("count"),
         func.avg(ranked.c.value).label("avg"),

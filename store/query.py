@@ -11,15 +11,28 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Float, and_, case, cast, false, func, literal, or_, select, true
+from sqlalchemy import (
+    ColumnElement,
+    Float,
+    String,
+    and_,
+    case,
+    cast,
+    false,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+    type_coerce,
+)
 from sqlalchemy.sql.elements import KeyedColumnElement
 
 from store import extract
 from store.database import transaction
-from store.models import TrainingRun
+from store.models import TrainingRun, UTCDateTime
 from store.runs import JSON_COLUMNS, RUN_COLUMNS, _parse_time, run_to_dict
 
 DOCUMENTS = {"config": "config_json", "summary": "final_metrics_json", "progress": "progress_json"}
@@ -88,22 +101,17 @@ class JsonAccess:
             text = self.field.column.op("#>>")(literal(list(self.field.path), type_=_text_array()))
             return case((func.jsonb_typeof(node) == "number", cast(text, Float)))
         path = _sqlite_path(self.field.path)
-        return case(
-            (
-                func.json_type(self.field.column, path).in_(["integer", "real"]),
-                func.json_extract(self.field.column, path),
-            )
-        )
+        extracted = type_coerce(func.json_extract(self.field.column, path), Float)
+        return case((func.json_type(self.field.column, path).in_(["integer", "real"]), extracted))
 
     def text(self) -> ColumnElement[Any]:
         if self.dialect == "postgresql":
             node = self._pg_node()
             text = self.field.column.op("#>>")(literal(list(self.field.path), type_=_text_array()))
-            return case((func.jsonb_typeof(node) == "string", text))
+            return case((func.jsonb_typeof(node) == "string", type_coerce(text, String)))
         path = _sqlite_path(self.field.path)
-        return case(
-            (func.json_type(self.field.column, path) == "text", func.json_extract(self.field.column, path))
-        )
+        extracted = type_coerce(func.json_extract(self.field.column, path), String)
+        return case((func.json_type(self.field.column, path) == "text", extracted))
 
     def boolean_is(self, value: bool) -> ColumnElement[bool]:
         if self.dialect == "postgresql":
@@ -129,11 +137,11 @@ def _text_array():  # type: ignore[no-untyped-def]
 
 
 def _coerce_for_column(field: Field, value: Any) -> Any:
-    python_type = field.column.type.python_type
     if value is None:
         return None
-    if python_type is datetime:
+    if isinstance(field.column.type, UTCDateTime):
         return _parse_time(value, field.name)
+    python_type = field.column.type.python_type
     if python_type in (int, float):
         if _is_number(value):
             return value

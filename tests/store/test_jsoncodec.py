@@ -1,0 +1,63 @@
+"""Documents survive the trip through the JSON codec and both databases, exactly."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import store
+from store import jsoncodec
+
+text = st.text(alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00"), max_size=12)
+keys = st.one_of(text, st.sampled_from(["$float", "$$float", "train/loss", "_wandb", ""]))
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.floats(allow_nan=True, allow_infinity=True),
+    text,
+    st.sampled_from(["NaN", "Infinity", "$float"]),
+)
+documents = st.recursive(
+    scalars,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(keys, children, max_size=4),
+    max_leaves=25,
+)
+
+
+def same(a, b) -> bool:
+    """Compare JSON values exactly: NaN equals NaN, 1 is not 1.0, -0.0 is not 0.0."""
+    if isinstance(a, float) and isinstance(b, float):
+        return (math.isnan(a) and math.isnan(b)) or (a == b and math.copysign(1, a) == math.copysign(1, b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    return type(a) is type(b) and a == b
+
+
+@given(documents)
+def test_the_codec_gives_back_exactly_what_it_was_given(document):
+    text = jsoncodec.dumps(document)
+
+    assert "NaN" not in text.replace('"NaN"', "") and "Infinity" not in text.replace(
+        '"Infinity"', ""
+    ).replace('"-Infinity"', "")
+    assert same(jsoncodec.loads(text), document)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.dictionaries(keys, documents, max_size=6))
+def test_a_config_written_and_read_back_is_equal_on_both_databases(db, document):
+    store.insert_run("r1", config_dict=document)
+
+    assert same(store.get_run("r1")["config_json"], document)
+
+
+def test_a_nul_character_is_refused_on_both_databases_with_a_clear_error(db):
+    with pytest.raises(ValueError, match="NUL"):
+        store.insert_run("r1", config_dict={"name": "a\x00b"})
+    assert store.get_run("r1") is None
