@@ -1,0 +1,149 @@
+"""The worker: claiming, retries with backoff, dead events, several workers, and waking on new events."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+
+import store
+from handlers import HANDLERS, Outcome
+from ingest.events import EventKind
+from ingest.worker import Worker
+from store import inbox
+from tests.webhooks import fixture, pipeline_event, post_pipeline
+
+
+def _break_handler(monkeypatch, kind: EventKind, error: Exception) -> list[int]:
+    calls: list[int] = []
+
+    def broken(event, context) -> Outcome:
+        calls.append(1)
+        raise error
+
+    monkeypatch.setitem(HANDLERS, kind, broken)
+    return calls
+
+
+def _make_due(event_id: int) -> None:
+    from sqlalchemy import update
+
+    from store.models import InboxEvent
+
+    with store.get_engine().begin() as connection:
+        connection.execute(
+            update(InboxEvent).where(InboxEvent.id == event_id).values(next_attempt_at=store.utcnow())
+        )
+
+
+def test_a_failing_handler_is_retried_with_backoff_then_marked_dead_with_its_last_error(
+    client, settings, monkeypatch
+):
+    calls = _break_handler(monkeypatch, EventKind.RUN_LAUNCHED, RuntimeError("boom"))
+    worker = Worker(settings.model_copy(update={"worker_max_attempts": 3}))
+    event_id = post_pipeline(client, fixture("pipeline", "run_launched__basic")).json["event_id"]
+
+    worker.run_once()
+    failed = inbox.get_delivery(event_id)
+    assert (failed.status, failed.attempts, failed.last_error) == ("failed", 1, "RuntimeError: boom")
+    for _ in range(2):
+        _make_due(event_id)
+        worker.run_once()
+
+    dead = inbox.get_delivery(event_id)
+    assert (dead.status, dead.attempts, len(calls)) == ("dead", 3, 3)
+    assert dead.last_error == "RuntimeError: boom"
+
+
+def test_a_failed_event_is_not_retried_before_its_backoff(client, worker, monkeypatch):
+    _break_handler(monkeypatch, EventKind.RUN_LAUNCHED, RuntimeError("boom"))
+    event_id = post_pipeline(client, fixture("pipeline", "run_launched__basic")).json["event_id"]
+    monkeypatch.setattr("random.uniform", lambda low, high: high)
+
+    worker.run_once()
+
+    assert worker.run_once() == 0
+    assert inbox.get_delivery(event_id).status == "failed"
+
+
+def test_data_the_store_refuses_is_kept_as_invalid_without_retries(client, worker):
+    response = post_pipeline(client, pipeline_event("run.finished", "r1", status="exploded"))
+
+    worker.run_once()
+
+    delivery = inbox.get_delivery(response.json["event_id"])
+    assert (delivery.status, delivery.attempts) == ("invalid", 1)
+    assert "unknown status 'exploded'" in delivery.last_error
+
+
+def test_an_event_claimed_by_a_worker_that_died_is_claimed_again_after_the_lease(client, worker):
+    post_pipeline(client, fixture("pipeline", "run_launched__basic"))
+    (claimed,) = inbox.claim(10)
+
+    assert inbox.claim(10) == []
+    again = inbox.claim(10, lease=timedelta(seconds=-1))
+
+    assert [d.id for d in again] == [claimed.id]
+    assert again[0].attempts == 2
+
+
+def test_two_workers_never_claim_the_same_event(client):
+    for step in range(40):
+        post_pipeline(client, pipeline_event("run.progress", "r1", step=step))
+    claimed: list[int] = []
+    lock = threading.Lock()
+
+    def drain() -> None:
+        while batch := inbox.claim(3):
+            with lock:
+                claimed.extend(d.id for d in batch)
+
+    threads = [threading.Thread(target=drain) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(claimed) == sorted(set(claimed))
+    assert len(claimed) == 40
+
+
+def test_a_running_worker_wakes_on_a_new_event_and_makes_the_run_queryable(client, settings):
+    stop = threading.Event()
+    worker = threading.Thread(target=Worker(settings).run, args=(stop,))
+    worker.start()
+    try:
+        time.sleep(0.3)
+        post_pipeline(client, fixture("pipeline", "run_launched__basic"))
+        deadline = time.monotonic() + 10
+        while store.get_run("run-000-0000042") is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        stop.set()
+        worker.join(timeout=10)
+
+    assert store.get_run("run-000-0000042") is not None
+    assert not worker.is_alive()
+
+
+@pytest.mark.parametrize("order", [(0, 1, 2, 3), (3, 2, 1, 0), (2, 0, 3, 1)])
+def test_the_final_run_does_not_depend_on_the_order_events_arrive_in(client, worker, order):
+    events = [
+        fixture("pipeline", "run_launched__basic"),
+        fixture("pipeline", "run_started__basic"),
+        fixture("pipeline", "run_crashed__with_keys"),
+        fixture("pipeline", "run_finished__with_summary"),
+    ]
+    for index in order:
+        post_pipeline(client, events[index])
+    worker.run_once()
+
+    run = store.get_run("run-000-0000042")
+    assert (run["status"], run["batch_size"], run["final_loss"], run["error_log_s3_key"]) == (
+        "completed",
+        64,
+        0.4231,
+        "crash-reports/run-000-0000042/error.log",
+    )
