@@ -10,8 +10,6 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
-import re
-from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import unquote_plus
 
@@ -289,20 +287,3 @@ def records_dedupe_key(records: S3Records) -> str:
         for r in records.Records
     ]
     return "records:" + hashlib.sha256(json.dumps(identity).encode()).hexdigest()
-
-
-_NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
-
-
-def has_nul_escape(body: bytes) -> bool:
-    """Tell whether a JSON body holds a NUL character, which PostgreSQL cannot store in text."""
-    return b"\\u0000" in body and _NUL_ESCAPE.search(body) is not None
-
-
-def event_time(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None

@@ -16,12 +16,12 @@ from ingest.events import (
     SnsEnvelope,
     SubscriptionMessage,
     WandbAutomation,
-    has_nul_escape,
     objects_from_eventbridge,
     objects_from_records,
     pipeline_event,
     records_dedupe_key,
 )
+from store.jsoncodec import has_nul_escape
 
 _json_object = TypeAdapter(dict[str, Any])
 
@@ -59,7 +59,7 @@ def _errors(error: ValidationError) -> list[dict[str, Any]]:
 
 
 def _validate(adapter: Any, body: bytes) -> Any:
-    if has_nul_escape(body):
+    if b"\\u0000" in body and has_nul_escape(body.decode("utf-8", "replace")):
         raise Invalid("strings must not contain NUL (\\u0000): the database cannot store it")
     try:
         return adapter.validate_json(body)

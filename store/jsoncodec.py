@@ -21,6 +21,15 @@ _ESCAPED_MARKER = re.compile(r"^\$+float$")
 _SUSPECT = ('"$', "e+", "E+", "-0.0")
 
 
+# A \u0000 escape that is not itself an escaped backslash followed by "u0000".
+_NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+
+def has_nul_escape(text: str) -> bool:
+    """Tell whether JSON text holds a NUL character, which PostgreSQL cannot store in text."""
+    return "\\u0000" in text and _NUL_ESCAPE.search(text) is not None
+
+
 def _float_marker(value: float) -> str | None:
     if math.isnan(value):
         return "NaN"
@@ -76,7 +85,7 @@ def dumps(value: Any, sort_keys: bool = False) -> str:
     # Only documents that may hold a float to mark, or a "$...float" key, need the walk.
     if text is None or any(suspect in text for suspect in _SUSPECT):
         text = json.dumps(_escape(value), **options)
-    if "\\u0000" in text:
+    if has_nul_escape(text):
         raise ValueError(
             "JSON documents must not contain NUL (\\u0000) characters: PostgreSQL cannot store them"
         )
