@@ -8,8 +8,6 @@ from collections.abc import Callable
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from ingest import auth, metrics
-from ingest.intake import Intake
 from ingest.settings import Settings
 
 log = logging.getLogger("ingest")
@@ -17,8 +15,11 @@ log = logging.getLogger("ingest")
 
 def create_app(settings: Settings | None = None, fetch_pem: Callable[[str], bytes] | None = None) -> Flask:
     """Create the ingester's Flask app; tests pass their own settings and certificate fetcher."""
+    # Imported here, not at the top: gunicorn's config (ingest.gunicorn_conf) must set up
+    # Prometheus' multiprocess folder before prometheus_client is first imported.
     import store
-    from ingest import openapi, webhooks
+    from ingest import auth, metrics, openapi, webhooks
+    from ingest.intake import Intake
 
     settings = settings or Settings()
     app = Flask(__name__)

@@ -18,17 +18,17 @@ accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-")
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info")
 wsgi_app = "ingest.wsgi:app"
+# Build the app once in the master (one start-up log, one config check); each worker then
+# opens its own database connections (post_fork).
+preload_app = True
 
 
+# The worker processes sum their Prometheus counters through a scratch folder; it must be
+# named before prometheus_client is first imported, which preloading the app does.
 _metrics_dir = None
-
-
-def on_starting(server):  # type: ignore[no-untyped-def]
-    """Give the worker processes a shared scratch folder for their Prometheus counters."""
-    global _metrics_dir
-    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        _metrics_dir = tempfile.mkdtemp(prefix="training-db-metrics-")
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    _metrics_dir = tempfile.mkdtemp(prefix="training-db-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
 
 
 def on_exit(server):  # type: ignore[no-untyped-def]
@@ -40,3 +40,10 @@ def child_exit(server, worker):  # type: ignore[no-untyped-def]
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def post_fork(server, worker):  # type: ignore[no-untyped-def]
+    """Give each worker its own connection pool: sockets must not be shared across a fork."""
+    from store.database import get_engine
+
+    get_engine().dispose(close=False)
