@@ -179,7 +179,8 @@ def load_runs(
     with their objectives. A record whose run already exists (in the database, or
     earlier in the same batch) is not upserted: it goes through the per-run API
     after its batch commits, in order, so the store's merge rules (the status
-    ladder, the summary with the most steps wins) apply to it unchanged.
+    ladder, the summary with the most steps wins) apply to it unchanged. A record
+    the API would refuse raises ValueError before anything of its batch is written.
     ``progress`` is called after each batch with the number of records it held.
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:

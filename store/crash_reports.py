@@ -38,11 +38,20 @@ def record_crash_report_object(
         ).first()
         if current is not None and not sequencer_is_newer(sequencer, current.sequencer):
             return False
+        # A listing (replay s3) has no sequencer: the same object again keeps what its
+        # notification recorded.
+        relisted = current is not None and sequencer is None and current.etag == etag
         if current is None:
             current = S3Object(bucket=bucket, key=key, run_id=run_id)
             session.add(current)
-        current.event_name, current.sequencer, current.etag, current.size = event_name, sequencer, etag, size
-        current.updated_at = utcnow()
+        if not relisted:
+            current.event_name, current.sequencer, current.etag, current.size = (
+                event_name,
+                sequencer,
+                etag,
+                size,
+            )
+            current.updated_at = utcnow()
         with RunState(session, run_id, with_objectives=False) as state:
             setattr(state.run, column, key)
     return state.changed

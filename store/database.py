@@ -71,9 +71,13 @@ def _configure_sqlite(dbapi_connection, _record) -> None:  # type: ignore[no-unt
 
 
 def _begin_immediate(connection) -> None:  # type: ignore[no-untyped-def]
-    # Take the write lock up front: a deferred transaction that later writes can fail with
-    # SQLITE_BUSY when another process (web and worker) wrote in between.
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    # Writers take the write lock up front: a deferred transaction that later writes can fail
+    # with SQLITE_BUSY when another process (web and worker) wrote in between. Readers don't:
+    # under WAL they see a snapshot and never block a writer.
+    if connection.get_execution_options().get("read_only"):
+        connection.exec_driver_sql("BEGIN")
+    else:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def configure(url: str | None = None) -> Engine:
@@ -121,6 +125,16 @@ def transaction() -> Iterator[Session]:
         if isinstance(error.orig, ValueError):
             raise error.orig from None
         raise
+
+
+@contextmanager
+def read_transaction() -> Iterator[Session]:
+    """Yield a session for reading only; on SQLite it does not take the write lock."""
+    get_engine()
+    assert _sessions is not None
+    with unavailable_as_error(), _sessions() as session:
+        session.connection(execution_options={"read_only": True})
+        yield session
 
 
 @contextmanager

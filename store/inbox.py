@@ -8,6 +8,7 @@ record the outcome. Statuses: ``pending`` (waiting), ``processing`` (claimed),
 
 from __future__ import annotations
 
+import functools
 import random
 import time
 from collections.abc import Iterable, Sequence
@@ -53,6 +54,14 @@ def _delivery(row: Any) -> Delivery:
     return Delivery(**values)
 
 
+@functools.cache
+def _insert_delivery(dialect: str) -> Any:
+    # Built once: constructing the statement cost more CPU than the insert's round trip.
+    table = InboxEvent.__table__
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(table).on_conflict_do_nothing(index_elements=["source", "dedupe_key"]).returning(table.c.id)
+
+
 def record_delivery(
     source: str,
     kind: str,
@@ -73,26 +82,24 @@ def record_delivery(
         raise ValueError(f"unknown inbox status {status!r}")
     now = utcnow()
     table = InboxEvent.__table__
-    engine = get_engine()
-    insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
-    statement = (
-        insert(table)
-        .values(
-            source=source,
-            kind=kind,
-            dedupe_key=dedupe_key,
-            received_at=now,
-            body=body,
-            headers=headers,
-            status=status,
-            attempts=0,
-            last_error=last_error,
-            next_attempt_at=now,
-        )
-        .on_conflict_do_nothing(index_elements=["source", "dedupe_key"])
-        .returning(table.c.id)
-    )
-    with connect() as connection:
+    row = {
+        "source": source,
+        "kind": kind,
+        "dedupe_key": dedupe_key,
+        "received_at": now,
+        "body": body,
+        "headers": headers,
+        "status": status,
+        "attempts": 0,
+        "last_error": last_error,
+        "next_attempt_at": now,
+    }
+    with connect(begin=False) as connection:
+        dialect = connection.dialect.name
+        if dialect == "postgresql":
+            # The insert is atomic on its own: BEGIN and COMMIT around it would cost
+            # every delivery two more round trips.
+            connection.execution_options(isolation_level="AUTOCOMMIT")
         if also_duplicate_of and duplicate_window is not None:
             earlier = connection.execute(
                 select(table.c.id).where(
@@ -103,7 +110,8 @@ def record_delivery(
             ).first()
             if earlier is not None:
                 return earlier.id, False
-        new_id = connection.execute(statement).scalar()
+        new_id = connection.execute(_insert_delivery(dialect), row).scalar()
+        connection.commit()
         if new_id is not None:
             return new_id, True
         existing = connection.execute(
@@ -169,14 +177,13 @@ def retry_later(
         )
 
 
-def requeue(
-    statuses: Sequence[str] = ("failed", "dead"),
-    source: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    event_ids: Sequence[int] = (),
-) -> list[Delivery]:
-    """Return the events a replay would run again, oldest first."""
+def _replay_conditions(
+    statuses: Sequence[str],
+    source: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    event_ids: Sequence[int],
+) -> list[Any]:
     for status in statuses:
         if status not in STATUSES:
             raise ValueError(f"unknown inbox status {status!r}; expected one of {', '.join(STATUSES)}")
@@ -190,9 +197,37 @@ def requeue(
         conditions.append(table.c.received_at < until)
     if event_ids:
         conditions.append(table.c.id.in_(list(event_ids)))
+    return conditions
+
+
+def requeue(
+    statuses: Sequence[str] = ("failed", "dead"),
+    source: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    event_ids: Sequence[int] = (),
+) -> list[Delivery]:
+    """Return the events a replay would run again, oldest first."""
+    conditions = _replay_conditions(statuses, source, since, until, event_ids)
     with connect(begin=False) as connection:
-        rows = connection.execute(select(*_COLUMNS).where(*conditions).order_by(table.c.id)).all()
+        rows = connection.execute(
+            select(*_COLUMNS).where(*conditions).order_by(InboxEvent.__table__.c.id)
+        ).all()
     return [_delivery(row) for row in rows]
+
+
+def requeue_ids(
+    statuses: Sequence[str] = ("failed", "dead"),
+    source: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    event_ids: Sequence[int] = (),
+) -> list[int]:
+    """Return the ids of the events a replay would run again, oldest first, without their bodies."""
+    conditions = _replay_conditions(statuses, source, since, until, event_ids)
+    table = InboxEvent.__table__
+    with connect(begin=False) as connection:
+        return list(connection.execute(select(table.c.id).where(*conditions).order_by(table.c.id)).scalars())
 
 
 def set_status(event_id: int, status: str, error: str | None = None, count_attempt: bool = True) -> None:

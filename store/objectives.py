@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Float, and_, case, cast, delete, func, select
 from sqlalchemy.orm import aliased
 
 from store import extract
-from store.database import transaction
+from store.database import read_transaction, transaction
 from store.models import RunObjective, TrainingRun
 from store.query import SCALAR_COLUMNS, check_limit
 from store.runs import RunState, objective_to_dict, set_objective_metric
@@ -72,11 +72,27 @@ def update_objective_metric(run_id: str, objective_name: str, metric_type: str, 
 
 def get_run_objectives(run_id: str) -> list[dict[str, Any]]:
     """Return a run's objectives, by name."""
-    with transaction() as session:
+    with read_transaction() as session:
         rows = session.scalars(
             select(RunObjective).where(RunObjective.run_id == run_id).order_by(RunObjective.objective_name)
         )
         return [objective_to_dict(o) for o in rows]
+
+
+def get_objectives_of_runs(run_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    """Return the objectives of several runs in one query: by run id, each list by name."""
+    found: dict[str, list[dict[str, Any]]] = {run_id: [] for run_id in run_ids}
+    if not found:
+        return found
+    with read_transaction() as session:
+        rows = session.scalars(
+            select(RunObjective)
+            .where(RunObjective.run_id.in_(list(found)))
+            .order_by(RunObjective.run_id, RunObjective.objective_name)
+        )
+        for objective in rows:
+            found[objective.run_id].append(objective_to_dict(objective))
+    return found
 
 
 def delete_run_objectives(run_id: str) -> int:
@@ -140,21 +156,14 @@ def query_runs_by_objectives(
         statement = statement.where(TrainingRun.status == extract.normalize_status(status))
     assert total is not None
     statement = statement.order_by(total.desc(), TrainingRun.run_id).limit(limit)
-    with transaction() as session:
+    with read_transaction() as session:
         runs = [dict(row._mapping) for row in session.execute(statement)]
-        by_run: dict[str, dict[str, Any]] = {run["run_id"]: {} for run in runs}
-        if runs:
-            objectives = session.scalars(
-                select(RunObjective)
-                .where(RunObjective.run_id.in_(list(by_run)))
-                .order_by(RunObjective.run_id, RunObjective.objective_name)
-            )
-            for objective in objectives:
-                values = objective_to_dict(objective)
-                del values["run_id"], values["objective_name"]
-                by_run[objective.run_id][objective.objective_name] = values
+    objectives = get_objectives_of_runs([run["run_id"] for run in runs])
     for run in runs:
-        run["objectives"] = by_run[run["run_id"]]
+        run["objectives"] = {
+            o["objective_name"]: {k: v for k, v in o.items() if k not in ("run_id", "objective_name")}
+            for o in objectives[run["run_id"]]
+        }
     return runs
 
 
@@ -225,7 +234,7 @@ def compare_gradient_methods(
         .group_by(ranked.c.gradient_method)
         .order_by((func.avg(ranked.c.value) * sign).desc(), ranked.c.gradient_method)
     )
-    with transaction() as session:
+    with read_transaction() as session:
         rows = session.execute(statement).all()
     results = []
     for row in rows:
@@ -273,7 +282,7 @@ def get_objective_statistics(
         func.avg(case((middle, ranked.c.value))).label("median"),
         func.max(case((ranked.c.position == 1, ranked.c.run_id))).label("best_run_id"),
     )
-    with transaction() as session:
+    with read_transaction() as session:
         row = session.execute(statement).one()
     return {
         "objective_name": objective_name,

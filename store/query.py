@@ -31,7 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.sql.elements import KeyedColumnElement
 
 from store import extract
-from store.database import transaction
+from store.database import read_transaction
 from store.models import TrainingRun, UTCDateTime
 from store.runs import JSON_COLUMNS, RUN_COLUMNS, _parse_time, run_to_dict
 
@@ -291,7 +291,7 @@ def query_runs(
 ) -> list[dict[str, Any]]:
     """Return runs matching every filter, as dicts of their fields (all, or ``columns``)."""
     limit = check_limit(limit)
-    with transaction() as session:
+    with read_transaction() as session:
         dialect = session.get_bind().dialect.name
         statement = select(TrainingRun).where(*where(filters, dialect)).order_by(*ordering(order_by, dialect))
         if columns is not None:
@@ -313,7 +313,7 @@ def iter_runs(
     batch_size: int = 1000,
 ) -> Any:
     """Yield every matching run as a dict, reading the database in batches."""
-    with transaction() as session:
+    with read_transaction() as session:
         dialect = session.get_bind().dialect.name
         statement = (
             select(TrainingRun)

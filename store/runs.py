@@ -16,7 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from store import extract, jsoncodec
-from store.database import transaction
+from store.database import read_transaction, transaction
 from store.models import Base, RunObjective, TrainingRun
 
 RUN_COLUMNS = tuple(column.key for column in TrainingRun.__table__.columns)
@@ -379,7 +379,7 @@ def objective_to_dict(objective: RunObjective) -> dict[str, Any]:
 
 def get_run(run_id: str) -> dict[str, Any] | None:
     """Return one run with all its fields and its objectives, or None."""
-    with transaction() as session:
+    with read_transaction() as session:
         run = session.get(TrainingRun, run_id)
         if run is None:
             return None
@@ -397,7 +397,7 @@ def get_run(run_id: str) -> dict[str, Any] | None:
 
 def get_stats() -> dict[str, Any]:
     """Return counts by status and gradient method, the crash rate and the time range."""
-    with transaction() as session:
+    with read_transaction() as session:
         total, oldest, newest = session.execute(
             select(func.count(), func.min(TrainingRun.created_at), func.max(TrainingRun.created_at))
         ).one()

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import select
 
 from store import extract
-from store.database import transaction
+from store.database import read_transaction, transaction
 from store.models import TrainingRun, WandbSyncState
 from store.runs import (
     RunState,
@@ -81,7 +81,7 @@ def upsert_wandb_run(
 
 def wandb_sync_cursor(entity: str, project: str) -> datetime | None:
     """Return when the project's last sync started, or None if it never ran."""
-    with transaction() as session:
+    with read_transaction() as session:
         state = session.get(WandbSyncState, (entity, project))
         return state.synced_through if state else None
 

@@ -1,0 +1,402 @@
+"""`training-db runs`, `run`, `compare`, `stats`, `events` and `export`: what a user reads back."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner, Result
+
+import store
+from ingest.cli import main, runs
+from store import inbox
+from tests.factory import generate_runs
+
+RUNS = list(generate_runs(24, seed=7))
+
+
+def invoke(*args: str) -> Result:
+    return CliRunner().invoke(main, list(args))
+
+
+def strict_json(text: str) -> Any:
+    """Parse JSON that must be strict: a bare NaN or Infinity token fails the test."""
+
+    def refuse(token: str) -> None:
+        raise AssertionError(f"output holds the non-JSON token {token}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+@pytest.fixture
+def loaded(db: str, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """Load the records; wide tables so that no cell is cut."""
+    monkeypatch.setenv("COLUMNS", "250")
+    store.load_runs(RUNS)
+    return RUNS
+
+
+def ids(records: list[dict[str, Any]]) -> list[str]:
+    return sorted(record["run_id"] for record in records)
+
+
+# --- runs --------------------------------------------------------------------------------------
+
+
+def test_where_filters_on_columns_and_json_paths(loaded):
+    result = invoke(
+        "runs",
+        "--where",
+        "batch_size>=64",
+        "--where",
+        "config.training.gradient_accumulation_steps>1",
+        "--format",
+        "json",
+    )
+
+    assert result.exit_code == 0, result.output
+    expected = [
+        r
+        for r in loaded
+        if r["config"]["training"]["batch_size"] >= 64
+        and r["config"]["training"]["gradient_accumulation_steps"] > 1
+    ]
+    assert expected
+    assert sorted(run["run_id"] for run in strict_json(result.output)) == ids(expected)
+
+
+def test_where_reads_values_as_json_when_they_parse_and_as_strings_otherwise(loaded):
+    method = loaded[0]["config"]["training"]["gradient_method"]
+
+    result = invoke("runs", "--where", f"gradient_method={method}", "--where", "summary.train/loss<0.5")
+    number = invoke("runs", "--where", "config.training.batch_size=64", "--format", "json")
+    string = invoke("runs", "--where", 'config.training.batch_size="64"', "--format", "json")
+
+    expected = [
+        r
+        for r in loaded
+        if r["config"]["training"]["gradient_method"] == method
+        and (r["summary"] or {}).get("train/loss", 1) < 0.5
+    ]
+    assert result.exit_code == 0, result.output
+    assert f"{len(expected)} run(s)" in result.output
+    assert all(r["run_id"] in result.output for r in expected)
+    assert len(strict_json(number.output)) == sum(r["config"]["training"]["batch_size"] == 64 for r in loaded)
+    assert strict_json(string.output) == []
+
+
+def test_columns_order_and_limit_shape_the_csv(loaded):
+    result = invoke(
+        "runs",
+        "--columns",
+        "run_id,summary.train/loss,config.training.seed",
+        "--where",
+        "summary.train/loss<100",
+        "--order-by",
+        "-summary.train/loss",
+        "--limit",
+        "3",
+        "--format",
+        "csv",
+    )
+
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.output)))
+    finished = sorted((r for r in loaded if r["summary"]), key=lambda r: -r["summary"]["train/loss"])[:3]
+    assert [row["run_id"] for row in rows] == [r["run_id"] for r in finished]
+    assert [float(row["summary.train/loss"]) for row in rows] == [
+        r["summary"]["train/loss"] for r in finished
+    ]
+    assert [int(row["config.training.seed"]) for row in rows] == [
+        r["config"]["training"]["seed"] for r in finished
+    ]
+
+
+def test_json_output_writes_times_as_iso_and_nan_as_null(loaded):
+    store.update_run_status(
+        loaded[0]["run_id"], "completed", final_metrics_json={"_step": 10**9, "eval/igd": math.nan}
+    )
+
+    result = invoke(
+        "runs",
+        "--where",
+        f"run_id={loaded[0]['run_id']}",
+        "--columns",
+        "run_id,created_at,summary.eval/igd",
+        "--format",
+        "json",
+    )
+
+    assert result.exit_code == 0, result.output
+    (row,) = strict_json(result.output)
+    assert row["summary.eval/igd"] is None
+    assert datetime.fromisoformat(row["created_at"]) == store.get_run(loaded[0]["run_id"])["created_at"]
+
+
+def test_objectives_filter_best_first_with_their_values(loaded):
+    result = invoke(
+        "runs", "--objective", "COMT_activity>=0.5", "--objective", "COMT_activity<0.95", "--format", "csv"
+    )
+
+    expected = store.query_runs_by_objectives({"COMT_activity": {"min": 0.5, "lt": 0.95}})
+    assert expected
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.output)))
+    assert [row["run_id"] for row in rows] == [run["run_id"] for run in expected]
+    assert [float(row["objective.COMT_activity.raw_mean"]) for row in rows] == [
+        run["objectives"]["COMT_activity"]["raw_mean"] for run in expected
+    ]
+
+
+def test_objectives_combine_with_gradient_method_and_status(loaded):
+    method = loaded[0]["config"]["training"]["gradient_method"]
+
+    result = invoke(
+        "runs",
+        "--objective",
+        "QED>0",
+        "--where",
+        f"gradient_method={method}",
+        "--where",
+        "status=completed",
+        "--format",
+        "json",
+    )
+
+    assert result.exit_code == 0, result.output
+    expected = store.query_runs_by_objectives({"QED": {"gt": 0}}, gradient_method=method, status="completed")
+    assert [run["run_id"] for run in strict_json(result.output)] == [run["run_id"] for run in expected]
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "reason"),
+    [
+        (["--where", "batch_size"], 2, "'batch_size' is not FIELD OP VALUE"),
+        (["--where", "batch_size>1", "--where", "batch_size>2"], 2, "batch_size > is given twice"),
+        (["--where", "colour=red"], 1, "Error: unknown field 'colour'"),
+        (["--objective", "QED=1"], 2, "'QED=1' is not NAME OP NUMBER"),
+        (["--objective", "QED>high"], 2, "'high' in 'QED>high' is not a number"),
+        (
+            ["--objective", "QED>0", "--where", "batch_size>=64"],
+            1,
+            "--where batch_size does not combine with --objective",
+        ),
+        (["--objective", "QED>0", "--order-by", "run_id"], 1, "--order-by does not combine with --objective"),
+        (["--objective", "QED>0", "--columns", "config.seed"], 1, "column 'config.seed' is not available"),
+        (["--columns", "objective.QED.raw_mean"], 1, "column 'objective.QED.raw_mean' needs --objective"),
+        (["--limit", "0"], 2, "0 is not in the range x>=1"),
+        (["--format", "xml"], 2, "'xml' is not one of 'table', 'json', 'csv'"),
+    ],
+)
+def test_bad_runs_arguments_exit_non_zero_with_the_reason(db, args, code, reason):
+    result = invoke("runs", *args)
+
+    assert result.exit_code == code
+    assert reason in result.output
+
+
+# --- run, compare, stats, events ---------------------------------------------------------------
+
+
+def test_run_shows_fields_objectives_crash_keys_config_and_summary(loaded):
+    crashed = next(r for r in loaded if r["crash"])
+
+    result = invoke("run", crashed["run_id"])
+
+    assert result.exit_code == 0, result.output
+    run = store.get_run(crashed["run_id"])
+    assert f"gradient_method             │ {run['gradient_method']}" in result.output
+    assert all(o["objective_name"] in result.output for o in run["objectives"])
+    assert all(key in result.output for key in crashed["crash"]["keys"])
+    config = result.output[result.output.index("config:\n") + 8 : result.output.index("summary:\n")]
+    assert json.loads(config) == crashed["config"]
+
+
+def test_run_as_json_is_get_run_in_strict_json(loaded):
+    result = invoke("run", loaded[1]["run_id"], "--format", "json")
+
+    assert result.exit_code == 0, result.output
+    shown = strict_json(result.output)
+    run = store.get_run(loaded[1]["run_id"])
+    assert shown["objectives"] == json.loads(json.dumps(run["objectives"]))
+    assert shown["updated_at"] == run["updated_at"].isoformat()
+
+
+def test_a_missing_run_exits_1_naming_it(loaded):
+    result = invoke("run", "run-nope")
+
+    assert result.exit_code == 1
+    assert result.output == "Error: no run run-nope\n"
+
+
+def test_compare_ranks_gradient_methods_as_the_store_does(loaded):
+    table = invoke("compare", "COMT_activity")
+    as_json = invoke(
+        "compare", "COMT_activity", "--metric", "normalized_mean", "--status", "any", "--format", "json"
+    )
+
+    expected = store.compare_gradient_methods("COMT_activity")
+    assert table.exit_code == 0, table.output
+    positions = [table.output.index(f"│ {row['gradient_method']} ") for row in expected]
+    assert positions == sorted(positions)
+    assert as_json.exit_code == 0, as_json.output
+    assert strict_json(as_json.output) == json.loads(
+        json.dumps(store.compare_gradient_methods("COMT_activity", "normalized_mean", None))
+    )
+
+
+def test_compare_with_no_values_says_so(loaded):
+    result = invoke("compare", "no_such_objective")
+
+    assert result.exit_code == 1
+    assert result.output == "Error: no completed run has a raw_mean for objective no_such_objective\n"
+
+
+def test_stats_counts_runs_by_status_and_method(loaded):
+    as_json = invoke("stats", "--format", "json")
+    table = invoke("stats")
+
+    assert as_json.exit_code == 0, as_json.output
+    numbers = strict_json(as_json.output)
+    assert numbers["total_runs"] == len(loaded)
+    assert sum(numbers["runs_by_status"].values()) == len(loaded)
+    assert table.exit_code == 0, table.output
+    assert f"│ runs       │ {len(loaded)} " in table.output
+
+
+def test_events_lists_the_inbox_newest_first_by_status_and_source(db, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")
+    inbox.record_delivery("pipeline", "run.started", "k1", b"{}", {}, status="done")
+    failed, _ = inbox.record_delivery("s3", "s3.objects", "k2", b"{}", {}, status="failed", last_error="boom")
+
+    everything = invoke("events", "--format", "json")
+    only_failed = invoke("events", "--status", "failed")
+    bad = invoke("events", "--status", "lost")
+
+    assert [e["kind"] for e in strict_json(everything.output)] == ["s3.objects", "run.started"]
+    assert only_failed.exit_code == 0, only_failed.output
+    assert re.search(rf"│ {failed} +│ .* │ s3 +│ s3.objects │ failed │ 0 +│ boom +│", only_failed.output)
+    assert "run.started" not in only_failed.output
+    assert bad.exit_code == 2
+    assert "Invalid value for '--status'" in bad.output
+
+
+# --- export ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_pages(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Page through the runs five at a time, so that the export crosses pages."""
+    monkeypatch.setattr(runs, "EXPORT_PAGE", 5)
+
+
+def expected_row(record: dict[str, Any]) -> dict[str, Any]:
+    """A few of the cells an exported run must have, read from the record itself."""
+    run = store.get_run(record["run_id"])
+    objective = run["objectives"][0]
+    return {
+        "run_id": record["run_id"],
+        "gradient_method": record["config"]["training"]["gradient_method"],
+        "config.training.batch_size": record["config"]["training"]["batch_size"],
+        "config.model.name": record["config"]["model"]["name"],
+        "config.tags": record["config"]["tags"],
+        "summary.train/loss": (record["summary"] or {}).get("train/loss"),
+        f"objective.{objective['objective_name']}.raw_mean": objective["raw_mean"],
+    }
+
+
+def test_export_csv_streams_every_matching_run_flattened(loaded, small_pages, tmp_path):
+    output = tmp_path / "runs.csv"
+
+    result = invoke("export", "--format", "csv", "--output", str(output), "--where", "batch_size>=32")
+
+    expected = [r for r in loaded if r["config"]["training"]["batch_size"] >= 32]
+    assert result.exit_code == 0, result.output
+    assert result.output == f"exported {len(expected)} run(s) to {output}\n"
+    with output.open(newline="", encoding="utf-8") as text:
+        rows = {row["run_id"]: row for row in csv.DictReader(text)}
+    assert sorted(rows) == ids(expected)
+    for record in expected:
+        row, want = rows[record["run_id"]], expected_row(record)
+        assert row["gradient_method"] == want["gradient_method"]
+        assert int(row["config.training.batch_size"]) == want["config.training.batch_size"]
+        assert row["config.model.name"] == want["config.model.name"]
+        assert json.loads(row["config.tags"]) == want["config.tags"]
+        loss = want["summary.train/loss"]
+        assert row["summary.train/loss"] == ("" if loss is None else repr(loss))
+        objective = next(name for name in want if name.startswith("objective."))
+        assert row[objective] == ("" if want[objective] is None else repr(want[objective]))
+
+
+def test_export_parquet_has_typed_columns_and_every_run(loaded, small_pages, tmp_path):
+    output = tmp_path / "runs.parquet"
+
+    result = invoke("export", "--format", "parquet", "--output", str(output))
+
+    assert result.exit_code == 0, result.output
+    table = pq.read_table(output)
+    assert str(table.schema.field("batch_size").type) == "int64"
+    assert str(table.schema.field("summary.train/loss").type) == "double"
+    assert str(table.schema.field("created_at").type) == "timestamp[us, tz=UTC]"
+    rows = {row["run_id"]: row for row in table.to_pylist()}
+    assert sorted(rows) == ids(loaded)
+    for record in loaded:
+        row, want = rows[record["run_id"]], expected_row(record)
+        assert {name: row[name] for name in want if name != "config.tags"} == {
+            name: value for name, value in want.items() if name != "config.tags"
+        }
+        assert json.loads(row["config.tags"]) == want["config.tags"]
+        assert row["created_at"] == store.get_run(record["run_id"])["created_at"]
+
+
+def test_export_jsonl_writes_one_strict_json_run_a_line_to_stdout(loaded, small_pages):
+    result = invoke("export", "--format", "jsonl", "--where", "status=crashed")
+
+    crashed = [r for r in loaded if r["state"] == "crashed"]
+    assert result.exit_code == 0, result.output
+    rows = [strict_json(line) for line in result.output.splitlines()]
+    assert sorted(row["run_id"] for row in rows) == ids(crashed)
+    assert all(row["error_log_s3_key"].endswith("/error.log") for row in rows)
+
+
+def test_exporting_nothing_writes_only_the_header(db, tmp_path):
+    output = tmp_path / "runs.csv"
+
+    result = invoke("export", "--format", "csv", "--output", str(output))
+
+    assert result.exit_code == 0, result.output
+    assert output.read_text().splitlines() == [",".join(store.query.SCALAR_COLUMNS)]
+
+
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        (["--format", "parquet"], "parquet needs --output FILE"),
+        (["--format", "xlsx"], "'xlsx' is not one of 'csv', 'parquet', 'jsonl'"),
+        ([], "Missing option '--format'"),
+        (["--format", "csv", "--where", "nothing"], "'nothing' is not FIELD OP VALUE"),
+    ],
+)
+def test_bad_export_arguments_exit_2_with_the_reason(db, args, reason):
+    result = invoke("export", *args)
+
+    assert result.exit_code == 2
+    assert reason in result.output
+
+
+def test_an_export_that_fails_leaves_no_file(db, tmp_path):
+    output = tmp_path / "runs.csv"
+
+    result = invoke("export", "--format", "csv", "--output", str(output), "--where", "colour=red")
+
+    assert result.exit_code == 1
+    assert result.output == "Error: unknown field 'colour': use a column (" + result.output.split("(", 1)[1]
+    assert not Path(output).exists()
