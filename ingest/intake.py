@@ -6,6 +6,7 @@ The Flask endpoints, ``replay file`` and ``consume-sqs`` all go through here.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -48,6 +49,7 @@ KEPT_HEADERS = (
     "x-amz-sns-subscription-arn",
 )
 WANDB_DEDUPE_WINDOW = timedelta(minutes=10)
+MAX_DEDUPE_KEY = 255
 
 
 @dataclass
@@ -277,7 +279,7 @@ class Intake:
             return inbox.record_delivery(
                 str(source),
                 str(kind),
-                dedupe_key,
+                _bounded(dedupe_key),
                 body,
                 kept_headers(headers),
                 status=status,
@@ -290,6 +292,14 @@ class Intake:
             raise Rejected(
                 503, "database_unavailable", "the inbox database is unavailable; retry later"
             ) from None
+
+
+def _bounded(dedupe_key: str) -> str:
+    # A sender chooses its webhook-id or SNS MessageId, and may make it longer than the
+    # inbox column: its hash identifies the delivery as well.
+    if len(dedupe_key) <= MAX_DEDUPE_KEY:
+        return dedupe_key
+    return "sha256:" + hashlib.sha256(dedupe_key.encode()).hexdigest()
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
