@@ -264,20 +264,23 @@ def update_run_status(
         "duration_seconds": _coerce_metadata("duration_seconds", duration_seconds),
     }
     with transaction() as session, RunState(session, run_id) as state:
-        run = state.run
-        take_summary = final_metrics_json is not None and _summary_wins(run, status, final_metrics_json)
-        _raise_status(run, status)
-        if take_summary:
-            assert final_metrics_json is not None
-            run.final_metrics_json = dict(final_metrics_json)
-            for name, value in extract.summary_columns(final_metrics_json).items():
-                setattr(run, name, value)
+        apply_status(state, status, final_metrics_json)
         for name, value in explicit.items():
             if value is not None:
-                setattr(run, name, value)
-        if take_summary:
-            _apply_summary_objectives(state)
+                setattr(state.run, name, value)
     return state.changed
+
+
+def apply_status(state: RunState, status: str, summary: Mapping[str, Any] | None) -> None:
+    """Raise the run's status, and take the summary when it wins (with its final fields and objectives)."""
+    run = state.run
+    take_summary = summary is not None and _summary_wins(run, status, summary)
+    _raise_status(run, status)
+    if summary is not None and take_summary:
+        run.final_metrics_json = dict(summary)
+        for name, value in extract.summary_columns(summary).items():
+            setattr(run, name, value)
+        _apply_summary_objectives(state)
 
 
 def _summary_step(summary: Mapping[str, Any] | None) -> float:

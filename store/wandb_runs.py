@@ -11,13 +11,7 @@ from sqlalchemy import select
 from store import extract
 from store.database import read_transaction, transaction
 from store.models import TrainingRun, WandbSyncState
-from store.runs import (
-    RunState,
-    _apply_summary_objectives,
-    _raise_status,
-    _summary_wins,
-    _upsert_config_objectives,
-)
+from store.runs import RunState, _upsert_config_objectives, apply_status
 
 # Keys under which the pipeline may log its own run id into the W&B config.
 RUN_ID_CONFIG_KEYS = ("run_id", "training_db_run_id")
@@ -68,14 +62,7 @@ def upsert_wandb_run(
             run.run_name = run.run_name or run_name
             if created_at is not None and (run.created_at is None or created_at < run.created_at):
                 run.created_at = created_at
-            take_summary = summary is not None and _summary_wins(run, status, summary)
-            _raise_status(run, status)
-            if take_summary:
-                assert summary is not None
-                run.final_metrics_json = dict(summary)
-                for name, value in extract.summary_columns(summary).items():
-                    setattr(run, name, value)
-                _apply_summary_objectives(run_state)
+            apply_status(run_state, status, summary)
     return run_state.changed
 
 

@@ -23,6 +23,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 import store
 from handlers import Outcome
 from handlers.s3 import objects_changed
+from handlers.wandb import default_since, store_run
 from ingest import auth
 from ingest.cli.common import load_settings, progress, user_errors
 from ingest.events import S3ObjectEvent, S3Objects, Source
@@ -270,24 +271,13 @@ def replay_wandb(path: str, since: datetime | None) -> None:
     if not settings.wandb_api_key:
         raise click.ClickException("replay wandb needs WANDB_API_KEY")
     if since is None:
-        cursor = store.wandb_sync_cursor(entity, project)
-        # The same look-back margin as the worker: W&B's clock and ours differ.
-        since = cursor - timedelta(seconds=settings.wandb_sync_overlap) if cursor else None
+        since = default_since(entity, project, settings)
     tally = Tally()
     with WandbClient(settings.wandb_base_url, settings.wandb_api_key) as client:
         try:
             for run in progress(client.runs(entity, project, updated_since=since), f"syncing {path}"):
                 try:
-                    changed = store.upsert_wandb_run(
-                        wandb_run_id=run.run_id,
-                        entity=run.entity,
-                        project=run.project,
-                        run_name=run.display_name,
-                        state=run.state,
-                        config=run.config,
-                        summary=run.summary,
-                        created_at=run.created_at,
-                    )
+                    changed = store_run(run)
                 except ValueError as error:
                     tally.fail(f"W&B run {run.run_id}", error)
                     continue
