@@ -20,13 +20,11 @@ from store import extract
 from store.database import transaction
 from store.models import RunObjective, TrainingRun
 from store.runs import (
-    JSON_COLUMNS,
     RunState,
-    _apply_summary_objectives,
     _coerce_metadata,
     _dialect_insert,
-    _raise_status,
     _upsert_config_objectives,
+    apply_status,
     attach_crash_data,
     check_run_id,
     insert_run,
@@ -37,7 +35,6 @@ from store.runs import (
 )
 
 CRASH_COLUMNS = ("error_log_s3_key", "crash_report_s3_key", "crash_analysis_s3_key")
-_DOCUMENT_COLUMNS = frozenset(JSON_COLUMNS) | {"extra_metrics_json"}
 
 
 class _NewRun(RunState):
@@ -94,12 +91,7 @@ def _build(record: Mapping[str, Any]) -> _NewRun:
         run.config_json = dict(config)
     _upsert_config_objectives(state, extract.config_objectives(config))
 
-    _raise_status(run, status)
-    if summary is not None:
-        run.final_metrics_json = dict(summary)
-        for name, value in extract.summary_columns(summary).items():
-            setattr(run, name, value)
-        _apply_summary_objectives(state)
+    apply_status(state, status, summary)
 
     for name, value in crash_keys.items():
         if value:
@@ -124,17 +116,6 @@ def _load_one(record: Mapping[str, Any]) -> None:
         attach_crash_data(run_id, **crash_keys)
 
 
-def _by_columns(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
-    """Group rows by the columns they set, leaving out JSON columns that are None."""
-    # A None given for a JSON column is stored as JSON 'null', where the per-run API leaves
-    # SQL NULL; and one executemany needs the same keys in every row.
-    groups: dict[frozenset[str], list[dict[str, Any]]] = {}
-    for row in rows:
-        kept = {k: v for k, v in row.items() if v is not None or k not in _DOCUMENT_COLUMNS}
-        groups.setdefault(frozenset(kept), []).append(kept)
-    yield from groups.values()
-
-
 def _load_batch(records: list[Mapping[str, Any]]) -> None:
     new: dict[str, _NewRun] = {}
     for record in records:
@@ -150,11 +131,18 @@ def _load_batch(records: list[Mapping[str, Any]]) -> None:
             .on_conflict_do_nothing(index_elements=["run_id"])
             .returning(runs.c.run_id)
         )
-        for rows in _by_columns([run_to_dict(state.run) for state in new.values()]):
-            inserted.update(session.scalars(insert_runs, rows))
-        objectives = [objective_to_dict(o) for run_id in inserted for o in new[run_id].objectives.values()]
-        for rows in _by_columns(objectives):
-            session.execute(insert(RunObjective.__table__), rows)
+        inserted.update(session.scalars(insert_runs, [run_to_dict(state.run) for state in new.values()]))
+        objectives = [
+            {
+                **objective_to_dict(o),
+                "status": new[run_id].run.status,
+                "gradient_method": new[run_id].run.gradient_method,
+            }
+            for run_id in inserted
+            for o in new[run_id].objectives.values()
+        ]
+        if objectives:
+            session.execute(insert(RunObjective.__table__), objectives)
     for record in records:
         if record["run_id"] in inserted:
             inserted.remove(record["run_id"])  # its first record went in with the batch

@@ -159,6 +159,17 @@ def finish(event_ids: Iterable[int], status: str, error: str | None = None) -> N
         )
 
 
+def release(event_ids: Iterable[int]) -> None:
+    """Hand back claimed events a worker could not finish, for any worker to claim at once."""
+    table = InboxEvent.__table__
+    with connect() as connection:
+        connection.execute(
+            update(table)
+            .where(table.c.id.in_(list(event_ids)), table.c.status == "processing")
+            .values(status="pending", claimed_at=None)
+        )
+
+
 def retry_later(
     event_id: int, attempts: int, error: str, base_delay: float = 1.0, cap: float = 600.0
 ) -> None:

@@ -45,7 +45,8 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-Document = JSON().with_variant(JSONB(), "postgresql")
+# A Python None is SQL NULL, not the JSON value null, whichever way a row is written.
+Document = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 RawBytes = LargeBinary().with_variant(BYTEA(), "postgresql")
 
 str_id = Annotated[str, mapped_column(String(255))]
@@ -88,7 +89,7 @@ class TrainingRun(Base):
     instance_type: Mapped[str | None] = mapped_column(String(128))
     git_commit: Mapped[str | None] = mapped_column(String(64))
     chain_of_custody_id: Mapped[str | None] = mapped_column(String(255), index=True)
-    created_at: Mapped[timestamp] = mapped_column(index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     updated_at: Mapped[timestamp]
     completed_at: Mapped[timestamp]
     final_loss: Mapped[float | None] = mapped_column(Float)
@@ -111,15 +112,29 @@ class RunObjective(Base):
 
     __tablename__ = "run_objectives"
     __table_args__ = (
-        UniqueConstraint("run_id", "objective_name"),
-        # Threshold queries read (name, value) and need only run_id: index-only scans.
-        Index("ix_run_objectives_name_raw_mean", "objective_name", "raw_mean", "run_id"),
-        Index("ix_run_objectives_name_normalized_mean", "objective_name", "normalized_mean", "run_id"),
+        # Threshold queries and per-method comparisons read only these indexes: the run's status
+        # and gradient method are copied here (the store keeps them in sync) so that comparing
+        # methods on an objective never joins training_runs.
+        Index(
+            "ix_run_objectives_name_raw_mean",
+            "objective_name",
+            "raw_mean",
+            "run_id",
+            postgresql_include=["status", "gradient_method", "direction"],
+        ),
+        Index(
+            "ix_run_objectives_name_normalized_mean",
+            "objective_name",
+            "normalized_mean",
+            "run_id",
+            postgresql_include=["status", "gradient_method", "direction"],
+        ),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
-    run_id: Mapped[str_id] = mapped_column(ForeignKey("training_runs.run_id", ondelete="CASCADE"))
-    objective_name: Mapped[str] = mapped_column(String(255))
+    run_id: Mapped[str_id] = mapped_column(
+        ForeignKey("training_runs.run_id", ondelete="CASCADE"), primary_key=True
+    )
+    objective_name: Mapped[str] = mapped_column(String(255), primary_key=True)
     objective_alias: Mapped[str | None] = mapped_column(String(255))
     uniprot: Mapped[str | None] = mapped_column(String(64))
     weight: Mapped[float | None] = mapped_column(Float)
@@ -129,6 +144,8 @@ class RunObjective(Base):
     raw_std: Mapped[float | None] = mapped_column(Float)
     normalized_std: Mapped[float | None] = mapped_column(Float)
     extra_metrics_json: Mapped[dict[str, Any] | None] = mapped_column(Document)
+    status: Mapped[str | None] = mapped_column(String(32))
+    gradient_method: Mapped[str | None] = mapped_column(String(128))
 
 
 class S3Object(Base):

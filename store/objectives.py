@@ -6,7 +6,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Float, and_, case, cast, delete, func, select
+from sqlalchemy import and_, case, delete, func, select
 from sqlalchemy.orm import aliased
 
 from store import extract
@@ -167,91 +167,90 @@ def query_runs_by_objectives(
     return runs
 
 
-def _direction_sign(values: Any) -> Any:
-    # +1 when most of the objective's rows say maximize (or say nothing), -1 for minimize.
-    return case(
-        (func.sum(case((values.c.direction == "minimize", 1), else_=-1)).over() > 0, -1),
-        else_=1,
-    )
-
-
-def _values_query(
-    objective_name: str, metric: str, status: str | None, gradient_method: str | None = None
-) -> Any:
-    value = _metric_column(RunObjective, metric)
-    statement = (
-        select(
-            TrainingRun.gradient_method.label("gradient_method"),
-            RunObjective.run_id.label("run_id"),
-            cast(value, Float).label("value"),
-            RunObjective.direction.label("direction"),
-        )
-        .join(TrainingRun, TrainingRun.run_id == RunObjective.run_id)
-        .where(RunObjective.objective_name == _check_name(objective_name), value.is_not(None))
-    )
+def _value_conditions(
+    table: Any, objective_name: str, metric: str, status: str | None, gradient_method: str | None = None
+) -> list[Any]:
+    value = _metric_column(table, metric)
+    conditions = [table.objective_name == _check_name(objective_name), value.is_not(None)]
     if status is not None:
-        statement = statement.where(TrainingRun.status == extract.normalize_status(status))
+        conditions.append(table.status == extract.normalize_status(status))
     if gradient_method is not None:
-        statement = statement.where(TrainingRun.gradient_method == gradient_method)
-    values = statement.subquery("objective_values")
-    signed = select(values, _direction_sign(values).label("sign")).subquery("signed_values")
-    return signed
+        conditions.append(table.gradient_method == gradient_method)
+    return conditions
 
 
-def _std(sum_of_squares: float | None, count: int) -> float | None:
-    if count < 2 or sum_of_squares is None:
+def _summary_columns(value: Any, dialect: str) -> list[Any]:
+    """Aggregates over one objective's values; std is exact on PostgreSQL, from sums on SQLite."""
+    spread = (
+        func.stddev_samp(value).label("std")
+        if dialect == "postgresql"
+        else func.sum(value * value).label("sum_of_squares")
+    )
+    return [
+        func.count().label("count"),
+        func.avg(value).label("avg"),
+        spread,
+        func.min(value).label("lowest"),
+        func.max(value).label("highest"),
+        # Most rows of the objective say how it is optimised (no direction: maximize).
+        func.sum(case((RunObjective.direction == "minimize", 1), else_=-1)).label("votes"),
+    ]
+
+
+def _std(row: Any) -> float | None:
+    if row.count < 2:
         return None
-    return math.sqrt(max(sum_of_squares, 0.0) / (count - 1))
+    if hasattr(row, "std"):
+        return row.std
+    variance = (row.sum_of_squares - row.count * row.avg * row.avg) / (row.count - 1)
+    return math.sqrt(max(variance, 0.0))
 
 
 def compare_gradient_methods(
     objective_name: str, metric: str = "raw_mean", status: str | None = "completed"
 ) -> list[dict[str, Any]]:
-    """Compare gradient methods on one objective, best average first (direction-aware)."""
-    signed = _values_query(objective_name, metric, status)
-    ranked = select(
-        signed,
-        func.avg(signed.c.value).over(partition_by=signed.c.gradient_method).label("mean"),
-        func.row_number()
-        .over(
-            partition_by=signed.c.gradient_method,
-            order_by=[(signed.c.value * signed.c.sign).desc(), signed.c.run_id],
-        )
-        .label("position"),
-    ).subquery("ranked_values")
-    sign = func.max(ranked.c.sign)
-    statement = (
-        select(
-            ranked.c.gradient_method,
-            func.count().label("num_runs"),
-            func.avg(ranked.c.value).label("avg"),
-            func.sum((ranked.c.value - ranked.c.mean) * (ranked.c.value - ranked.c.mean)).label("squares"),
-            func.max(ranked.c.value).label("highest"),
-            func.min(ranked.c.value).label("lowest"),
-            func.max(case((ranked.c.position == 1, ranked.c.run_id))).label("best_run_id"),
-            sign.label("sign"),
-        )
-        .group_by(ranked.c.gradient_method)
-        .order_by((func.avg(ranked.c.value) * sign).desc(), ranked.c.gradient_method)
-    )
+    """Compare gradient methods on one objective in one query, best average first (direction-aware)."""
+    value = _metric_column(RunObjective, metric)
     with read_transaction() as session:
-        rows = session.execute(statement).all()
-    results = []
-    for row in rows:
-        maximize = row.sign >= 0
-        results.append(
-            {
-                "gradient_method": row.gradient_method,
-                "num_runs": row.num_runs,
-                "avg": row.avg,
-                "std": _std(row.squares, row.num_runs),
-                "best": row.highest if maximize else row.lowest,
-                "worst": row.lowest if maximize else row.highest,
-                "best_run_id": row.best_run_id,
-                "direction": "maximize" if maximize else "minimize",
-            }
+        dialect = session.get_bind().dialect.name
+        totals = (
+            select(RunObjective.gradient_method, *_summary_columns(value, dialect))
+            .where(*_value_conditions(RunObjective, objective_name, metric, status))
+            .group_by(RunObjective.gradient_method)
+            .subquery("totals")
         )
-    return results
+        signed = select(
+            totals, case((func.sum(totals.c.votes).over() > 0, -1), else_=1).label("sign")
+        ).subquery("signed")
+        other = aliased(RunObjective)
+        best_value = case((signed.c.sign > 0, signed.c.highest), else_=signed.c.lowest)
+        best_run_id = (
+            select(func.min(other.run_id))
+            .where(
+                *_value_conditions(other, objective_name, metric, status),
+                _metric_column(other, metric) == best_value,
+                other.gradient_method.is_not_distinct_from(signed.c.gradient_method),
+            )
+            .scalar_subquery()
+        )
+        rows = session.execute(
+            select(signed, best_run_id.label("best_run_id")).order_by(
+                (signed.c.avg * signed.c.sign).desc(), signed.c.gradient_method
+            )
+        ).all()
+    return [
+        {
+            "gradient_method": row.gradient_method,
+            "num_runs": row.count,
+            "avg": row.avg,
+            "std": _std(row),
+            "best": row.highest if row.sign > 0 else row.lowest,
+            "worst": row.lowest if row.sign > 0 else row.highest,
+            "best_run_id": row.best_run_id,
+            "direction": "maximize" if row.sign > 0 else "minimize",
+        }
+        for row in rows
+    ]
 
 
 def get_objective_statistics(
@@ -261,37 +260,35 @@ def get_objective_statistics(
     gradient_method: str | None = None,
 ) -> dict[str, Any]:
     """Return count, avg, std, min, max, median and best_run_id of one objective."""
-    signed = _values_query(objective_name, metric, status, gradient_method)
-    ranked = select(
-        signed,
-        func.avg(signed.c.value).over().label("mean"),
-        func.count().over().label("total"),
-        func.row_number().over(order_by=[signed.c.value, signed.c.run_id]).label("ascending"),
-        func.row_number()
-        .over(order_by=[(signed.c.value * signed.c.sign).desc(), signed.c.run_id])
-        .label("position"),
-    ).subquery("ranked_values")
-    # The median is the middle value, or the mean of the two middle values.
-    middle = and_(ranked.c.ascending >= ranked.c.total / 2.0, ranked.c.ascending <= ranked.c.total / 2.0 + 1)
-    statement = select(
-        func.count().label("count"),
-        func.avg(ranked.c.value).label("avg"),
-        func.sum((ranked.c.value - ranked.c.mean) * (ranked.c.value - ranked.c.mean)).label("squares"),
-        func.min(ranked.c.value).label("min"),
-        func.max(ranked.c.value).label("max"),
-        func.avg(case((middle, ranked.c.value))).label("median"),
-        func.max(case((ranked.c.position == 1, ranked.c.run_id))).label("best_run_id"),
-    )
+    value = _metric_column(RunObjective, metric)
+    conditions = _value_conditions(RunObjective, objective_name, metric, status, gradient_method)
     with read_transaction() as session:
-        row = session.execute(statement).one()
+        dialect = session.get_bind().dialect.name
+        row = session.execute(select(*_summary_columns(value, dialect)).where(*conditions)).one()
+        median = best_run_id = None
+        if row.count:
+            # The middle value, or the mean of the two middle values, read in index order.
+            middle = (
+                select(value.label("value"))
+                .where(*conditions)
+                .order_by(value)
+                .offset((row.count - 1) // 2)
+                .limit(2 - row.count % 2)
+                .subquery()
+            )
+            median = session.scalar(select(func.avg(middle.c.value)))
+            best = row.lowest if row.votes > 0 else row.highest
+            best_run_id = session.scalar(
+                select(func.min(RunObjective.run_id)).where(*conditions, value == best)
+            )
     return {
         "objective_name": objective_name,
         "metric": metric,
         "count": row.count,
         "avg": row.avg,
-        "std": _std(row.squares, row.count),
-        "min": row.min,
-        "max": row.max,
-        "median": row.median,
-        "best_run_id": row.best_run_id,
+        "std": _std(row),
+        "min": row.lowest,
+        "max": row.highest,
+        "median": median,
+        "best_run_id": best_run_id,
     }

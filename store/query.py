@@ -270,7 +270,11 @@ def ordering(order_by: str | Sequence[str] | None, dialect: str) -> list[ColumnE
         descending = raw.startswith("-")
         field = resolve(raw.lstrip("-"))
         expression = JsonAccess(field, dialect).sortable() if field.is_json else field.column
-        clauses.append((expression.desc() if descending else expression.asc()).nulls_last())
+        ordered = expression.desc() if descending else expression.asc()
+        # NULLS LAST only where NULLs can be: on a NOT NULL column it would keep PostgreSQL
+        # from reading its btree index backwards (created_at DESC is the default order).
+        nullable = field.is_json or field.column.nullable
+        clauses.append(ordered.nulls_last() if nullable else ordered)
     clauses.append(TrainingRun.run_id.asc())
     return clauses
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -89,6 +89,8 @@ class RunState:
         self.session = session
         self.run = lock_run(session, run_id)
         self.objectives: dict[str, RunObjective] = {}
+        self.with_objectives = with_objectives
+        self.run_fields_before = {"status": self.run.status, "gradient_method": self.run.gradient_method}
         if with_objectives:
             self.objectives = {
                 o.objective_name: o
@@ -111,6 +113,18 @@ class RunState:
             self.objectives[name] = objective
         return objective
 
+    def _copy_run_fields_to_objectives(self) -> None:
+        # The objectives carry the run's status and gradient method for index-only comparisons.
+        fields = {"status": self.run.status, "gradient_method": self.run.gradient_method}
+        for objective in self.objectives.values():
+            for name, value in fields.items():
+                if getattr(objective, name) != value:
+                    setattr(objective, name, value)
+        if not self.with_objectives and fields != self.run_fields_before:
+            self.session.execute(
+                update(RunObjective).where(RunObjective.run_id == self.run.run_id).values(**fields)
+            )
+
     def remove_objective(self, name: str) -> None:
         self.session.delete(self.objectives.pop(name))
 
@@ -122,6 +136,7 @@ class RunState:
         if exc_type is None and self._state() != self.before:
             self.run.updated_at = utcnow()
             self.changed = True
+            self._copy_run_fields_to_objectives()
 
 
 def _raise_status(run: TrainingRun, status: str) -> None:

@@ -41,7 +41,9 @@ def upgrade() -> None:
         sa.Column("body", sa.LargeBinary().with_variant(postgresql.BYTEA(), "postgresql"), nullable=False),
         sa.Column(
             "headers",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            sa.JSON(none_as_null=True).with_variant(
+                postgresql.JSONB(none_as_null=True, astext_type=sa.Text()), "postgresql"
+            ),
             nullable=False,
         ),
         sa.Column("status", sa.String(length=16), nullable=False),
@@ -94,7 +96,7 @@ def upgrade() -> None:
         sa.Column("instance_type", sa.String(length=128), nullable=True),
         sa.Column("git_commit", sa.String(length=64), nullable=True),
         sa.Column("chain_of_custody_id", sa.String(length=255), nullable=True),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("completed_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("final_loss", sa.Float(), nullable=True),
@@ -109,17 +111,23 @@ def upgrade() -> None:
         sa.Column("blog_post_url", sa.String(length=2048), nullable=True),
         sa.Column(
             "config_json",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            sa.JSON(none_as_null=True).with_variant(
+                postgresql.JSONB(none_as_null=True, astext_type=sa.Text()), "postgresql"
+            ),
             nullable=True,
         ),
         sa.Column(
             "final_metrics_json",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            sa.JSON(none_as_null=True).with_variant(
+                postgresql.JSONB(none_as_null=True, astext_type=sa.Text()), "postgresql"
+            ),
             nullable=True,
         ),
         sa.Column(
             "progress_json",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            sa.JSON(none_as_null=True).with_variant(
+                postgresql.JSONB(none_as_null=True, astext_type=sa.Text()), "postgresql"
+            ),
             nullable=True,
         ),
         sa.PrimaryKeyConstraint("run_id", name=op.f("pk_training_runs")),
@@ -149,7 +157,6 @@ def upgrade() -> None:
     )
     op.create_table(
         "run_objectives",
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("run_id", sa.String(length=255), nullable=False),
         sa.Column("objective_name", sa.String(length=255), nullable=False),
         sa.Column("objective_alias", sa.String(length=255), nullable=True),
@@ -162,29 +169,34 @@ def upgrade() -> None:
         sa.Column("normalized_std", sa.Float(), nullable=True),
         sa.Column(
             "extra_metrics_json",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            sa.JSON(none_as_null=True).with_variant(
+                postgresql.JSONB(none_as_null=True, astext_type=sa.Text()), "postgresql"
+            ),
             nullable=True,
         ),
+        sa.Column("status", sa.String(length=32), nullable=True),
+        sa.Column("gradient_method", sa.String(length=128), nullable=True),
         sa.ForeignKeyConstraint(
             ["run_id"],
             ["training_runs.run_id"],
             name=op.f("fk_run_objectives_run_id_training_runs"),
             ondelete="CASCADE",
         ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_run_objectives")),
-        sa.UniqueConstraint("run_id", "objective_name", name=op.f("uq_run_objectives_run_id_objective_name")),
+        sa.PrimaryKeyConstraint("run_id", "objective_name", name=op.f("pk_run_objectives")),
     )
     op.create_index(
         "ix_run_objectives_name_normalized_mean",
         "run_objectives",
         ["objective_name", "normalized_mean", "run_id"],
         unique=False,
+        postgresql_include=["status", "gradient_method", "direction"],
     )
     op.create_index(
         "ix_run_objectives_name_raw_mean",
         "run_objectives",
         ["objective_name", "raw_mean", "run_id"],
         unique=False,
+        postgresql_include=["status", "gradient_method", "direction"],
     )
 
     if op.get_bind().dialect.name == "postgresql":
@@ -196,12 +208,5 @@ def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.execute("DROP TRIGGER inbox_events_notify ON inbox_events")
         op.execute("DROP FUNCTION inbox_events_notify()")
-
-    op.drop_table("run_objectives")
-    op.drop_table("wandb_sync_state")
-
-    op.drop_table("training_runs")
-
-    op.drop_table("s3_objects")
-
-    op.drop_table("inbox_events")
+    for table in ("run_objectives", "wandb_sync_state", "training_runs", "s3_objects", "inbox_events"):
+        op.drop_table(table)
