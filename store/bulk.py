@@ -21,16 +21,16 @@ from store.database import transaction
 from store.models import RunObjective, TrainingRun
 from store.runs import (
     RunState,
-    _coerce_metadata,
-    _dialect_insert,
-    _upsert_config_objectives,
     apply_status,
     attach_crash_data,
     check_run_id,
+    coerce_field,
+    dialect_insert,
     insert_run,
     objective_to_dict,
     run_to_dict,
     update_run_status,
+    upsert_config_objectives,
     utcnow,
 )
 
@@ -81,15 +81,15 @@ def _build(record: Mapping[str, Any]) -> _NewRun:
     explicit = {
         "wandb_run_id": record.get("wandb_run_id"),
         "chain_of_custody_id": record.get("chain_of_custody_id"),
-        "wandb_entity": _coerce_metadata("wandb_entity", record.get("entity")),
-        "wandb_project": _coerce_metadata("wandb_project", record.get("project")),
+        "wandb_entity": coerce_field("wandb_entity", record.get("entity")),
+        "wandb_project": coerce_field("wandb_project", record.get("project")),
     }
     columns.update({k: v for k, v in explicit.items() if v is not None})
     for name, value in columns.items():
         setattr(run, name, value)
     if config is not None:
         run.config_json = dict(config)
-    _upsert_config_objectives(state, extract.config_objectives(config))
+    upsert_config_objectives(state, extract.config_objectives(config))
 
     apply_status(state, status, summary)
 
@@ -127,7 +127,7 @@ def _load_batch(records: list[Mapping[str, Any]]) -> None:
     with transaction() as session:
         # A run that exists already (or was written since) is skipped here, left to _load_one.
         insert_runs = (
-            _dialect_insert(session)(runs)
+            dialect_insert(session)(runs)
             .on_conflict_do_nothing(index_elements=["run_id"])
             .returning(runs.c.run_id)
         )

@@ -40,7 +40,7 @@ def normalize_status(status: str) -> str:
     return name
 
 
-def _int(value: Any) -> int | None:
+def as_int(value: Any) -> int | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
@@ -50,7 +50,7 @@ def _int(value: Any) -> int | None:
     return None
 
 
-def _float(value: Any) -> float | None:
+def as_finite_float(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     value = float(value)
@@ -86,7 +86,7 @@ CONFIG_COLUMNS: dict[str, tuple[tuple[str, ...], Callable[[Any], Any]]] = {
         ),
         _str,
     ),
-    "batch_size": (("training.batch_size", "batch_size", "data.batch_size"), _int),
+    "batch_size": (("training.batch_size", "batch_size", "data.batch_size"), as_int),
     "learning_rate": (
         (
             "training.learning_rate",
@@ -96,17 +96,17 @@ CONFIG_COLUMNS: dict[str, tuple[tuple[str, ...], Callable[[Any], Any]]] = {
             "optimizer.lr",
             "optimizer.learning_rate",
         ),
-        _float,
+        as_finite_float,
     ),
     "gradient_accumulation_steps": (
         ("training.gradient_accumulation_steps", "gradient_accumulation_steps"),
-        _int,
+        as_int,
     ),
-    "num_epochs": (("training.num_epochs", "num_epochs", "training.epochs", "epochs"), _int),
-    "max_steps": (("training.max_steps", "max_steps", "training.total_steps"), _int),
+    "num_epochs": (("training.num_epochs", "num_epochs", "training.epochs", "epochs"), as_int),
+    "max_steps": (("training.max_steps", "max_steps", "training.total_steps"), as_int),
     "optimizer": (("training.optimizer", "optimizer", "optimizer.name"), _name_of),
     "model_name": (("model.name", "model_name", "model"), _name_of),
-    "seed": (("training.seed", "seed"), _int),
+    "seed": (("training.seed", "seed"), as_int),
     "instance_type": (
         ("infra.instance_type", "instance_type", "ec2.instance_type", "aws.instance_type"),
         _str,
@@ -116,9 +116,9 @@ CONFIG_COLUMNS: dict[str, tuple[tuple[str, ...], Callable[[Any], Any]]] = {
 
 # column -> candidate keys of the (flat) W&B summary
 SUMMARY_COLUMNS: dict[str, tuple[tuple[str, ...], Callable[[Any], Any]]] = {
-    "final_loss": (("train/loss", "loss"), _float),
-    "total_training_steps": (("_step",), _int),
-    "duration_seconds": (("_wandb.runtime", "_runtime"), _float),
+    "final_loss": (("train/loss", "loss"), as_finite_float),
+    "total_training_steps": (("_step",), as_int),
+    "duration_seconds": (("_wandb.runtime", "_runtime"), as_finite_float),
 }
 
 
@@ -174,7 +174,7 @@ def config_objectives(config: Mapping[str, Any] | None) -> list[dict[str, Any]]:
                 "objective_name": entry["name"],
                 "objective_alias": _str(entry.get("alias")),
                 "uniprot": _str(entry.get("uniprot")) or _str(params.get("uniprot")),
-                "weight": _float(entry.get("weight")),
+                "weight": as_finite_float(entry.get("weight")),
                 "direction": _str(entry.get("direction")),
             }
         )

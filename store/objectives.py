@@ -53,7 +53,7 @@ def insert_objective(
     with transaction() as session, RunState(session, run_id) as state:
         objective = state.objective(objective_name)
         values = {"objective_alias": objective_alias, "uniprot": uniprot, "direction": direction}
-        values["weight"] = extract._float(weight) if weight is not None else None
+        values["weight"] = extract.as_finite_float(weight) if weight is not None else None
         for field, value in values.items():
             if value is not None:
                 setattr(objective, field, value)

@@ -33,7 +33,7 @@ from sqlalchemy.sql.elements import KeyedColumnElement
 from store import extract
 from store.database import read_transaction
 from store.models import TrainingRun, UTCDateTime
-from store.runs import JSON_COLUMNS, RUN_COLUMNS, _parse_time, run_to_dict
+from store.runs import JSON_COLUMNS, RUN_COLUMNS, parse_time, run_to_dict
 
 DOCUMENTS = {"config": "config_json", "summary": "final_metrics_json", "progress": "progress_json"}
 OPERATORS = ("eq", "ne", "gt", "gte", "lt", "lte", "min", "max", "in", "like")
@@ -140,7 +140,7 @@ def _coerce_for_column(field: Field, value: Any) -> Any:
     if value is None:
         return None
     if isinstance(field.column.type, UTCDateTime):
-        return _parse_time(value, field.name)
+        return parse_time(value, field.name)
     python_type = field.column.type.python_type
     if python_type in (int, float):
         if _is_number(value):

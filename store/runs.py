@@ -53,7 +53,7 @@ def check_run_id(run_id: Any) -> str:
     return run_id
 
 
-def _dialect_insert(session: Session):  # type: ignore[no-untyped-def]
+def dialect_insert(session: Session):  # type: ignore[no-untyped-def]
     return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
@@ -65,7 +65,7 @@ def lock_run(session: Session, run_id: str) -> TrainingRun:
         return run
     now = utcnow()
     session.execute(
-        _dialect_insert(session)(TrainingRun)
+        dialect_insert(session)(TrainingRun)
         .values(run_id=run_id, status="launched", created_at=now, updated_at=now)
         .on_conflict_do_nothing(index_elements=["run_id"])
     )
@@ -139,14 +139,14 @@ class RunState:
             self._copy_run_fields_to_objectives()
 
 
-def _raise_status(run: TrainingRun, status: str) -> None:
+def raise_status(run: TrainingRun, status: str) -> None:
     if extract.STATUS_RANK[status] > extract.STATUS_RANK.get(run.status, -1):
         run.status = status
         if status in extract.FINAL_STATUSES and run.completed_at is None:
             run.completed_at = utcnow()
 
 
-def _parse_time(value: Any, field: str) -> datetime:
+def parse_time(value: Any, field: str) -> datetime:
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
     if isinstance(value, int | float) and not isinstance(value, bool):
@@ -160,19 +160,21 @@ def _parse_time(value: Any, field: str) -> datetime:
     raise ValueError(f"{field} must be a datetime or an ISO-8601 string")
 
 
-def _coerce_metadata(name: str, value: Any) -> Any:
+def coerce_field(name: str, value: Any) -> Any:
     if value is None:
         return None
     column = TrainingRun.__table__.columns[name]
     if name == "status":
         return extract.normalize_status(value)
     if name.endswith("_at"):
-        return _parse_time(value, name)
+        return parse_time(value, name)
     python_type = column.type.python_type
     if python_type is int:
-        converted = extract._int(value)
+        converted = extract.as_int(value)
     elif python_type is float:
-        converted = extract._float(value) if not (isinstance(value, float) and math.isnan(value)) else None
+        converted = (
+            extract.as_finite_float(value) if not (isinstance(value, float) and math.isnan(value)) else None
+        )
         if converted is None and not isinstance(value, float):
             raise ValueError(f"{name} must be a number, not {value!r}")
         return converted
@@ -183,7 +185,7 @@ def _coerce_metadata(name: str, value: Any) -> Any:
     return converted
 
 
-def _upsert_config_objectives(state: RunState, rows: list[dict[str, Any]]) -> None:
+def upsert_config_objectives(state: RunState, rows: list[dict[str, Any]]) -> None:
     for row in rows:
         objective = state.objective(row["objective_name"])
         for field in ("objective_alias", "uniprot", "weight", "direction"):
@@ -194,15 +196,15 @@ def _upsert_config_objectives(state: RunState, rows: list[dict[str, Any]]) -> No
 def set_objective_metric(objective: RunObjective, metric_type: str, value: Any) -> None:
     """Set one final statistic; what the typed columns cannot hold exactly goes to JSON."""
     if metric_type in extract.OBJECTIVE_COLUMNS:
-        setattr(objective, metric_type, extract._float(value))
-        if value is None or extract._float(value) is not None:
+        setattr(objective, metric_type, extract.as_finite_float(value))
+        if value is None or extract.as_finite_float(value) is not None:
             return
     extra = dict(objective.extra_metrics_json or {})
     extra[metric_type] = value
     objective.extra_metrics_json = extra
 
 
-def _apply_summary_objectives(state: RunState) -> None:
+def apply_summary_objectives(state: RunState) -> None:
     alias_to_name = {
         o.objective_alias: o.objective_name for o in state.objectives.values() if o.objective_alias
     }
@@ -235,7 +237,7 @@ def insert_run(
     if config_dict is not None and not isinstance(config_dict, Mapping):
         raise ValueError("config_dict must be a mapping")
     columns = extract.config_columns(config_dict)
-    explicit = {name: _coerce_metadata(name, value) for name, value in metadata.items()}
+    explicit = {name: coerce_field(name, value) for name, value in metadata.items()}
     explicit.update(
         {
             k: v
@@ -252,12 +254,12 @@ def insert_run(
         if config_dict is not None:
             run.config_json = dict(config_dict)
         if status is not None:
-            _raise_status(run, status)
+            raise_status(run, status)
         objectives = extract.config_objectives(config_dict)
         if objectives:
-            _upsert_config_objectives(state, objectives)
+            upsert_config_objectives(state, objectives)
             if run.final_metrics_json is not None:
-                _apply_summary_objectives(state)
+                apply_summary_objectives(state)
     return state.changed
 
 
@@ -274,9 +276,9 @@ def update_run_status(
     if final_metrics_json is not None and not isinstance(final_metrics_json, Mapping):
         raise ValueError("final_metrics_json must be a mapping")
     explicit = {
-        "final_loss": _coerce_metadata("final_loss", final_loss),
-        "total_training_steps": _coerce_metadata("total_training_steps", total_training_steps),
-        "duration_seconds": _coerce_metadata("duration_seconds", duration_seconds),
+        "final_loss": coerce_field("final_loss", final_loss),
+        "total_training_steps": coerce_field("total_training_steps", total_training_steps),
+        "duration_seconds": coerce_field("duration_seconds", duration_seconds),
     }
     with transaction() as session, RunState(session, run_id) as state:
         apply_status(state, status, final_metrics_json)
@@ -290,12 +292,12 @@ def apply_status(state: RunState, status: str, summary: Mapping[str, Any] | None
     """Raise the run's status, and take the summary when it wins (with its final fields and objectives)."""
     run = state.run
     take_summary = summary is not None and _summary_wins(run, status, summary)
-    _raise_status(run, status)
+    raise_status(run, status)
     if summary is not None and take_summary:
         run.final_metrics_json = dict(summary)
         for name, value in extract.summary_columns(summary).items():
             setattr(run, name, value)
-        _apply_summary_objectives(state)
+        apply_summary_objectives(state)
 
 
 def _summary_step(summary: Mapping[str, Any] | None) -> float:
@@ -320,7 +322,7 @@ def record_progress(run_id: str, step: int, metrics: Mapping[str, Any] | None = 
         raise ValueError("step must be a non-negative integer")
     with transaction() as session, RunState(session, run_id, with_objectives=False) as state:
         run = state.run
-        _raise_status(run, "running")
+        raise_status(run, "running")
         if run.last_step is None or step > run.last_step:
             run.last_step = step
             run.progress_json = dict(metrics or {})
@@ -370,7 +372,7 @@ def mark_crashed(
         "crash_analysis_s3_key": crash_analysis_s3_key,
     }
     with transaction() as session, RunState(session, run_id, with_objectives=False) as state:
-        _raise_status(state.run, "crashed")
+        raise_status(state.run, "crashed")
         for name, value in keys.items():
             if value:
                 setattr(state.run, name, value)

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from store import extract
 from store.database import read_transaction, transaction
 from store.models import TrainingRun, WandbSyncState
-from store.runs import RunState, _upsert_config_objectives, apply_status
+from store.runs import RunState, apply_status, upsert_config_objectives
 
 # Keys under which the pipeline may log its own run id into the W&B config.
 RUN_ID_CONFIG_KEYS = ("run_id", "training_db_run_id")
@@ -58,7 +58,7 @@ def upsert_wandb_run(
                 for name, value in extract.config_columns(config).items():
                     if getattr(run, name) is None:
                         setattr(run, name, value)
-                _upsert_config_objectives(run_state, extract.config_objectives(config))
+                upsert_config_objectives(run_state, extract.config_objectives(config))
             run.run_name = run.run_name or run_name
             if created_at is not None and (run.created_at is None or created_at < run.created_at):
                 run.created_at = created_at
