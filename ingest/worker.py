@@ -61,10 +61,24 @@ class Worker:
         self.settings = settings
         self.context = context or make_context(settings)
         self.next_reconciliation = 0.0
+        self.unfinished: list[int] = []
 
     def run_once(self) -> int:
         """Claim and process one batch of due events; return how many were claimed."""
+        if self.unfinished:
+            # Claimed before the database went away: hand them back now that it answers,
+            # rather than leave them waiting for their lease to run out.
+            inbox.release(self.unfinished)
+            self.unfinished = []
         batch = inbox.claim(self.settings.worker_batch_size)
+        try:
+            self._process(batch)
+        except DatabaseUnavailable:
+            self.unfinished = [delivery.id for delivery in batch]
+            raise
+        return len(batch)
+
+    def _process(self, batch: list[inbox.Delivery]) -> None:
         finished: dict[str, list[int]] = defaultdict(list)
         for delivery in batch:
             try:
@@ -81,7 +95,6 @@ class Worker:
             metrics.PROCESSED.labels(kind=delivery.kind, outcome=str(outcome)).inc()
         for status, ids in finished.items():
             inbox.finish(ids, status)
-        return len(batch)
 
     def _failed(self, delivery: inbox.Delivery, error: Exception) -> None:
         message = f"{type(error).__name__}: {error}"

@@ -1,0 +1,711 @@
+"""Benchmark the ingester against the least a webhook receiver can do on the same machine.
+
+    .venv/bin/python bench/ingest.py [--runs N] [--runs-file FILE.jsonl]
+        [--concurrency 8,16,32] [--duration S] [--workers K] [--memory-events N]
+        [--database-url URL] [--json]
+
+Two servers run on PostgreSQL under gunicorn with the Procfile's command and settings
+(``gunicorn --config python:ingest.gunicorn_conf``): the ingester, and a baseline
+(bench/baseline_app.py) whose one endpoint inserts the raw body into a one-table
+database. wrk posts both the same signed run.launched and run.finished events, built
+from generated runs, at each concurrency. Then, with K event workers (``training-db
+worker``) running: the end-to-end rate and the workers' catch-up time at the best
+concurrency, the delay from acknowledgement to a queryable run at half the peak rate,
+and the workers' memory while they drain a backlog of N events.
+
+Shared machines are noisy: throughput targets are ratios to the baseline measured in
+the same run, and the freshness load is derived from the peak measured in it.
+The databases at URL and URL_baseline are dropped and recreated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from datetime import UTC, datetime
+from itertools import cycle, islice
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.engine import make_url
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from ingest.client import sign  # noqa: E402
+from tests.factory import generate_runs, read_runs_file  # noqa: E402
+
+DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/training_db_bench_ingest"
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+BIN = Path(sys.executable).parent
+LUA = Path(__file__).with_name("ingest.lua")
+PATH = "/webhooks/pipeline"
+RUN_ID_MARK = "@RUN_ID@"
+UNFINISHED = ("pending", "processing", "failed")
+MEDIANS = ("accepted_per_s", "p50_ms", "p99_ms")
+BASELINE_TABLE = "CREATE TABLE deliveries (id bigserial PRIMARY KEY, body bytea NOT NULL)"
+TARGETS = {
+    "ack_ratio": 0.80,
+    "e2e_ratio": 0.50,
+    "ack_p99_ms": 50,
+    "fresh_p50_ms": 100,
+    "fresh_p99_ms": 1000,
+    "memory_events": 100_000,
+    "memory_growth": 0.10,
+}
+
+
+# --- the events: signed run.launched and run.finished built from run records ------------
+
+
+class Events:
+    """Endless pipeline events from run records, each run under a new id on every pass."""
+
+    def __init__(self, records: list[dict[str, Any]]) -> None:
+        timestamp = datetime.now(UTC).isoformat()
+        # Serialized once with a placeholder id: dumping 3-8 KB per request would take
+        # longer than sending it.
+        self.templates = [
+            (kind, record["run_id"], json.dumps(event(kind, RUN_ID_MARK, record, timestamp)))
+            for record in records
+            for kind in ("run.launched", "run.finished")
+        ]
+
+    def take(self, count: int, tag: str) -> Iterator[tuple[str, str, str, bytes]]:
+        """Yield ``count`` events as (webhook-id, kind, run id, body); ``tag`` keeps ids unique."""
+        per_pass = len(self.templates)
+        for index, (kind, run_id, template) in enumerate(islice(cycle(self.templates), count)):
+            new_id = f"{run_id}.{tag}.{index // per_pass}"
+            body = template.replace(f'"{RUN_ID_MARK}"', json.dumps(new_id), 1)
+            yield f"msg_{tag}_{index}", kind, new_id, body.encode()
+
+    def mean_size(self) -> float:
+        return statistics.fmean(len(template) for _, _, template in self.templates)
+
+
+def event(kind: str, run_id: str, record: dict[str, Any], timestamp: str) -> dict[str, Any]:
+    """Build the event the training pipeline sends for ``record``."""
+    if kind == "run.launched":
+        data = {
+            "run_id": run_id,
+            "config": record["config"],
+            "wandb_run_id": record["wandb_run_id"],
+            "wandb_entity": record["entity"],
+            "wandb_project": record["project"],
+            "chain_of_custody_id": record["chain_of_custody_id"],
+        }
+    else:
+        data = {"run_id": run_id, "summary": record["summary"]}
+    return {"type": kind, "timestamp": timestamp, "data": data}
+
+
+def write_requests(path: Path, events: Iterator[tuple[str, str, str, bytes]]) -> None:
+    """Sign each event now and write it in bench/ingest.lua's format."""
+    with path.open("wb") as out:
+        for webhook_id, _, _, body in events:
+            headers = sign(SECRET, webhook_id, body.decode())
+            out.write(
+                f"{webhook_id} {headers['webhook-timestamp']} {headers['webhook-signature']} {len(body)}\n".encode()
+            )
+            out.write(body)
+
+
+# --- processes and databases ----------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def with_driver(url: str, driver: str, database: str | None = None) -> str:
+    """Return ``url`` for ``driver`` (and ``database``), its password kept."""
+    parsed = make_url(url).set(drivername=driver)
+    return parsed.set(database=database or parsed.database).render_as_string(hide_password=False)
+
+
+def libpq(url: str) -> str:
+    return with_driver(url, "postgresql")
+
+
+def recreate_database(url: str) -> None:
+    """Drop and create the database at ``url``, empty."""
+    name = make_url(url).database
+    assert name
+    with psycopg.connect(with_driver(url, "postgresql", "postgres"), autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{name}"')
+
+
+@contextmanager
+def process(command: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``command`` for the duration of the block, its output in ``log``; stop it with SIGTERM."""
+    with log.open("ab") as output:
+        child = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT, cwd=ROOT)
+    try:
+        yield child
+    finally:
+        child.send_signal(signal.SIGTERM)
+        try:
+            child.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+def wait_for_http(port: int, timeout: float = 60.0) -> None:
+    """Wait until a gunicorn worker answers on ``port`` (any status)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        try:
+            connection.request("GET", "/healthz")
+            connection.getresponse().read()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+        finally:
+            connection.close()
+
+
+def wait_for_log(log: Path, line: str, count: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while log.read_text(errors="replace").count(line) < count:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{log} never showed {count} x {line!r}")
+        time.sleep(0.1)
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+class Inbox:
+    """Read the ingester's inbox and runs with the bare driver."""
+
+    def __init__(self, url: str) -> None:
+        self.connection = psycopg.connect(libpq(url), autocommit=True)
+
+    def close(self) -> None:
+        self.connection.close()
+
+    def unfinished(self) -> int:
+        row = self.connection.execute(
+            "SELECT count(*) FROM inbox_events WHERE status = ANY(%s)", (list(UNFINISHED),)
+        ).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def statuses(self) -> dict[str, int]:
+        rows = self.connection.execute("SELECT status, count(*) FROM inbox_events GROUP BY status")
+        return {status: int(count) for status, count in rows}
+
+    def wait_drained(self, timeout: float) -> float:
+        """Wait until no event waits for a worker; return the monotonic time it happened."""
+        deadline = time.monotonic() + timeout
+        while self.unfinished():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the workers did not catch up within {timeout:.0f} s")
+            time.sleep(0.02)
+        return time.monotonic()
+
+    def truncate(self) -> None:
+        self.connection.execute(
+            "TRUNCATE inbox_events, run_objectives, training_runs, s3_objects RESTART IDENTITY"
+        )
+
+    def count(self, table: str) -> int:
+        row = self.connection.execute(f"SELECT count(*) FROM {table}").fetchone()  # noqa: S608
+        assert row is not None
+        return int(row[0])
+
+    def updated_at(self, run_ids: list[str]) -> dict[str, float]:
+        rows = self.connection.execute(
+            "SELECT run_id, updated_at FROM training_runs WHERE run_id = ANY(%s)", (run_ids,)
+        )
+        return {run_id: updated.timestamp() for run_id, updated in rows}
+
+    def preload(self, events: Iterator[tuple[str, str, str, bytes]]) -> None:
+        """Store events as pending deliveries, as the web process would, in one COPY."""
+        now = datetime.now(UTC)
+        with self.connection.cursor() as cursor:
+            columns = (
+                "source, kind, dedupe_key, received_at, body, headers, status, attempts, next_attempt_at"
+            )
+            with cursor.copy(f"COPY inbox_events ({columns}) FROM STDIN") as copy:
+                for webhook_id, kind, _, body in events:
+                    headers = Jsonb({"content-type": "application/json", "webhook-id": webhook_id})
+                    copy.write_row(
+                        ("pipeline", kind, f"webhook:{webhook_id}", now, body, headers, "pending", 0, now)
+                    )
+
+
+# --- load: wrk for throughput, a paced Python sender for freshness ---------------------------
+
+
+def wrk(port: int, concurrency: int, duration: float, requests_file: Path) -> dict[str, Any]:
+    """Run wrk against ``port`` and return its counts and latencies."""
+    # One wrk thread drives 32 connections at thousands of requests per second and
+    # leaves the second core to the servers.
+    command = ["wrk", "-t1", f"-c{concurrency}", f"-d{duration:g}s", "--timeout", "10s"]
+    command += ["-s", str(LUA), f"http://127.0.0.1:{port}{PATH}", "--", str(requests_file)]
+    finished = subprocess.run(command, capture_output=True, text=True)
+    if finished.returncode:
+        raise RuntimeError(f"wrk failed: {finished.stderr or finished.stdout}")
+    line = next(line for line in finished.stdout.splitlines() if line.startswith("RESULT "))
+    raw = json.loads(line.removeprefix("RESULT "))
+    seconds = raw["duration_us"] / 1e6
+    statuses = {int(status): count for status, count in raw["statuses"].items()}
+    # 202 only: a 200 is a duplicate, which wrk sends when it runs out of distinct requests.
+    accepted = statuses.get(202, 0)
+    return {
+        "concurrency": concurrency,
+        "requests": raw["requests"],
+        "accepted_per_s": accepted / seconds,
+        "p50_ms": raw["p50_us"] / 1e3,
+        "p99_ms": raw["p99_us"] / 1e3,
+        "errors": raw["requests"] - accepted + raw["socket_errors"] + raw["timeouts"],
+        "statuses": statuses,
+        "resent": raw["wrapped"],
+    }
+
+
+def paced(
+    port: int, events: list[tuple[str, str, str, bytes]], rate: float, senders: int = 8
+) -> list[dict[str, Any]]:
+    """Post ``events`` at ``rate`` per second from ``senders`` threads; return each answer."""
+    start = time.monotonic() + 0.5
+    answers: list[dict[str, Any]] = []
+    lock = threading.Lock()
+
+    def send(offset: int) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        mine = []
+        for index in range(offset, len(events), senders):
+            webhook_id, kind, run_id, body = events[index]
+            # Each request leaves at its slot unless its thread still waits for an answer: with
+            # several threads, close to an open loop, which a slow answer does not slow down.
+            time.sleep(max(0.0, start + index / rate - time.monotonic()))
+            headers = sign(SECRET, webhook_id, body.decode())
+            sent = time.monotonic()
+            connection.request("POST", PATH, body=body, headers=headers)
+            response = connection.getresponse()
+            response.read()
+            mine.append(
+                {
+                    "kind": kind,
+                    "run_id": run_id,
+                    "status": response.status,
+                    "ack_ms": (time.monotonic() - sent) * 1e3,
+                    "acked_at": time.time(),
+                }
+            )
+        connection.close()
+        with lock:
+            answers.extend(mine)
+
+    threads = [threading.Thread(target=send, args=(offset,)) for offset in range(senders)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return answers
+
+
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Combine repeated measurements: the median of each rate and latency, the sum of errors."""
+    combined = {name: statistics.median(run[name] for run in runs) for name in MEDIANS}
+    sums = {name: sum(run[name] for run in runs) for name in ("requests", "errors", "resent")}
+    return {"concurrency": runs[0]["concurrency"], "runs": len(runs), **combined, **sums}
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+# --- the phases ------------------------------------------------------------------------------
+
+
+class Bench:
+    """The servers, workers and databases of one benchmark run."""
+
+    def __init__(self, args: argparse.Namespace, events: Events, scratch: Path, console: Console) -> None:
+        self.args, self.events, self.scratch, self.console = args, events, scratch, console
+        self.url = with_driver(args.database_url, "postgresql+psycopg")
+        self.baseline_url = with_driver(
+            self.url, "postgresql+psycopg", f"{make_url(self.url).database}_baseline"
+        )
+        self.ports = {"baseline": free_port(), "ingester": free_port()}
+        self.batch = 0
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return {**os.environ, "DATABASE_URL": self.url, "PIPELINE_WEBHOOK_SECRET": SECRET, **extra}
+
+    def prepare(self) -> None:
+        recreate_database(self.url)
+        recreate_database(self.baseline_url)
+        subprocess.run([str(BIN / "training-db"), "migrate"], env=self.env(), check=True, capture_output=True)
+        with psycopg.connect(libpq(self.baseline_url), autocommit=True) as connection:
+            connection.execute(BASELINE_TABLE)
+        self.inbox = Inbox(self.url)
+
+    def servers(self, stack: ExitStack) -> None:
+        """Start both servers with the Procfile's gunicorn command, on loopback."""
+        gunicorn = [str(BIN / "gunicorn"), "--config", "python:ingest.gunicorn_conf"]
+        commands = {
+            "ingester": gunicorn,
+            "baseline": [*gunicorn, "bench.baseline_app:app"],
+        }
+        for name, command in commands.items():
+            env = self.env(HOST="127.0.0.1", PORT=str(self.ports[name]))
+            env["BASELINE_DATABASE_URL"] = libpq(self.baseline_url)
+            stack.enter_context(process(command, env, self.scratch / f"{name}.log"))
+        for port in self.ports.values():
+            wait_for_http(port)
+
+    def workers(self, stack: ExitStack) -> list[subprocess.Popen[bytes]]:
+        """Start the event workers as the Procfile's worker line does."""
+        log = self.scratch / f"workers-{self.batch}.log"
+        self.batch += 1
+        started = [
+            stack.enter_context(process([str(BIN / "training-db"), "worker"], self.env(), log))
+            for _ in range(self.args.workers)
+        ]
+        wait_for_log(log, "worker.started", self.args.workers)
+        return started
+
+    def reset(self) -> None:
+        self.inbox.truncate()
+        with psycopg.connect(libpq(self.baseline_url), autocommit=True) as connection:
+            connection.execute("TRUNCATE deliveries")
+
+    def requests_file(self, count: int) -> Path:
+        """Write ``count`` fresh events, signed now, for wrk."""
+        self.batch += 1
+        path = self.scratch / "requests.bin"
+        write_requests(path, self.events.take(count, f"b{self.batch}"))
+        return path
+
+    def load(self, server: str, concurrency: int, duration: float, count: int) -> dict[str, Any]:
+        """Post at most ``count`` fresh signed events to ``server`` with wrk."""
+        return wrk(self.ports[server], concurrency, duration, self.requests_file(count))
+
+    def acknowledgement(self) -> dict[str, list[dict[str, Any]]]:
+        """Measure both servers at each concurrency, --repeat times, alternating which goes first."""
+        duration = self.args.duration
+        counts = {}
+        for server in ("baseline", "ingester"):
+            self.console.print(f"warming up the {server}...")
+            warm = self.load(server, max(self.args.concurrency), 3, 20_000)
+            # Enough distinct requests for one measurement at three times the warm-up rate.
+            counts[server] = int(warm["accepted_per_s"] * duration * 3) + 2000
+        runs: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
+        for round_ in range(self.args.repeat):
+            for index, concurrency in enumerate(self.args.concurrency):
+                servers = ("baseline", "ingester") if (round_ + index) % 2 == 0 else ("ingester", "baseline")
+                for server in servers:
+                    self.reset()
+                    self.console.print(
+                        f"round {round_ + 1}/{self.args.repeat}, {server}: {concurrency} connections..."
+                    )
+                    runs[server, concurrency].append(self.load(server, concurrency, duration, counts[server]))
+        return {
+            server: [median_run(runs[server, concurrency]) for concurrency in self.args.concurrency]
+            for server in ("baseline", "ingester")
+        }
+
+    def end_to_end(self, concurrency: int, count: int) -> dict[str, Any]:
+        """Load the ingester with workers running; time until every event is in the runs."""
+        inbox = self.inbox
+        self.console.print(f"end to end: {concurrency} connections, {self.args.workers} workers...")
+        requests_file = self.requests_file(count)
+        started = time.monotonic()
+        result = wrk(self.ports["ingester"], concurrency, self.args.duration, requests_file)
+        load_ended = time.monotonic()
+        drained = inbox.wait_drained(timeout=1800)
+        statuses = inbox.statuses()
+        done = statuses.get("done", 0)
+        return {
+            **result,
+            "processed": done,
+            "processed_per_s": done / (drained - started),
+            "catch_up_s": drained - load_ended,
+            "not_done": {status: n for status, n in statuses.items() if status != "done"},
+            "runs": inbox.count("training_runs"),
+            "objectives": inbox.count("run_objectives"),
+        }
+
+    def freshness(self, rate: float) -> dict[str, Any]:
+        """Send at ``rate`` per second; time from each run.finished's acknowledgement to its run."""
+        inbox = self.inbox
+        count = int(rate * self.args.duration)
+        self.console.print(f"freshness: {rate:.0f} events/s for {self.args.duration:g} s...")
+        self.batch += 1
+        answers = paced(self.ports["ingester"], list(self.events.take(count, f"f{self.batch}")), rate)
+        inbox.wait_drained(timeout=600)
+        finished = [a for a in answers if a["kind"] == "run.finished" and a["status"] == 202]
+        updated = inbox.updated_at([a["run_id"] for a in finished])
+        # updated_at is stamped in the transaction that makes the final state queryable. A run
+        # can be queryable before its acknowledgement reached the client: that counts as 0.
+        delays = [max(0.0, updated[a["run_id"]] - a["acked_at"]) * 1e3 for a in finished]
+        return {
+            "rate": rate,
+            "sent": len(answers),
+            "errors": sum(1 for a in answers if a["status"] != 202),
+            "ack_p50_ms": percentile([a["ack_ms"] for a in answers], 0.50),
+            "ack_p99_ms": percentile([a["ack_ms"] for a in answers], 0.99),
+            "fresh_p50_ms": percentile(delays, 0.50),
+            "fresh_p99_ms": percentile(delays, 0.99),
+        }
+
+    def memory(self, count: int) -> dict[str, Any]:
+        """Drain a backlog of ``count`` events with fresh workers, sampling their memory."""
+        self.reset()
+        inbox = self.inbox
+        self.console.print(f"memory: storing {count:,} pending events...")
+        self.batch += 1
+        inbox.preload(self.events.take(count, f"m{self.batch}"))
+        samples: list[tuple[int, list[float]]] = []
+        with ExitStack() as stack:
+            workers = self.workers(stack)
+            started = time.monotonic()
+            self.console.print(f"memory: {self.args.workers} workers draining...")
+            while True:
+                left = inbox.unfinished()
+                samples.append((count - left, [rss_mib(w.pid) for w in workers]))
+                if not left:
+                    break
+                time.sleep(0.5)
+            elapsed = time.monotonic() - started
+        # Memory after the first tenth of the events, once imports and caches have settled.
+        early = next(rss for done, rss in samples if done >= count / 10)
+        late = samples[-1][1]
+        return {
+            "events": count,
+            "drain_s": elapsed,
+            "processed_per_s": count / elapsed,
+            "rss_early_mib": early,
+            "rss_end_mib": late,
+            "rss_max_mib": [max(rss[i] for _, rss in samples) for i in range(len(workers))],
+            "growth": max((end - start) / start for start, end in zip(early, late, strict=True)),
+            "not_done": {s: n for s, n in inbox.statuses().items() if s != "done"},
+        }
+
+
+# --- report ----------------------------------------------------------------------------------
+
+
+def met(ok: bool) -> str:
+    return "yes" if ok else "NO"
+
+
+def report(results: dict[str, Any], console: Console) -> None:
+    ack = results["acknowledgement"]
+    table = Table(title="Acknowledged requests per second, by concurrency")
+    for column in ("connections", "server", "accepted/s", "p50 ms", "p99 ms", "errors", "ratio"):
+        table.add_column(column, justify="right")
+    for base, ours in zip(ack["baseline"], ack["ingester"], strict=True):
+        ratio = ours["accepted_per_s"] / base["accepted_per_s"]
+        for name, row in (("baseline", base), ("ingester", ours)):
+            table.add_row(
+                str(row["concurrency"]),
+                name,
+                f"{row['accepted_per_s']:,.0f}",
+                f"{row['p50_ms']:.1f}",
+                f"{row['p99_ms']:.1f}",
+                str(row["errors"]),
+                f"{ratio:.2f}" if name == "ingester" else "",
+                end_section=name == "ingester",
+            )
+    console.print(table)
+
+    best_base = max(ack["baseline"], key=lambda r: r["accepted_per_s"])
+    best = max(ack["ingester"], key=lambda r: r["accepted_per_s"])
+    e2e, fresh, memory = results["end_to_end"], results["freshness"], results.get("memory")
+    sustained = results["freshness_sustained"]
+    errors = sum(r["errors"] for r in ack["ingester"]) + e2e["errors"] + fresh["errors"] + sustained["errors"]
+    errors += sum(e2e["not_done"].values())
+    targets = Table(title="Targets")
+    for column in ("target", "measured", "met"):
+        targets.add_column(column)
+    ack_ratio = best["accepted_per_s"] / best_base["accepted_per_s"]
+    e2e_ratio = e2e["processed_per_s"] / best_base["accepted_per_s"]
+    rows = [
+        (
+            "acknowledged/s >= 80% of baseline",
+            f"{best['accepted_per_s']:,.0f}/s vs {best_base['accepted_per_s']:,.0f}/s = {ack_ratio:.0%}",
+            ack_ratio >= TARGETS["ack_ratio"],
+        ),
+        (
+            f"end to end, {results['workers']} workers, >= 50% of baseline",
+            f"{e2e['processed_per_s']:,.0f}/s = {e2e_ratio:.0%} (catch-up {e2e['catch_up_s']:.1f} s)",
+            e2e_ratio >= TARGETS["e2e_ratio"],
+        ),
+        (
+            "p99 acknowledgement < 50 ms at best",
+            f"{best['p99_ms']:.1f} ms at {best['concurrency']} connections",
+            best["p99_ms"] < TARGETS["ack_p99_ms"],
+        ),
+        (
+            "ack to queryable run p50 < 100 ms",
+            f"{fresh['fresh_p50_ms']:.0f} ms at {fresh['rate']:,.0f} events/s",
+            fresh["fresh_p50_ms"] < TARGETS["fresh_p50_ms"],
+        ),
+        (
+            "ack to queryable run p99 < 1 s",
+            f"{fresh['fresh_p99_ms']:.0f} ms at {fresh['rate']:,.0f} events/s",
+            fresh["fresh_p99_ms"] < TARGETS["fresh_p99_ms"],
+        ),
+        (
+            "  same at half the end-to-end rate",
+            f"p50 {sustained['fresh_p50_ms']:.0f} ms, p99 {sustained['fresh_p99_ms']:.0f} ms "
+            f"at {sustained['rate']:,.0f} events/s",
+            sustained["fresh_p50_ms"] < TARGETS["fresh_p50_ms"]
+            and sustained["fresh_p99_ms"] < TARGETS["fresh_p99_ms"],
+        ),
+        ("zero errors", f"{errors} (non-2xx, socket errors, not done)", errors == 0),
+    ]
+    if memory:
+        rss = ", ".join(
+            f"{a:.0f}->{b:.0f} MiB"
+            for a, b in zip(memory["rss_early_mib"], memory["rss_end_mib"], strict=True)
+        )
+        rows.append(
+            (
+                "worker memory flat over 100,000 events",
+                f"{memory['events']:,} events: {rss} ({memory['growth']:+.1%})",
+                memory["events"] >= TARGETS["memory_events"] and memory["growth"] < TARGETS["memory_growth"],
+            )
+        )
+    for name, measured, ok in rows:
+        targets.add_row(name, measured, met(ok))
+    console.print(targets)
+    machine = results["machine"]
+    console.print(
+        f"{machine['cpus']} CPUs ({machine['cpu']}), {machine['postgresql']}, Python {machine['python']}; "
+        f"{results['web_workers']} gunicorn workers per server; events of {results['event_bytes']:,.0f} B "
+        f"on average; medians of {results['repeat']} measurements of {results['duration']:g} s"
+    )
+    if memory:
+        console.print(
+            f"memory run: {memory['events']:,} events drained in {memory['drain_s']:.0f} s "
+            f"({memory['processed_per_s']:,.0f}/s); not done: {memory['not_done'] or 'none'}"
+        )
+    resent = sum(r["resent"] for rows in ack.values() for r in rows)
+    if resent:
+        console.print(f"[red]wrk ran out of distinct requests and resent {resent}: counted as errors[/red]")
+
+
+def machine() -> dict[str, Any]:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return {"cpus": os.cpu_count(), "cpu": cpu, "python": platform.python_version()}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=1000, help="runs to generate events from (default 1000)")
+    parser.add_argument("--runs-file", type=Path, help="build the events from these JSONL records instead")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the generated runs")
+    parser.add_argument(
+        "--concurrency",
+        type=lambda text: [int(part) for part in text.split(",")],
+        default=[8, 16, 32],
+        help="wrk connections, comma-separated (default 8,16,32)",
+    )
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per measurement (default 5)")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="measurements per server and concurrency; medians reported (default 3)",
+    )
+    parser.add_argument("--workers", type=int, default=2, help="event workers (default 2)")
+    parser.add_argument(
+        "--memory-events",
+        type=int,
+        default=100_000,
+        help="backlog the workers drain while their memory is sampled; 0 skips it (default 100000)",
+    )
+    parser.add_argument("--database-url", default=DEFAULT_URL, help="database to DROP and recreate")
+    parser.add_argument("--json", action="store_true", help="also print the results as JSON on stdout")
+    args = parser.parse_args(argv)
+    # With --json, stdout carries only the JSON document.
+    console = Console(stderr=args.json)
+    if shutil.which("wrk") is None:
+        sys.exit(
+            "bench/ingest.py needs wrk: apt-get install -y wrk (Debian, Ubuntu) or brew install wrk (macOS)"
+        )
+
+    records = list(read_runs_file(args.runs_file) if args.runs_file else generate_runs(args.runs, args.seed))
+    events = Events(records)
+    results: dict[str, Any] = {
+        "machine": machine(),
+        "runs": len(records),
+        "event_bytes": events.mean_size(),
+        "duration": args.duration,
+        "repeat": args.repeat,
+        "workers": args.workers,
+        "web_workers": int(os.environ.get("WEB_CONCURRENCY", (os.cpu_count() or 1) * 2 + 1)),
+    }
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as scratch, ExitStack() as stack:
+        bench = Bench(args, events, Path(scratch), console)
+        bench.prepare()
+        stack.callback(bench.inbox.close)
+        with psycopg.connect(libpq(bench.url)) as connection:
+            row = connection.execute("SHOW server_version").fetchone()
+            results["machine"]["postgresql"] = f"PostgreSQL {row[0] if row else '?'}"
+        bench.servers(stack)
+        results["acknowledgement"] = bench.acknowledgement()
+        best = max(results["acknowledgement"]["ingester"], key=lambda r: r["accepted_per_s"])
+        # Emptied before the workers start: TRUNCATE would deadlock with their transactions.
+        bench.reset()
+        with ExitStack() as workers:
+            bench.workers(workers)
+            count = int(best["accepted_per_s"] * args.duration * 3) + 2000
+            results["end_to_end"] = bench.end_to_end(best["concurrency"], count)
+            # The target's load, half the peak acknowledged rate; and half the rate the workers
+            # sustain, which separates their delay from the backlog an excess rate builds.
+            results["freshness"] = bench.freshness(best["accepted_per_s"] / 2)
+            results["freshness_sustained"] = bench.freshness(results["end_to_end"]["processed_per_s"] / 2)
+        if args.memory_events:
+            results["memory"] = bench.memory(args.memory_events)
+    report(results, console)
+    if args.json:
+        print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

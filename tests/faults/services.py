@@ -1,0 +1,185 @@
+"""The service as it runs in production, in real processes: gunicorn, the worker, PostgreSQL."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import requests
+
+from store import migrate
+from store.database import make_engine
+from tests.conftest import PIPELINE_SECRET, S3_TOKEN, TOPIC_ARN, WANDB_TOKEN
+
+BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def service_env(database_url: str, **extra: str) -> dict[str, str]:
+    """Return the environment of a deployment on ``database_url`` with every source configured."""
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "PIPELINE_WEBHOOK_SECRET": PIPELINE_SECRET,
+        "WANDB_WEBHOOK_TOKEN": WANDB_TOKEN,
+        "S3_WEBHOOK_TOKEN": S3_TOKEN,
+        "SNS_TOPIC_ARNS": TOPIC_ARN,
+        **extra,
+    }
+
+
+@contextmanager
+def running(command: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``command`` for the block, its output in ``log``; stop it as a supervisor would."""
+    with log.open("ab") as output:
+        process = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT, cwd=ROOT)
+    try:
+        yield process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+class WebServer:
+    """gunicorn started as the Procfile's web line starts it."""
+
+    def __init__(self, process: subprocess.Popen[bytes], port: int, workers: int) -> None:
+        self.process, self.workers = process, workers
+        self.url = f"http://127.0.0.1:{port}"
+
+    def worker_pids(self) -> list[int]:
+        """Return the pids of gunicorn's worker processes."""
+        pids: list[int] = []
+        for task in Path(f"/proc/{self.process.pid}/task").iterdir():
+            pids += [int(pid) for pid in (task / "children").read_text().split()]
+        return pids
+
+    def wait_until_up(self, timeout: float = 60.0) -> None:
+        """Wait until every worker has booted and one answers."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                requests.get(f"{self.url}/healthz", timeout=5).raise_for_status()
+                if len(self.worker_pids()) == self.workers:
+                    return
+            except requests.RequestException:
+                if self.process.poll() is not None:
+                    raise
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"gunicorn did not start {self.workers} workers in {timeout:.0f} s")
+            time.sleep(0.1)
+
+
+@contextmanager
+def web_server(database_url: str, logs: Path, workers: int = 2) -> Iterator[WebServer]:
+    """Serve the ingester on a free loopback port with ``workers`` gunicorn workers."""
+    port = free_port()
+    env = service_env(database_url, HOST="127.0.0.1", PORT=str(port), WEB_CONCURRENCY=str(workers))
+    command = [str(BIN / "gunicorn"), "--config", "python:ingest.gunicorn_conf"]
+    with running(command, env, logs / "gunicorn.log") as process:
+        server = WebServer(process, port, workers)
+        server.wait_until_up()
+        yield server
+
+
+@contextmanager
+def event_worker(database_url: str, logs: Path, timeout: float = 60.0) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``training-db worker`` as the Procfile's worker line does, once it has started."""
+    log = logs / "worker.log"
+    with running([str(BIN / "training-db"), "worker"], service_env(database_url), log) as worker:
+        deadline = time.monotonic() + timeout
+        while "worker.started" not in log.read_text(errors="replace"):
+            if worker.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the worker did not start: see {log}")
+            time.sleep(0.1)
+        yield worker
+
+
+# --- a private PostgreSQL cluster, to stop and start without disturbing anyone ----------------
+
+
+def postgres_bindir() -> Path | None:
+    """Find initdb and pg_ctl: on the PATH, else Debian's newest /usr/lib/postgresql/<version>/bin."""
+    initdb = shutil.which("initdb")
+    if initdb:
+        return Path(initdb).parent
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[-3]))
+    return Path(candidates[-1]).parent if candidates else None
+
+
+class PrivatePostgres:
+    """A throwaway PostgreSQL cluster on a free loopback port."""
+
+    def __init__(self, bindir: Path, directory: Path) -> None:
+        self.bindir, self.directory = bindir, directory
+        self.port = free_port()
+        self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+        # initdb and postgres refuse to run as root: run them as the postgres user then.
+        self.as_owner = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+
+    def _run(self, *command: str) -> None:
+        subprocess.run([*self.as_owner, *command], check=True, capture_output=True, cwd=self.directory)
+
+    def initdb(self) -> None:
+        if self.as_owner:
+            shutil.chown(self.directory, "postgres")
+        data = str(self.directory / "data")
+        self._run(str(self.bindir / "initdb"), "-D", data, "-U", "postgres", "-A", "trust", "--no-sync")
+
+    def start(self) -> None:
+        # fsync off: the cluster is stopped cleanly in these tests, never crashed.
+        options = f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run(
+            str(self.bindir / "pg_ctl"), "-D", str(self.directory / "data"), "-l",
+            str(self.directory / "postgres.log"), "-o", options, "-w", "start",
+        )  # fmt: skip
+
+    def stop(self) -> None:
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.directory / "data"), "-m", "fast", "-w", "stop")
+
+    def running(self) -> bool:
+        return (self.directory / "data" / "postmaster.pid").exists()
+
+
+@contextmanager
+def private_postgres() -> Iterator[PrivatePostgres]:
+    """Start a migrated private cluster for the block; skip without PostgreSQL, unless under CI."""
+    bindir = postgres_bindir()
+    if bindir is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("the PostgreSQL server binaries (initdb, pg_ctl) are not installed")
+        pytest.skip("the PostgreSQL server binaries (initdb, pg_ctl) are not installed")
+    directory = Path(tempfile.mkdtemp(prefix="training-db-postgres-"))
+    cluster = PrivatePostgres(bindir, directory)
+    try:
+        cluster.initdb()
+        cluster.start()
+        engine = make_engine(cluster.url)
+        migrate.upgrade(engine)
+        engine.dispose()
+        yield cluster
+    finally:
+        if cluster.running():
+            cluster.stop()
+        shutil.rmtree(directory, ignore_errors=True)
