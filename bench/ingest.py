@@ -26,7 +26,6 @@ import json
 import os
 import platform
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -36,7 +35,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from itertools import cycle, islice
 from pathlib import Path
@@ -53,6 +52,7 @@ sys.path.insert(0, str(ROOT))
 
 from ingest.client import sign  # noqa: E402
 from tests.factory import generate_runs, read_runs_file  # noqa: E402
+from tests.faults.services import running  # noqa: E402
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/training_db_bench_ingest"
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -155,22 +155,6 @@ def recreate_database(url: str) -> None:
     with psycopg.connect(with_driver(url, "postgresql", "postgres"), autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.execute(f'CREATE DATABASE "{name}"')
-
-
-@contextmanager
-def process(command: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """Run ``command`` for the duration of the block, its output in ``log``; stop it with SIGTERM."""
-    with log.open("ab") as output:
-        child = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT, cwd=ROOT)
-    try:
-        yield child
-    finally:
-        child.send_signal(signal.SIGTERM)
-        try:
-            child.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
 
 
 def wait_for_http(port: int, timeout: float = 60.0) -> None:
@@ -385,7 +369,7 @@ class Bench:
         for name, command in commands.items():
             env = self.env(HOST="127.0.0.1", PORT=str(self.ports[name]))
             env["BASELINE_DATABASE_URL"] = libpq(self.baseline_url)
-            stack.enter_context(process(command, env, self.scratch / f"{name}.log"))
+            stack.enter_context(running(command, env, self.scratch / f"{name}.log"))
         for port in self.ports.values():
             wait_for_http(port)
 
@@ -394,7 +378,7 @@ class Bench:
         log = self.scratch / f"workers-{self.batch}.log"
         self.batch += 1
         started = [
-            stack.enter_context(process([str(BIN / "training-db"), "worker"], self.env(), log))
+            stack.enter_context(running([str(BIN / "training-db"), "worker"], self.env(), log))
             for _ in range(self.args.workers)
         ]
         wait_for_log(log, "worker.started", self.args.workers)
