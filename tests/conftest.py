@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import hypothesis
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
@@ -28,6 +29,12 @@ from store import migrate
 from store.database import make_engine, normalize_url
 from store.models import Base
 from tests.sns_signer import SnsSigner
+
+# CI explores the same examples on every run, so a landing never hangs on a new random draw;
+# local runs keep exploring new ones.
+hypothesis.settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI") == "true":
+    hypothesis.settings.load_profile("ci")
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 BACKENDS = ("sqlite", "postgresql")
