@@ -13,7 +13,15 @@ import json
 from typing import Annotated, Any, Literal
 from urllib.parse import unquote_plus
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+)
 
 
 class EventKind(enum.StrEnum):
@@ -47,6 +55,16 @@ RunId = Annotated[
 Text = Annotated[str, StringConstraints(max_length=4096)]
 
 
+def _iso_8601(value: Any) -> Any:
+    # pydantic would also take Unix seconds, even as a string ("0"); the schema says date-time.
+    if not isinstance(value, str) or value.strip().lstrip("+-").replace(".", "", 1).isdigit():
+        raise ValueError("must be an ISO-8601 date-time string with a time zone")
+    return value
+
+
+IsoTime = Annotated[AwareDatetime, BeforeValidator(_iso_8601)]
+
+
 class Open(BaseModel):
     model_config = ConfigDict(extra="allow")
 
@@ -62,7 +80,7 @@ class RunLaunchedData(Open):
     wandb_project: Text | None = None
     run_name: Text | None = None
     chain_of_custody_id: Text | None = None
-    created_at: AwareDatetime | None = None
+    created_at: IsoTime | None = None
 
 
 class RunStartedData(Open):
@@ -97,7 +115,7 @@ class RunAttachmentData(Open):
 
 
 class _PipelineEvent(Open):
-    timestamp: AwareDatetime
+    timestamp: IsoTime
 
 
 class RunLaunched(_PipelineEvent):

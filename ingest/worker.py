@@ -13,7 +13,8 @@ import store
 from handlers import HANDLERS, IGNORED, Context, Outcome
 from handlers.wandb import sync_project
 from ingest import metrics
-from ingest.parsing import Invalid, Malformed, parse_stored
+from ingest.events import EventKind
+from ingest.parsing import Invalid, Malformed, Parsed, parse_stored
 from ingest.settings import Settings
 from ingest.wandb_api import WandbClient
 from store import inbox
@@ -37,21 +38,48 @@ class PermanentError(Exception):
     """Retrying will not help: the stored event cannot be read or its data is refused."""
 
 
-def handle(source: str, kind: str, body: bytes, context: Context) -> Outcome:
-    """Run one stored delivery through its handler."""
+# Their handlers call out over the network: each is applied in its own transaction, so a
+# slow service holds no batch's locks.
+CALLS_OUT = frozenset({EventKind.WANDB_AUTOMATION, EventKind.SNS_SUBSCRIPTION_CONFIRMATION})
+
+
+def finished_status(outcome: Outcome) -> str:
+    return "ignored" if outcome is Outcome.IGNORED else "done"
+
+
+def read(source: str, kind: str, body: bytes) -> Parsed:
+    """Validate a stored delivery again, as its handler will take it."""
     try:
-        parsed = parse_stored(source, body)
+        return parse_stored(source, body)
     except (Invalid, Malformed) as error:
         raise PermanentError(f"stored body no longer validates: {error}") from error
+
+
+def apply(parsed: Parsed, context: Context) -> Outcome:
+    """Run one validated event through its handler."""
     if parsed.kind in IGNORED:
         return Outcome.IGNORED
     handler = HANDLERS.get(parsed.kind)
     if handler is None:
-        raise PermanentError(f"no handler for event kind {kind!r}")
+        raise PermanentError(f"no handler for event kind {parsed.kind!r}")
     try:
         return handler(parsed.event, context)
     except ValueError as error:
         raise PermanentError(str(error)) from error
+
+
+def handle(source: str, kind: str, body: bytes, context: Context) -> Outcome:
+    """Run one stored delivery through its handler."""
+    return apply(read(source, kind, body), context)
+
+
+def runs_of(parsed: Parsed) -> list[str]:
+    """The run a pipeline event is about, for its batch to lock up front."""
+    run_id = getattr(getattr(parsed.event, "data", None), "run_id", None)
+    return [run_id] if isinstance(run_id, str) else []
+
+
+Item = tuple[inbox.Delivery, Parsed]
 
 
 class Worker:
@@ -79,22 +107,75 @@ class Worker:
         return len(batch)
 
     def _process(self, batch: list[inbox.Delivery]) -> None:
-        finished: dict[str, list[int]] = defaultdict(list)
+        together: list[Item] = []
+        alone: list[Item] = []
         for delivery in batch:
             try:
-                outcome = handle(delivery.source, delivery.kind, delivery.body, self.context)
+                parsed = read(delivery.source, delivery.kind, delivery.body)
             except PermanentError as error:
-                log.warning("event.refused id=%s kind=%s error=%s", delivery.id, delivery.kind, error)
-                inbox.finish([delivery.id], "invalid", str(error))
-                metrics.PROCESSED.labels(kind=delivery.kind, outcome="invalid").inc()
+                self._refused(delivery, error)
                 continue
+            (alone if parsed.kind in CALLS_OUT else together).append((delivery, parsed))
+        alone.extend(self._apply_together(together))
+        for delivery, parsed in alone:
+            self._apply_alone(delivery, parsed)
+
+    def _apply_together(self, items: list[Item]) -> list[Item]:
+        """Apply events in one unit of work; return those left to apply one by one.
+
+        An event whose handler fails is recorded as failed and the rest are applied again
+        without it. A failure while locking or committing blames no event: they are all
+        left to apply alone.
+        """
+        while items:
+            outcomes: list[Outcome] = []
+            applying: int | None = None
+            try:
+                with store.unit_of_work(run_id for _, parsed in items for run_id in runs_of(parsed)):
+                    for index, (_, parsed) in enumerate(items):
+                        applying = index
+                        outcomes.append(apply(parsed, self.context))
+                    applying = None
+                    finished: dict[str, list[int]] = defaultdict(list)
+                    for (delivery, _), outcome in zip(items, outcomes, strict=True):
+                        finished[finished_status(outcome)].append(delivery.id)
+                    for status, ids in finished.items():
+                        inbox.finish(ids, status)
+            except DatabaseUnavailable:
+                raise
             except Exception as error:
-                self._failed(delivery, error)
+                if applying is None:
+                    log.warning("batch.failed events=%d error=%s", len(items), error)
+                    return items
+                delivery, _ = items.pop(applying)
+                self._record_failure(delivery, error)
                 continue
-            finished["ignored" if outcome is Outcome.IGNORED else "done"].append(delivery.id)
-            metrics.PROCESSED.labels(kind=delivery.kind, outcome=str(outcome)).inc()
-        for status, ids in finished.items():
-            inbox.finish(ids, status)
+            for (delivery, _), outcome in zip(items, outcomes, strict=True):
+                metrics.PROCESSED.labels(kind=delivery.kind, outcome=str(outcome)).inc()
+            return []
+        return []
+
+    def _apply_alone(self, delivery: inbox.Delivery, parsed: Parsed) -> None:
+        try:
+            outcome = apply(parsed, self.context)
+        except DatabaseUnavailable:
+            raise
+        except Exception as error:
+            self._record_failure(delivery, error)
+            return
+        inbox.finish([delivery.id], finished_status(outcome))
+        metrics.PROCESSED.labels(kind=delivery.kind, outcome=str(outcome)).inc()
+
+    def _record_failure(self, delivery: inbox.Delivery, error: Exception) -> None:
+        if isinstance(error, PermanentError):
+            self._refused(delivery, error)
+        else:
+            self._failed(delivery, error)
+
+    def _refused(self, delivery: inbox.Delivery, error: PermanentError) -> None:
+        log.warning("event.refused id=%s kind=%s error=%s", delivery.id, delivery.kind, error)
+        inbox.finish([delivery.id], "invalid", str(error))
+        metrics.PROCESSED.labels(kind=delivery.kind, outcome="invalid").inc()
 
     def _failed(self, delivery: inbox.Delivery, error: Exception) -> None:
         message = f"{type(error).__name__}: {error}"

@@ -24,6 +24,7 @@ from store.runs import (
     insert_run,
     mark_crashed,
     record_progress,
+    unit_of_work,
     update_run_status,
     utcnow,
 )
@@ -53,6 +54,7 @@ __all__ = [
     "record_crash_report_object",
     "record_progress",
     "update_objective_metric",
+    "unit_of_work",
     "update_run_status",
     "upsert_wandb_run",
     "utcnow",

@@ -7,7 +7,8 @@ yet creates its row: events arrive out of order, and nothing may be lost.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,7 +16,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from store import extract, jsoncodec
+from store import database, extract, jsoncodec
 from store.database import read_transaction, transaction
 from store.models import Base, RunObjective, TrainingRun
 
@@ -57,21 +58,79 @@ def dialect_insert(session: Session):  # type: ignore[no-untyped-def]
     return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
+def lock_runs(session: Session, run_ids: Iterable[str]) -> dict[str, TrainingRun]:
+    """Return the runs' rows locked for update, creating placeholders for new ones.
+
+    Locks are taken in run_id order, so two workers locking overlapping sets cannot deadlock.
+    """
+    wanted = sorted({check_run_id(run_id) for run_id in run_ids})
+    runs = _select_for_update(session, wanted)
+    missing = [run_id for run_id in wanted if run_id not in runs]
+    if missing:
+        now = utcnow()
+        session.execute(
+            dialect_insert(session)(TrainingRun)
+            .values(
+                [{"run_id": r, "status": "launched", "created_at": now, "updated_at": now} for r in missing]
+            )
+            .on_conflict_do_nothing(index_elements=["run_id"])
+        )
+        runs.update(_select_for_update(session, missing))
+    return runs
+
+
+def _select_for_update(session: Session, run_ids: list[str]) -> dict[str, TrainingRun]:
+    if not run_ids:
+        return {}
+    rows = session.scalars(
+        select(TrainingRun)
+        .where(TrainingRun.run_id.in_(run_ids))
+        .order_by(TrainingRun.run_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return {run.run_id: run for run in rows}
+
+
 def lock_run(session: Session, run_id: str) -> TrainingRun:
     """Return the run's row locked for update, creating a placeholder when it is new."""
-    check_run_id(run_id)
-    run = session.get(TrainingRun, run_id, with_for_update=True)
-    if run is not None:
-        return run
-    now = utcnow()
-    session.execute(
-        dialect_insert(session)(TrainingRun)
-        .values(run_id=run_id, status="launched", created_at=now, updated_at=now)
-        .on_conflict_do_nothing(index_elements=["run_id"])
-    )
-    run = session.get(TrainingRun, run_id, with_for_update=True, populate_existing=True)
-    assert run is not None
-    return run
+    return lock_runs(session, [run_id])[run_id]
+
+
+def load_objectives(session: Session, run_ids: Iterable[str]) -> dict[str, dict[str, RunObjective]]:
+    """Return each run's objectives by name (an empty dict for a run without any)."""
+    ids = list(run_ids)
+    objectives: dict[str, dict[str, RunObjective]] = {run_id: {} for run_id in ids}
+    if ids:
+        for objective in session.scalars(select(RunObjective).where(RunObjective.run_id.in_(ids))):
+            objectives[objective.run_id][objective.objective_name] = objective
+    return objectives
+
+
+# A unit of work keeps the runs it locked, with their objectives, in its session's info.
+LOCKED = "locked_runs"
+
+
+def lock_for_unit(session: Session, run_ids: Iterable[str]) -> None:
+    """Lock and load runs for the unit of work ``session`` belongs to, all in one go."""
+    locked = session.info.setdefault(LOCKED, {})
+    wanted = {check_run_id(run_id) for run_id in run_ids} - set(locked)
+    if wanted:
+        runs = lock_runs(session, wanted)
+        for run_id, objectives in load_objectives(session, runs).items():
+            locked[run_id] = (runs[run_id], objectives)
+
+
+@contextmanager
+def unit_of_work(run_ids: Iterable[str] = ()) -> Iterator[Session]:
+    """Make the store calls in the block one transaction, with ``run_ids`` locked up front.
+
+    Each run is read once and written once at the commit, however many calls touch it;
+    the calls return what they would return on their own. Nothing commits if the block raises.
+    """
+    with database.unit_of_work() as session:
+        lock_for_unit(session, run_ids)
+        yield session
 
 
 def _snapshot(row: Base, columns: tuple[str, ...]) -> tuple[Any, ...]:
@@ -87,15 +146,19 @@ class RunState:
 
     def __init__(self, session: Session, run_id: str, with_objectives: bool = True) -> None:
         self.session = session
-        self.run = lock_run(session, run_id)
-        self.objectives: dict[str, RunObjective] = {}
+        locked = session.info.get(LOCKED)
+        if locked is not None:
+            # In a unit of work: the run and all its objectives are loaded once, and shared
+            # by every call that touches the run.
+            if run_id not in locked:
+                lock_for_unit(session, [run_id])
+            self.run, self.objectives = locked[run_id]
+            with_objectives = True
+        else:
+            self.run = lock_run(session, run_id)
+            self.objectives = load_objectives(session, [run_id])[run_id] if with_objectives else {}
         self.with_objectives = with_objectives
         self.run_fields_before = {"status": self.run.status, "gradient_method": self.run.gradient_method}
-        if with_objectives:
-            self.objectives = {
-                o.objective_name: o
-                for o in session.scalars(select(RunObjective).where(RunObjective.run_id == run_id))
-            }
         self.changed = False
 
     def _state(self) -> tuple[Any, ...]:

@@ -158,6 +158,8 @@ CORPUS: dict[str, tuple[Callable[..., Sent], int]] = {
     "missing run_id": (pipeline(LAUNCHED.replace(b'"run_id": "run-1", ', b"")), 422),
     "missing timestamp": (pipeline(b'{"type": "run.started", "data": {"run_id": "run-1"}}'), 422),
     "timestamp without a time zone": (pipeline(LAUNCHED.replace(b"10:00:00Z", b"10:00:00")), 422),
+    "timestamp in Unix seconds": (pipeline(LAUNCHED.replace(b'"2026-11-20T10:00:00Z"', b"1795997321")), 422),
+    "timestamp a string of digits": (pipeline(LAUNCHED.replace(b'"2026-11-20T10:00:00Z"', b'"0"')), 422),
     "run_id a number": (pipeline(launched(run_id=42)), 422),
     "config a list": (pipeline(launched(config=[1, 2])), 422),
     "step a string": (pipeline(json.dumps(pipeline_event("run.progress", "r", step="ten")).encode()), 422),

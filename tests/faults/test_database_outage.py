@@ -95,7 +95,7 @@ def test_events_claimed_when_the_database_went_away_are_handed_back_once_it_answ
         raise DatabaseUnavailable("connection refused")
 
     with monkeypatch.context() as outage:
-        outage.setattr("ingest.worker.handle", unavailable)
+        outage.setattr("ingest.worker.apply", unavailable)
         outage.setattr(inbox, "retry_later", unavailable)
         with pytest.raises(DatabaseUnavailable):
             worker.run_once()

@@ -147,3 +147,40 @@ def test_the_final_run_does_not_depend_on_the_order_events_arrive_in(client, wor
         0.4231,
         "crash-reports/run-000-0000042/error.log",
     )
+
+
+def test_in_a_batch_a_failing_event_fails_alone_and_the_others_are_applied_once(client, worker, monkeypatch):
+    calls = _break_handler(monkeypatch, EventKind.RUN_CRASHED, RuntimeError("boom"))
+    ids = [
+        post_pipeline(client, event).json["event_id"]
+        for event in (
+            pipeline_event("run.started", "r1"),
+            pipeline_event("run.crashed", "r2", error="oom"),
+            pipeline_event("run.finished", "r1", summary={"_step": 5}),
+        )
+    ]
+
+    assert worker.run_once() == 3
+
+    assert [inbox.get_delivery(i).status for i in ids] == ["done", "failed", "done"]
+    assert len(calls) == 1
+    assert store.get_run("r1")["status"] == "completed"
+    assert store.get_run("r2") is None
+
+
+def test_a_batch_that_cannot_commit_is_applied_one_event_at_a_time(client, worker, monkeypatch):
+    ids = [post_pipeline(client, pipeline_event("run.started", f"r{n}")).json["event_id"] for n in range(3)]
+    finish = inbox.finish
+    failures = iter([RuntimeError("commit refused")])
+
+    def finish_failing_once(*args, **kwargs):
+        error = next(failures, None)
+        if error is not None:
+            raise error
+        return finish(*args, **kwargs)
+
+    monkeypatch.setattr(inbox, "finish", finish_failing_once)
+    assert worker.run_once() == 3
+
+    assert [inbox.get_delivery(i).status for i in ids] == ["done"] * 3
+    assert [store.get_run(f"r{n}")["status"] for n in range(3)] == ["running"] * 3

@@ -1,0 +1,75 @@
+"""Several store calls in one transaction: the worker's batches."""
+
+from __future__ import annotations
+
+import pytest
+
+import store
+from tests.store.test_runs import CONFIG, SUMMARY
+
+TIMESTAMPS = ("run_id", "created_at", "updated_at", "completed_at")
+
+
+def calls(prefix: str) -> list[bool]:
+    """Launch, finish, repeat and crash runs as events would, returning each call's answer."""
+    return [
+        store.update_run_status(f"{prefix}1", "completed", final_metrics_json=SUMMARY),
+        store.insert_run(f"{prefix}1", wandb_run_id="w1", config_dict=CONFIG),
+        store.insert_run(f"{prefix}1", wandb_run_id="w1", config_dict=CONFIG),
+        store.record_progress(f"{prefix}2", 10, {"train/loss": 0.5}),
+        store.mark_crashed(f"{prefix}2", error="CUDA out of memory"),
+        store.attach_blog_post(f"{prefix}2", "https://blog.example/run"),
+        store.mark_crashed(f"{prefix}2", error="CUDA out of memory"),
+    ]
+
+
+def without_timestamps(run: dict) -> dict:
+    kept = {k: v for k, v in run.items() if k not in TIMESTAMPS}
+    kept["objectives"] = [{k: v for k, v in o.items() if k != "run_id"} for o in run["objectives"]]
+    return kept
+
+
+def test_calls_in_a_unit_answer_and_end_exactly_as_they_would_one_by_one(db):
+    alone = calls("alone-")
+    with store.unit_of_work(["unit-1", "unit-2"]):
+        together = calls("unit-")
+
+    assert together == alone == [True, True, False, True, True, True, False]
+    for n in ("1", "2"):
+        assert without_timestamps(store.get_run(f"unit-{n}")) == without_timestamps(
+            store.get_run(f"alone-{n}")
+        )
+
+
+def test_nothing_in_a_unit_is_kept_when_it_raises(db):
+    store.insert_run("kept", config_dict=CONFIG)
+    with pytest.raises(RuntimeError, match="handler broke"), store.unit_of_work(["kept", "new"]):
+        store.update_run_status("kept", "completed", final_metrics_json=SUMMARY)
+        store.insert_run("new", config_dict=CONFIG)
+        raise RuntimeError("handler broke")
+
+    assert store.get_run("new") is None
+    assert store.get_run("kept")["status"] == "launched"
+
+
+def test_a_unit_reads_its_own_writes_and_locks_runs_it_was_not_told_about(db):
+    with store.unit_of_work():
+        store.insert_run("r1", config_dict=CONFIG)
+        assert store.get_run("r1")["gradient_method"] == "mgda"
+        assert store.update_run_status("r1", "completed", final_metrics_json=SUMMARY)
+
+    assert store.get_run("r1")["status"] == "completed"
+
+
+def test_a_bad_run_id_named_up_front_is_refused_and_nothing_begins(db):
+    with (
+        pytest.raises(ValueError, match="run_id must be a non-empty string"),
+        store.unit_of_work(["ok", " "]),
+    ):
+        pass
+    assert store.get_run("ok") is None
+
+
+def test_units_do_not_nest(db):
+    with pytest.raises(RuntimeError, match="do not nest"), store.unit_of_work(), store.unit_of_work():
+        pass
