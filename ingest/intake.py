@@ -48,6 +48,8 @@ KEPT_HEADERS = (
     "x-amz-sns-topic-arn",
     "x-amz-sns-subscription-arn",
 )
+# Every header a step of the intake reads; the web endpoints pass on only these.
+READ_HEADERS = (*KEPT_HEADERS, "webhook-signature", "authorization", "x-wandb-signature")
 WANDB_DEDUPE_WINDOW = timedelta(minutes=10)
 MAX_DEDUPE_KEY = 255
 
@@ -77,8 +79,7 @@ class Rejected(Exception):
 
 
 def kept_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    lowered = {k.lower(): v for k, v in headers.items()}
-    return {name: lowered[name] for name in KEPT_HEADERS if name in lowered}
+    return {name: headers[name] for name in KEPT_HEADERS if name in headers}
 
 
 class Intake:
@@ -93,6 +94,8 @@ class Intake:
     ) -> Receipt:
         """Take one delivery from ``source``; ``trusted`` skips authentication (SQS, replays of the inbox)."""
         metrics.received(source)
+        # Header names ignore case: lower them once, for a plain dict every step can read.
+        headers = {name.lower(): value for name, value in headers.items()}
         try:
             if source is Source.PIPELINE:
                 return self._pipeline(body, headers, trusted)
@@ -114,7 +117,7 @@ class Intake:
 
     def _pipeline(self, body: bytes, headers: Mapping[str, str], trusted: bool) -> Receipt:
         if trusted:
-            webhook_id = _header(headers, "webhook-id") or f"body:{body_hash(body)}"
+            webhook_id = headers.get("webhook-id") or f"body:{body_hash(body)}"
         else:
             webhook_id = self._auth(
                 auth.verify_pipeline,
@@ -150,7 +153,7 @@ class Intake:
         )
 
     def _s3(self, body: bytes, headers: Mapping[str, str], trusted: bool) -> Receipt:
-        bearer = _header(headers, "authorization")
+        bearer = headers.get("authorization")
         if bearer and not trusted:
             self._auth(auth.verify_bearer, self.settings.s3_webhook_token, headers)
         try:
@@ -300,13 +303,6 @@ def _bounded(dedupe_key: str) -> str:
     if len(dedupe_key) <= MAX_DEDUPE_KEY:
         return dedupe_key
     return "sha256:" + hashlib.sha256(dedupe_key.encode()).hexdigest()
-
-
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    for key, value in headers.items():
-        if key.lower() == name:
-            return value
-    return None
 
 
 def _json_text(value: Any) -> str:

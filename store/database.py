@@ -100,6 +100,11 @@ def get_engine() -> Engine:
     return _engine
 
 
+def libpq_url() -> str:
+    """Return the PostgreSQL URL as psycopg takes it, for a connection of its own."""
+    return get_engine().url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
 def backend() -> str:
     """Return ``postgresql`` or ``sqlite``."""
     return get_engine().dialect.name
