@@ -122,7 +122,6 @@ class _Connections:
             if connection is not None and not connection.closed:
                 self.idle.append((engine, connection))
 
-
     def close(self) -> None:
         while self.idle:
             self.idle.pop()[1].close()

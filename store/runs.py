@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, inspect, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -133,12 +133,30 @@ def unit_of_work(run_ids: Iterable[str] = ()) -> Iterator[Session]:
         yield session
 
 
-def _snapshot(row: Base, columns: tuple[str, ...]) -> tuple[Any, ...]:
-    # Compare JSON canonically: NaN != NaN, and JSONB does not keep key order.
-    return tuple(
-        jsoncodec.dumps(getattr(row, c), sort_keys=True) if c.endswith("_json") else getattr(row, c)
-        for c in columns
-    )
+def _values(row: Base, columns: tuple[str, ...]) -> tuple[Any, ...]:
+    # The instance's loaded values, read without the attribute machinery: this runs twice
+    # per call for the run and each of its objectives.
+    loaded = inspect(row).dict
+    return tuple(loaded.get(column) for column in columns)
+
+
+def _same(before: Any, after: Any) -> bool:
+    if before is after:
+        return True
+    if isinstance(before, dict | list) and isinstance(after, dict | list):
+        # Documents compare canonically: NaN != NaN, 1 == 1.0, and JSONB keeps no key order.
+        return jsoncodec.dumps(before, sort_keys=True) == jsoncodec.dumps(after, sort_keys=True)
+    return bool(before == after)
+
+
+def _refuse_nul(values: tuple[Any, ...]) -> None:
+    # Checked here, before the write: PostgreSQL refuses NUL in text with an error of its own.
+    if any(isinstance(value, str) and "\x00" in value for value in values):
+        raise ValueError("text must not contain NUL (\\x00) characters: PostgreSQL cannot store them")
+
+
+def _same_rows(before: tuple[Any, ...], after: tuple[Any, ...]) -> bool:
+    return all(_same(b, a) for b, a in zip(before, after, strict=True))
 
 
 class RunState:
@@ -153,18 +171,31 @@ class RunState:
             if run_id not in locked:
                 lock_for_unit(session, [run_id])
             self.run, self.objectives = locked[run_id]
-            with_objectives = True
+            self.objectives_loaded = True
         else:
             self.run = lock_run(session, run_id)
             self.objectives = load_objectives(session, [run_id])[run_id] if with_objectives else {}
+            self.objectives_loaded = with_objectives
+        # Whether the caller's changes to objectives count as changes of the call.
         self.with_objectives = with_objectives
         self.run_fields_before = {"status": self.run.status, "gradient_method": self.run.gradient_method}
         self.changed = False
 
-    def _state(self) -> tuple[Any, ...]:
+    def _state(self) -> tuple[tuple[Any, ...], dict[str, tuple[Any, ...]]]:
+        objectives = self.objectives if self.with_objectives else {}
         return (
-            _snapshot(self.run, RUN_COLUMNS),
-            sorted((name, _snapshot(o, OBJECTIVE_FIELDS)) for name, o in self.objectives.items()),
+            _values(self.run, RUN_COLUMNS),
+            {name: _values(o, OBJECTIVE_FIELDS) for name, o in objectives.items()},
+        )
+
+    def _unchanged_since(self, before: tuple[tuple[Any, ...], dict[str, tuple[Any, ...]]]) -> bool:
+        run, objectives = self._state()
+        for values in (run, *objectives.values()):
+            _refuse_nul(values)
+        return (
+            _same_rows(before[0], run)
+            and objectives.keys() == before[1].keys()
+            and all(_same_rows(before[1][name], values) for name, values in objectives.items())
         )
 
     def objective(self, name: str) -> RunObjective:
@@ -183,7 +214,7 @@ class RunState:
             for name, value in fields.items():
                 if getattr(objective, name) != value:
                     setattr(objective, name, value)
-        if not self.with_objectives and fields != self.run_fields_before:
+        if not self.objectives_loaded and fields != self.run_fields_before:
             self.session.execute(
                 update(RunObjective).where(RunObjective.run_id == self.run.run_id).values(**fields)
             )
@@ -196,7 +227,7 @@ class RunState:
         return self
 
     def __exit__(self, exc_type: object, *_: object) -> None:
-        if exc_type is None and self._state() != self.before:
+        if exc_type is None and not self._unchanged_since(self.before):
             self.run.updated_at = utcnow()
             self.changed = True
             self._copy_run_fields_to_objectives()
