@@ -23,7 +23,8 @@ def _answer(receipt: Receipt) -> Response:
 def _receive(source: Source) -> Response:
     intake: Intake = current_app.extensions["intake"]
     # Looking up a few headers by name costs a fraction of copying them all.
-    headers = {name: value for name in READ_HEADERS if (value := request.headers.get(name)) is not None}
+    received = request.headers
+    headers = {name: value for name in READ_HEADERS if (value := received.get(name)) is not None}
     # Raw bytes, never get_json(): signatures cover the exact bytes, and SNS posts text/plain.
     return _answer(intake.receive(source, request.get_data(cache=False), headers))
 
