@@ -223,8 +223,11 @@ class Worker:
                     if self.settings.wandb_projects and time.monotonic() >= self.next_reconciliation:
                         self.next_reconciliation = time.monotonic() + self.settings.wandb_sync_interval
                         self.reconcile()
-                    if self.run_once() == 0:
+                    claimed = self.run_once()
+                    if claimed == 0:
                         signal.wait(timeout=1.0)
+                    elif claimed < self.settings.worker_batch_size:
+                        stop.wait(self.settings.worker_linger)
                 except DatabaseUnavailable as error:
                     log.error("worker.database_unavailable error=%s", error)
                     stop.wait(1.0)

@@ -7,12 +7,13 @@ yet creates its row: events arrive out of order, and nothing may be lost.
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, inspect, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -136,27 +137,28 @@ def unit_of_work(run_ids: Iterable[str] = ()) -> Iterator[Session]:
 def _values(row: Base, columns: tuple[str, ...]) -> tuple[Any, ...]:
     # The instance's loaded values, read without the attribute machinery: this runs twice
     # per call for the run and each of its objectives.
-    loaded = inspect(row).dict
-    return tuple(loaded.get(column) for column in columns)
+    return tuple(map(row.__dict__.get, columns))
 
 
 def _same(before: Any, after: Any) -> bool:
-    if before is after:
-        return True
     if isinstance(before, dict | list) and isinstance(after, dict | list):
         # Documents compare canonically: NaN != NaN, 1 == 1.0, and JSONB keeps no key order.
         return jsoncodec.dumps(before, sort_keys=True) == jsoncodec.dumps(after, sort_keys=True)
     return bool(before == after)
 
 
-def _refuse_nul(values: tuple[Any, ...]) -> None:
-    # Checked here, before the write: PostgreSQL refuses NUL in text with an error of its own.
-    if any(isinstance(value, str) and "\x00" in value for value in values):
-        raise ValueError("text must not contain NUL (\\x00) characters: PostgreSQL cannot store them")
-
-
 def _same_rows(before: tuple[Any, ...], after: tuple[Any, ...]) -> bool:
-    return all(_same(b, a) for b, a in zip(before, after, strict=True))
+    """Compare a row's values before and after a call, refusing new text PostgreSQL cannot store."""
+    if all(map(operator.is_, before, after)):
+        return True
+    same = True
+    for old, new in zip(before, after, strict=True):
+        if old is new:
+            continue
+        if isinstance(new, str) and "\x00" in new:
+            raise ValueError("text must not contain NUL (\\x00) characters: PostgreSQL cannot store them")
+        same = same and _same(old, new)
+    return same
 
 
 class RunState:
@@ -190,13 +192,11 @@ class RunState:
 
     def _unchanged_since(self, before: tuple[tuple[Any, ...], dict[str, tuple[Any, ...]]]) -> bool:
         run, objectives = self._state()
-        for values in (run, *objectives.values()):
-            _refuse_nul(values)
-        return (
-            _same_rows(before[0], run)
-            and objectives.keys() == before[1].keys()
-            and all(_same_rows(before[1][name], values) for name, values in objectives.items())
-        )
+        unset = (None,) * len(OBJECTIVE_FIELDS)
+        # Every row is compared, so that each new value is checked.
+        same = [_same_rows(before[0], run)]
+        same += [_same_rows(before[1].get(name, unset), values) for name, values in objectives.items()]
+        return all(same) and objectives.keys() == before[1].keys()
 
     def objective(self, name: str) -> RunObjective:
         """Return the run's objective ``name``, creating it when it is new."""
@@ -290,8 +290,10 @@ def upsert_config_objectives(state: RunState, rows: list[dict[str, Any]]) -> Non
 def set_objective_metric(objective: RunObjective, metric_type: str, value: Any) -> None:
     """Set one final statistic; what the typed columns cannot hold exactly goes to JSON."""
     if metric_type in extract.OBJECTIVE_COLUMNS:
-        setattr(objective, metric_type, extract.as_finite_float(value))
-        if value is None or extract.as_finite_float(value) is not None:
+        number = extract.as_finite_float(value)
+        if getattr(objective, metric_type) != number:
+            setattr(objective, metric_type, number)
+        if value is None or number is not None:
             return
     extra = dict(objective.extra_metrics_json or {})
     extra[metric_type] = value

@@ -184,3 +184,29 @@ def test_a_batch_that_cannot_commit_is_applied_one_event_at_a_time(client, worke
 
     assert [inbox.get_delivery(i).status for i in ids] == ["done"] * 3
     assert [store.get_run(f"r{n}")["status"] for n in range(3)] == ["running"] * 3
+
+
+class StopAfterFirstWait:
+    """A stop event that records how long the worker waited, and stops it after that."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    def is_set(self) -> bool:
+        return bool(self.waits)
+
+    def wait(self, timeout: float) -> bool:
+        self.waits.append(timeout)
+        return True
+
+
+def test_after_a_batch_that_was_not_full_the_worker_lingers_so_that_the_next_one_fills(client, settings):
+    worker = Worker(settings.model_copy(update={"worker_batch_size": 10, "worker_linger": 0.25}))
+    for run_id in ("r1", "r2"):
+        post_pipeline(client, pipeline_event("run.started", run_id))
+    stop = StopAfterFirstWait()
+
+    worker.run(stop)
+
+    assert stop.waits == [0.25]
+    assert inbox.counts() == {("pipeline", "done"): 2}
