@@ -23,7 +23,7 @@ from sqlalchemy import Engine, and_, func, or_, select, update
 from sqlalchemy.dialects import sqlite
 
 from store.database import DatabaseUnavailable, connect, get_engine, libpq_url
-from store.models import InboxEvent
+from store.models import UNFINISHED, InboxEvent
 from store.runs import utcnow
 
 STATUSES = ("pending", "processing", "done", "ignored", "failed", "dead", "invalid")
@@ -213,7 +213,8 @@ def claim(limit: int, lease: timedelta = timedelta(minutes=5)) -> list[Delivery]
     """
     now = utcnow()
     table = InboxEvent.__table__
-    due = or_(
+    # Spelled out for the planner: the partial index of unfinished events, in id order.
+    due = table.c.status.in_(UNFINISHED) & or_(
         and_(table.c.status.in_(RETRYABLE), table.c.next_attempt_at <= now),
         and_(table.c.status == "processing", table.c.claimed_at < now - lease),
     )
@@ -371,9 +372,7 @@ def oldest_pending_age() -> float:
     table = InboxEvent.__table__
     with connect(begin=False) as connection:
         oldest = connection.execute(
-            select(func.min(table.c.received_at)).where(
-                table.c.status.in_(("pending", "processing", "failed"))
-            )
+            select(func.min(table.c.received_at)).where(table.c.status.in_(UNFINISHED))
         ).scalar()
     return max((utcnow() - oldest).total_seconds(), 0.0) if oldest else 0.0
 

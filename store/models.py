@@ -19,6 +19,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import BYTEA, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -165,13 +166,22 @@ class S3Object(Base):
     updated_at: Mapped[timestamp]
 
 
+# Inbox events a worker may still have to process.
+UNFINISHED = ("pending", "failed", "processing")
+_UNFINISHED_SQL = text("status IN ('pending', 'failed', 'processing')")
+
+
 class InboxEvent(Base):
     """One authenticated delivery, kept byte for byte before it is acknowledged."""
 
     __tablename__ = "inbox_events"
     __table_args__ = (
         UniqueConstraint("source", "dedupe_key"),
-        Index("ix_inbox_events_status_next_attempt_at", "status", "next_attempt_at"),
+        # Only the unfinished events, in claiming order. An index on status would keep an entry
+        # for every version of every row a worker updated, and claims would wade through them.
+        Index(
+            "ix_inbox_events_unfinished", "id", postgresql_where=_UNFINISHED_SQL, sqlite_where=_UNFINISHED_SQL
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
