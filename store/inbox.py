@@ -62,25 +62,13 @@ _SQLITE_INSERT = (
     .returning(InboxEvent.__table__.c.id)
 )
 
-# The web process's one write, on PostgreSQL: straight on psycopg, over a connection each
-# thread keeps. Going through SQLAlchemy's execution and pool cost more CPU than the
-# insert's round trip (bench/ingest.py: acknowledged throughput +23%).
-_RECORDED = (
-    "source",
-    "kind",
-    "dedupe_key",
-    "received_at",
-    "body",
-    "headers",
-    "status",
-    "attempts",
-    "last_error",
-    "next_attempt_at",
-)
+# The web process's one write, on PostgreSQL: straight on psycopg, over connections reused
+# from one request to the next. SQLAlchemy's execution and pool cost more CPU than the
+# insert's round trip (bench/RESULTS.md); so does dumping Python datetimes, hence now().
 _INSERT_SQL = (
     "INSERT INTO inbox_events"
     " (source, kind, dedupe_key, received_at, body, headers, status, attempts, last_error, next_attempt_at)"
-    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+    " VALUES ($1, $2, $3, now(), $4, $5, $6, 0, $7, now())"
     " ON CONFLICT (source, dedupe_key) DO NOTHING RETURNING id"
 )
 _EARLIER_SQL = (
@@ -141,8 +129,8 @@ def _record_on_postgresql(
             ).fetchone()
             if earlier is not None:
                 return earlier[0], False
-        values = [Jsonb(row[c]) if c == "headers" else row[c] for c in _RECORDED]
-        inserted = connection.execute(_INSERT_SQL, values).fetchone()
+        values = (row["source"], row["kind"], row["dedupe_key"], row["body"], Jsonb(row["headers"]))
+        inserted = connection.execute(_INSERT_SQL, (*values, row["status"], row["last_error"])).fetchone()
         if inserted is not None:
             return inserted[0], True
         existing = connection.execute(_EXISTING_SQL, (row["source"], row["dedupe_key"])).fetchone()

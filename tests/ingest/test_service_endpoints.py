@@ -22,12 +22,13 @@ def test_readyz_answers_200_when_the_schema_is_at_head(client):
 def test_readyz_answers_503_when_the_schema_is_behind(client, database_url):
     engine = create_engine(database_url)
     with engine.begin() as connection:
+        head = connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
         connection.execute(text("UPDATE alembic_version SET version_num = 'old'"))
     try:
         response = client.get("/readyz")
     finally:
         with engine.begin() as connection:
-            connection.execute(text("UPDATE alembic_version SET version_num = '0001'"))
+            connection.execute(text("UPDATE alembic_version SET version_num = :head"), {"head": head})
         engine.dispose()
 
     assert response.status_code == 503
