@@ -14,7 +14,9 @@ concurrency, the delay from acknowledgement to a queryable run at half the peak 
 and the workers' memory while they drain a backlog of N events.
 
 Shared machines are noisy: throughput targets are ratios to the baseline measured in
-the same run, and the freshness load is derived from the peak measured in it.
+the same run, and the freshness load is derived from the peak measured in it. Each load
+also reports the CPU it cost per request or event, read from /proc: the server's gunicorn
+processes, the event workers, and every PostgreSQL process on the machine.
 The databases at URL and URL_baseline are dropped and recreated.
 """
 
@@ -61,7 +63,7 @@ LUA = Path(__file__).with_name("ingest.lua")
 PATH = "/webhooks/pipeline"
 RUN_ID_MARK = "@RUN_ID@"
 UNFINISHED = ("pending", "processing", "failed")
-MEDIANS = ("accepted_per_s", "p50_ms", "p99_ms")
+MEDIANS = ("accepted_per_s", "p50_ms", "p99_ms", "cpu_web_ms", "cpu_postgres_ms")
 BASELINE_TABLE = "CREATE TABLE deliveries (id bigserial PRIMARY KEY, body bytea NOT NULL)"
 TARGETS = {
     "ack_ratio": 0.80,
@@ -187,6 +189,58 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def tree_cpu_seconds(pids: list[int]) -> float:
+    """CPU time used so far by processes and the children they reaped (gunicorn's restarted workers)."""
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        # utime, stime, cutime, cstime
+        ticks += sum(int(value) for value in fields[11:15])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def process_tree(pid: int) -> list[int]:
+    """Return ``pid`` and its live descendants."""
+    tree = [pid]
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            tree += process_tree(int(child))
+    return tree
+
+
+def postgres_pids() -> list[int]:
+    """Every PostgreSQL process on the machine: the server is shared, its CPU is counted whole."""
+    pids = []
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            if comm.read_text().strip() == "postgres":
+                pids.append(int(comm.parent.name))
+        except OSError:
+            continue
+    return pids
+
+
+class CpuMeter:
+    """CPU milliseconds that groups of processes spend per unit of work, over a block."""
+
+    def __init__(self, groups: dict[str, Any]) -> None:
+        # Each group is a function returning its pids, called at both ends of the block.
+        self.groups = groups
+
+    def __enter__(self) -> CpuMeter:
+        self.start = {name: tree_cpu_seconds(pids()) for name, pids in self.groups.items()}
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.used = {name: tree_cpu_seconds(pids()) - self.start[name] for name, pids in self.groups.items()}
+
+    def per(self, units: float) -> dict[str, float]:
+        return {name: 1e3 * seconds / max(units, 1) for name, seconds in self.used.items()}
 
 
 class Inbox:
@@ -366,10 +420,11 @@ class Bench:
             "ingester": gunicorn,
             "baseline": [*gunicorn, "bench.baseline_app:app"],
         }
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
         for name, command in commands.items():
             env = self.env(HOST="127.0.0.1", PORT=str(self.ports[name]))
             env["BASELINE_DATABASE_URL"] = libpq(self.baseline_url)
-            stack.enter_context(running(command, env, self.scratch / f"{name}.log"))
+            self.processes[name] = stack.enter_context(running(command, env, self.scratch / f"{name}.log"))
         for port in self.ports.values():
             wait_for_http(port)
 
@@ -382,6 +437,7 @@ class Bench:
             for _ in range(self.args.workers)
         ]
         wait_for_log(log, "worker.started", self.args.workers)
+        self.worker_processes = started
         return started
 
     def reset(self) -> None:
@@ -397,8 +453,14 @@ class Bench:
         return path
 
     def load(self, server: str, concurrency: int, duration: float, count: int) -> dict[str, Any]:
-        """Post at most ``count`` fresh signed events to ``server`` with wrk."""
-        return wrk(self.ports[server], concurrency, duration, self.requests_file(count))
+        """Post at most ``count`` fresh signed events to ``server`` with wrk; add the CPU it took."""
+        requests_file = self.requests_file(count)
+        with CpuMeter(
+            {"web": lambda: process_tree(self.processes[server].pid), "postgres": postgres_pids}
+        ) as cpu:
+            result = wrk(self.ports[server], concurrency, duration, requests_file)
+        accepted = result["accepted_per_s"] * duration
+        return {**result, **{f"cpu_{name}_ms": ms for name, ms in cpu.per(accepted).items()}}
 
     def acknowledgement(self) -> dict[str, list[dict[str, Any]]]:
         """Measure both servers at each concurrency, --repeat times, alternating which goes first."""
@@ -429,14 +491,21 @@ class Bench:
         inbox = self.inbox
         self.console.print(f"end to end: {concurrency} connections, {self.args.workers} workers...")
         requests_file = self.requests_file(count)
-        started = time.monotonic()
-        result = wrk(self.ports["ingester"], concurrency, self.args.duration, requests_file)
-        load_ended = time.monotonic()
-        drained = inbox.wait_drained(timeout=1800)
+        groups = {
+            "web": lambda: process_tree(self.processes["ingester"].pid),
+            "workers": lambda: [pid for w in self.worker_processes for pid in process_tree(w.pid)],
+            "postgres": postgres_pids,
+        }
+        with CpuMeter(groups) as cpu:
+            started = time.monotonic()
+            result = wrk(self.ports["ingester"], concurrency, self.args.duration, requests_file)
+            load_ended = time.monotonic()
+            drained = inbox.wait_drained(timeout=1800)
         statuses = inbox.statuses()
         done = statuses.get("done", 0)
         return {
             **result,
+            **{f"cpu_{name}_ms": ms for name, ms in cpu.per(done).items()},
             "processed": done,
             "processed_per_s": done / (drained - started),
             "catch_up_s": drained - load_ended,
@@ -512,7 +581,8 @@ def met(ok: bool) -> str:
 def report(results: dict[str, Any], console: Console) -> None:
     ack = results["acknowledgement"]
     table = Table(title="Acknowledged requests per second, by concurrency")
-    for column in ("connections", "server", "accepted/s", "p50 ms", "p99 ms", "errors", "ratio"):
+    columns = ("connections", "server", "accepted/s", "p50 ms", "p99 ms", "errors", "ratio", "CPU ms/req")
+    for column in columns:
         table.add_column(column, justify="right")
     for base, ours in zip(ack["baseline"], ack["ingester"], strict=True):
         ratio = ours["accepted_per_s"] / base["accepted_per_s"]
@@ -525,9 +595,13 @@ def report(results: dict[str, Any], console: Console) -> None:
                 f"{row['p99_ms']:.1f}",
                 str(row["errors"]),
                 f"{ratio:.2f}" if name == "ingester" else "",
+                f"{row['cpu_web_ms']:.2f} + {row['cpu_postgres_ms']:.2f}",
                 end_section=name == "ingester",
             )
     console.print(table)
+    console.print(
+        "CPU ms/req: the server's gunicorn processes + every PostgreSQL process, per accepted request"
+    )
 
     best_base = max(ack["baseline"], key=lambda r: r["accepted_per_s"])
     best = max(ack["ingester"], key=lambda r: r["accepted_per_s"])
@@ -595,6 +669,10 @@ def report(results: dict[str, Any], console: Console) -> None:
         f"{machine['cpus']} CPUs ({machine['cpu']}), {machine['postgresql']}, Python {machine['python']}; "
         f"{results['web_workers']} gunicorn workers per server; events of {results['event_bytes']:,.0f} B "
         f"on average; medians of {results['repeat']} measurements of {results['duration']:g} s"
+    )
+    console.print(
+        f"end to end, CPU per processed event: web {e2e['cpu_web_ms']:.2f} ms, event workers "
+        f"{e2e['cpu_workers_ms']:.2f} ms, PostgreSQL {e2e['cpu_postgres_ms']:.2f} ms"
     )
     if memory:
         console.print(

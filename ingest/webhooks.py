@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from ingest import metrics
@@ -14,10 +16,9 @@ blueprint = Blueprint("webhooks", __name__)
 
 
 def _answer(receipt: Receipt) -> Response:
-    response = jsonify(receipt.body)
-    response.status_code = receipt.status
-    response.headers.update(receipt.headers)
-    return response
+    # Built directly: jsonify's provider (sorting, indenting checks, default hooks) costs more
+    # than the rest of answering, and receipts hold only JSON types.
+    return Response(json.dumps(receipt.body), receipt.status, receipt.headers, mimetype="application/json")
 
 
 def _receive(source: Source) -> Response:
