@@ -581,7 +581,7 @@ def met(ok: bool) -> str:
 def report(results: dict[str, Any], console: Console) -> None:
     ack = results["acknowledgement"]
     table = Table(title="Acknowledged requests per second, by concurrency")
-    columns = ("connections", "server", "accepted/s", "p50 ms", "p99 ms", "errors", "ratio", "CPU ms/req")
+    columns = ("connections", "server", "accepted/s", "p50 ms", "p99 ms", "errors", "ratio", "CPU ms")
     for column in columns:
         table.add_column(column, justify="right")
     for base, ours in zip(ack["baseline"], ack["ingester"], strict=True):
@@ -595,7 +595,7 @@ def report(results: dict[str, Any], console: Console) -> None:
                 f"{row['p99_ms']:.1f}",
                 str(row["errors"]),
                 f"{ratio:.2f}" if name == "ingester" else "",
-                f"{row['cpu_web_ms']:.2f} + {row['cpu_postgres_ms']:.2f}",
+                f"{row['cpu_web_ms']:.2f}+{row['cpu_postgres_ms']:.2f}",
                 end_section=name == "ingester",
             )
     console.print(table)
@@ -725,7 +725,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", action="store_true", help="also print the results as JSON on stdout")
     args = parser.parse_args(argv)
     # With --json, stdout carries only the JSON document.
-    console = Console(stderr=args.json)
+    console = Console(stderr=args.json, width=110)
     if shutil.which("wrk") is None:
         sys.exit(
             "bench/ingest.py needs wrk: apt-get install -y wrk (Debian, Ubuntu) or brew install wrk (macOS)"
