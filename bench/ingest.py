@@ -599,9 +599,7 @@ def report(results: dict[str, Any], console: Console) -> None:
                 end_section=name == "ingester",
             )
     console.print(table)
-    console.print(
-        "CPU ms/req: the server's gunicorn processes + every PostgreSQL process, per accepted request"
-    )
+    console.print("CPU ms: per accepted request, the server's gunicorn processes + every PostgreSQL process")
 
     best_base = max(ack["baseline"], key=lambda r: r["accepted_per_s"])
     best = max(ack["ingester"], key=lambda r: r["accepted_per_s"])

@@ -47,7 +47,7 @@ def finished_status(outcome: Outcome) -> str:
     return "ignored" if outcome is Outcome.IGNORED else "done"
 
 
-def read(source: str, kind: str, body: bytes) -> Parsed:
+def read(source: str, body: bytes) -> Parsed:
     """Validate a stored delivery again, as its handler will take it."""
     try:
         return parse_stored(source, body)
@@ -68,9 +68,9 @@ def apply(parsed: Parsed, context: Context) -> Outcome:
         raise PermanentError(str(error)) from error
 
 
-def handle(source: str, kind: str, body: bytes, context: Context) -> Outcome:
+def handle(source: str, body: bytes, context: Context) -> Outcome:
     """Run one stored delivery through its handler."""
-    return apply(read(source, kind, body), context)
+    return apply(read(source, body), context)
 
 
 def runs_of(parsed: Parsed) -> list[str]:
@@ -111,7 +111,7 @@ class Worker:
         alone: list[Item] = []
         for delivery in batch:
             try:
-                parsed = read(delivery.source, delivery.kind, delivery.body)
+                parsed = read(delivery.source, delivery.body)
             except PermanentError as error:
                 self._refused(delivery, error)
                 continue

@@ -142,7 +142,8 @@ def _values(row: Base, columns: tuple[str, ...]) -> tuple[Any, ...]:
 
 def _same(before: Any, after: Any) -> bool:
     if isinstance(before, dict | list) and isinstance(after, dict | list):
-        # Documents compare canonically: NaN != NaN, 1 == 1.0, and JSONB keeps no key order.
+        # Documents compare as canonical JSON, as stored: == would call a NaN unequal to itself
+        # and 1 equal to 1.0. Sorted keys, because JSONB keeps no key order.
         return jsoncodec.dumps(before, sort_keys=True) == jsoncodec.dumps(after, sort_keys=True)
     return bool(before == after)
 

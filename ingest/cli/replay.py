@@ -184,7 +184,7 @@ def replay_inbox(
             continue
         item = f"event {delivery.id} ({delivery.kind})"
         try:
-            outcome = handle(delivery.source, delivery.kind, delivery.body, context)
+            outcome = handle(delivery.source, delivery.body, context)
         except PermanentError as error:
             inbox.set_status(delivery.id, "invalid", str(error))
             tally.fail(item, error)
