@@ -18,7 +18,7 @@ from ingest.parsing import Invalid, Malformed, Parsed, parse_stored
 from ingest.settings import Settings
 from ingest.wandb_api import WandbClient
 from store import inbox
-from store.database import DatabaseUnavailable
+from store.database import DatabaseUnavailable, autovacuum_off
 
 log = logging.getLogger("worker")
 
@@ -217,6 +217,10 @@ class Worker:
         """Process events until ``stop`` is set, waking at once when new ones arrive."""
         signal = inbox.NewEventSignal(self.settings.worker_poll_interval)
         log.info("worker.started database=%s", store.get_engine().dialect.name)
+        if autovacuum_off():
+            # The inbox turns over every row it holds, and a batch's objectives are found by
+            # run: without vacuum and fresh statistics both slow down as the tables grow.
+            log.warning("database.autovacuum_off: turn autovacuum on, or VACUUM ANALYZE regularly")
         try:
             while not stop.is_set():
                 try:

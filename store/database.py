@@ -105,6 +105,14 @@ def libpq_url() -> str:
     return get_engine().url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+def autovacuum_off() -> bool:
+    """Tell whether the PostgreSQL server runs without autovacuum (never on SQLite)."""
+    if get_engine().dialect.name != "postgresql":
+        return False
+    with connect(begin=False) as connection:
+        return connection.exec_driver_sql("SHOW autovacuum").scalar() == "off"
+
+
 def backend() -> str:
     """Return ``postgresql`` or ``sqlite``."""
     return get_engine().dialect.name

@@ -210,3 +210,20 @@ def test_after_a_batch_that_was_not_full_the_worker_lingers_so_that_the_next_one
 
     assert stop.waits == [0.25]
     assert inbox.counts() == {("pipeline", "done"): 2}
+
+
+def test_a_worker_warns_when_postgresql_runs_without_autovacuum(settings, caplog):
+    from sqlalchemy import text
+
+    engine = store.get_engine()
+    with engine.connect() as connection:
+        off = (
+            engine.dialect.name == "postgresql"
+            and connection.execute(text("SHOW autovacuum")).scalar() == "off"
+        )
+    stopped = threading.Event()
+    stopped.set()
+
+    Worker(settings).run(stopped)
+
+    assert ("database.autovacuum_off" in caplog.text) is off
