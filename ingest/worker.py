@@ -43,6 +43,10 @@ class PermanentError(Exception):
 CALLS_OUT = frozenset({EventKind.WANDB_AUTOMATION, EventKind.SNS_SUBSCRIPTION_CONFIRMATION})
 
 
+# Times a batch is applied again without the event that failed, before the rest go alone.
+BATCH_ATTEMPTS = 4
+
+
 def finished_status(outcome: Outcome) -> str:
     return "ignored" if outcome is Outcome.IGNORED else "done"
 
@@ -124,10 +128,13 @@ class Worker:
         """Apply events in one unit of work; return those left to apply one by one.
 
         An event whose handler fails is recorded as failed and the rest are applied again
-        without it. A failure while locking or committing blames no event: they are all
-        left to apply alone.
+        without it; after a few such failures the rest are left to apply alone, so that a
+        handler failing on many events does not have the batch applied over and over. A
+        failure while locking or committing blames no event: they are all left to apply alone.
         """
-        while items:
+        for _ in range(BATCH_ATTEMPTS):
+            if not items:
+                return []
             outcomes: list[Outcome] = []
             applying: int | None = None
             try:
@@ -153,7 +160,7 @@ class Worker:
             for (delivery, _), outcome in zip(items, outcomes, strict=True):
                 metrics.PROCESSED.labels(kind=delivery.kind, outcome=str(outcome)).inc()
             return []
-        return []
+        return items
 
     def _apply_alone(self, delivery: inbox.Delivery, parsed: Parsed) -> None:
         try:

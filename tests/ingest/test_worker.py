@@ -11,7 +11,7 @@ import pytest
 import store
 from handlers import HANDLERS, Outcome
 from ingest.events import EventKind
-from ingest.worker import Worker
+from ingest.worker import BATCH_ATTEMPTS, Worker
 from store import inbox
 from tests.webhooks import fixture, pipeline_event, post_pipeline
 
@@ -227,3 +227,22 @@ def test_a_worker_warns_when_postgresql_runs_without_autovacuum(settings, caplog
     Worker(settings).run(stopped)
 
     assert ("database.autovacuum_off" in caplog.text) is off
+
+
+def test_a_handler_failing_on_many_events_does_not_have_the_batch_applied_over_and_over(
+    client, worker, monkeypatch
+):
+    failing = _break_handler(monkeypatch, EventKind.RUN_STARTED, RuntimeError("boom"))
+    launched = []
+    launch = HANDLERS[EventKind.RUN_LAUNCHED]
+    monkeypatch.setitem(HANDLERS, EventKind.RUN_LAUNCHED, lambda e, c: launched.append(1) or launch(e, c))
+    post_pipeline(client, pipeline_event("run.launched", "r0", config={"lr": 0.1}))
+    for n in range(8):
+        post_pipeline(client, pipeline_event("run.started", f"r{n + 1}"))
+
+    assert worker.run_once() == 9
+
+    assert len(failing) == 8
+    assert len(launched) <= BATCH_ATTEMPTS + 1
+    assert inbox.counts() == {("pipeline", "done"): 1, ("pipeline", "failed"): 8}
+    assert store.get_run("r0")["config_json"] == {"lr": 0.1}
