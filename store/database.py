@@ -118,6 +118,12 @@ def backend() -> str:
     return get_engine().dialect.name
 
 
+def _sessionmaker() -> sessionmaker[Session]:
+    get_engine()
+    assert _sessions is not None
+    return _sessions
+
+
 @contextmanager
 def unavailable_as_error() -> Iterator[None]:
     """Turn connection failures into DatabaseUnavailable, so callers need not know SQLAlchemy."""
@@ -137,10 +143,8 @@ def transaction() -> Iterator[Session]:
     if joined is not None:
         yield joined
         return
-    get_engine()
-    assert _sessions is not None
     try:
-        with unavailable_as_error(), _sessions.begin() as session:
+        with unavailable_as_error(), _sessionmaker().begin() as session:
             yield session
     except StatementError as error:
         # A value refused while binding (the JSON codec's ValueError) is the caller's error.
@@ -172,9 +176,7 @@ def read_transaction() -> Iterator[Session]:
     if joined is not None:
         yield joined
         return
-    get_engine()
-    assert _sessions is not None
-    with unavailable_as_error(), _sessions() as session:
+    with unavailable_as_error(), _sessionmaker()() as session:
         session.connection(execution_options={"read_only": True})
         yield session
 

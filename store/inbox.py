@@ -72,7 +72,8 @@ _INSERT_SQL = (
     " ON CONFLICT (source, dedupe_key) DO NOTHING RETURNING id"
 )
 _EARLIER_SQL = (
-    "SELECT id FROM inbox_events WHERE source = $1 AND dedupe_key = ANY($2) AND received_at >= $3 LIMIT 1"
+    "SELECT id FROM inbox_events"
+    " WHERE source = $1 AND dedupe_key = ANY($2) AND received_at >= now() - $3 LIMIT 1"
 )
 _EXISTING_SQL = "SELECT id FROM inbox_events WHERE source = $1 AND dedupe_key = $2"
 
@@ -120,22 +121,49 @@ atexit.register(_connections.close)
 
 
 def _record_on_postgresql(
-    row: dict[str, Any], also_duplicate_of: Sequence[str], since: datetime | None
+    delivery: dict[str, Any], duplicate_of: list[str], window: timedelta | None
 ) -> tuple[int, bool]:
     with _connections.connection() as connection:
-        if also_duplicate_of and since is not None:
-            earlier = connection.execute(
-                _EARLIER_SQL, (row["source"], list(also_duplicate_of), since)
-            ).fetchone()
+        if duplicate_of and window is not None:
+            earlier = connection.execute(_EARLIER_SQL, (delivery["source"], duplicate_of, window)).fetchone()
             if earlier is not None:
                 return earlier[0], False
-        values = (row["source"], row["kind"], row["dedupe_key"], row["body"], Jsonb(row["headers"]))
-        inserted = connection.execute(_INSERT_SQL, (*values, row["status"], row["last_error"])).fetchone()
+        values = [delivery[name] for name in ("source", "kind", "dedupe_key", "body")]
+        values += [Jsonb(delivery["headers"]), delivery["status"], delivery["last_error"]]
+        inserted = connection.execute(_INSERT_SQL, values).fetchone()
         if inserted is not None:
             return inserted[0], True
-        existing = connection.execute(_EXISTING_SQL, (row["source"], row["dedupe_key"])).fetchone()
+        existing = connection.execute(_EXISTING_SQL, (delivery["source"], delivery["dedupe_key"])).fetchone()
         assert existing is not None
         return existing[0], False
+
+
+def _record_on_sqlite(
+    delivery: dict[str, Any], duplicate_of: list[str], window: timedelta | None
+) -> tuple[int, bool]:
+    now = utcnow()
+    table = InboxEvent.__table__
+    with connect() as connection:
+        if duplicate_of and window is not None:
+            earlier = connection.execute(
+                select(table.c.id).where(
+                    table.c.source == delivery["source"],
+                    table.c.dedupe_key.in_(duplicate_of),
+                    table.c.received_at >= now - window,
+                )
+            ).first()
+            if earlier is not None:
+                return earlier.id, False
+        row = {**delivery, "received_at": now, "attempts": 0, "next_attempt_at": now}
+        new_id = connection.execute(_SQLITE_INSERT, row).scalar()
+        if new_id is not None:
+            return new_id, True
+        existing = connection.execute(
+            select(table.c.id).where(
+                table.c.source == delivery["source"], table.c.dedupe_key == delivery["dedupe_key"]
+            )
+        ).scalar_one()
+        return existing, False
 
 
 def record_delivery(
@@ -156,41 +184,17 @@ def record_delivery(
     """
     if status not in STATUSES:
         raise ValueError(f"unknown inbox status {status!r}")
-    now = utcnow()
-    row = {
+    delivery = {
         "source": source,
         "kind": kind,
         "dedupe_key": dedupe_key,
-        "received_at": now,
         "body": body,
         "headers": headers,
         "status": status,
-        "attempts": 0,
         "last_error": last_error,
-        "next_attempt_at": now,
     }
-    since = now - duplicate_window if duplicate_window is not None else None
-    if get_engine().dialect.name == "postgresql":
-        return _record_on_postgresql(row, also_duplicate_of, since)
-    table = InboxEvent.__table__
-    with connect() as connection:
-        if also_duplicate_of and since is not None:
-            earlier = connection.execute(
-                select(table.c.id).where(
-                    table.c.source == source,
-                    table.c.dedupe_key.in_(list(also_duplicate_of)),
-                    table.c.received_at >= since,
-                )
-            ).first()
-            if earlier is not None:
-                return earlier.id, False
-        new_id = connection.execute(_SQLITE_INSERT, row).scalar()
-        if new_id is not None:
-            return new_id, True
-        existing = connection.execute(
-            select(table.c.id).where(table.c.source == source, table.c.dedupe_key == dedupe_key)
-        ).scalar_one()
-        return existing, False
+    record = _record_on_postgresql if get_engine().dialect.name == "postgresql" else _record_on_sqlite
+    return record(delivery, list(also_duplicate_of), duplicate_window)
 
 
 def claim(limit: int, lease: timedelta = timedelta(minutes=5)) -> list[Delivery]:
