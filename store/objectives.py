@@ -13,7 +13,7 @@ from store import extract
 from store.database import read_transaction, transaction
 from store.models import RunObjective, TrainingRun
 from store.query import SCALAR_COLUMNS, check_limit
-from store.runs import RunState, objective_to_dict, set_objective_metric
+from store.runs import RunState, objective_to_dict, set_objective_metrics
 
 THRESHOLD_OPERATORS = {
     "min": lambda x, v: x >= v,
@@ -66,7 +66,7 @@ def update_objective_metric(run_id: str, objective_name: str, metric_type: str, 
     if not isinstance(metric_type, str) or not metric_type:
         raise ValueError("metric_type must be a non-empty string")
     with transaction() as session, RunState(session, run_id) as state:
-        set_objective_metric(state.objective(objective_name), metric_type, value)
+        set_objective_metrics(state.objective(objective_name), {metric_type: value})
     return state.changed
 
 

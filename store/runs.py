@@ -69,12 +69,11 @@ def lock_runs(session: Session, run_ids: Iterable[str]) -> dict[str, TrainingRun
     missing = [run_id for run_id in wanted if run_id not in runs]
     if missing:
         now = utcnow()
+        # Executed for many rows rather than built with .values(rows): a statement of the
+        # latter kind is compiled anew for each number of rows, which cost more than the insert.
         session.execute(
-            dialect_insert(session)(TrainingRun)
-            .values(
-                [{"run_id": r, "status": "launched", "created_at": now, "updated_at": now} for r in missing]
-            )
-            .on_conflict_do_nothing(index_elements=["run_id"])
+            dialect_insert(session)(TrainingRun.__table__).on_conflict_do_nothing(index_elements=["run_id"]),
+            [{"run_id": r, "status": "launched", "created_at": now, "updated_at": now} for r in missing],
         )
         runs.update(_select_for_update(session, missing))
     return runs
@@ -302,17 +301,22 @@ def upsert_config_objectives(state: RunState, rows: list[dict[str, Any]]) -> Non
                 setattr(objective, field, row[field])
 
 
-def set_objective_metric(objective: RunObjective, metric_type: str, value: Any) -> None:
-    """Set one final statistic; what the typed columns cannot hold exactly goes to JSON."""
-    if metric_type in extract.OBJECTIVE_COLUMNS:
-        number = extract.as_finite_float(value)
-        if getattr(objective, metric_type) != number:
-            setattr(objective, metric_type, number)
-        if value is None or number is not None:
-            return
-    extra = dict(objective.extra_metrics_json or {})
-    extra[metric_type] = value
-    objective.extra_metrics_json = extra
+def set_objective_metrics(objective: RunObjective, metrics: Mapping[str, Any]) -> None:
+    """Set final statistics; what the typed columns cannot hold exactly goes to JSON."""
+    extra: dict[str, Any] | None = None
+    for metric_type, value in metrics.items():
+        if metric_type in extract.OBJECTIVE_COLUMNS:
+            number = extract.as_finite_float(value)
+            if getattr(objective, metric_type) != number:
+                setattr(objective, metric_type, number)
+            if value is None or number is not None:
+                continue
+        if extra is None:
+            extra = dict(objective.extra_metrics_json or {})
+        extra[metric_type] = value
+    if extra is not None:
+        # Replaced once, not key by key: each assignment is tracked, and the copy grows.
+        objective.extra_metrics_json = extra
 
 
 def apply_summary_objectives(state: RunState) -> None:
@@ -321,9 +325,7 @@ def apply_summary_objectives(state: RunState) -> None:
     }
     metrics = extract.summary_objective_metrics(state.run.final_metrics_json, alias_to_name)
     for name, values in metrics.items():
-        objective = state.objective(name)
-        for metric_type, value in values.items():
-            set_objective_metric(objective, metric_type, value)
+        set_objective_metrics(state.objective(name), values)
     # A summary that arrived before the launch config filed metrics under a name guessed
     # from the alias; once the config maps that alias to another name, the guess goes.
     guesses = {extract.objective_name_for_alias(alias, {}) for alias in alias_to_name} - set(
