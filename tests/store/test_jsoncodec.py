@@ -61,3 +61,31 @@ def test_a_nul_character_is_refused_on_both_databases_with_a_clear_error(db):
     with pytest.raises(ValueError, match="NUL"):
         store.insert_run("r1", config_dict={"name": "a\x00b"})
     assert store.get_run("r1") is None
+
+
+class Score(float):
+    """A float subclass, as numpy's float64 is."""
+
+
+def nested(levels: int) -> list:
+    document: list = [1.5]
+    for _ in range(levels - 1):
+        document = [document]
+    return document
+
+
+@pytest.mark.parametrize(
+    ("document", "expected"),
+    [
+        ({"seed": 2**80, "loss": math.nan}, {"seed": 2**80, "loss": math.nan}),
+        (nested(300), nested(300)),
+        ({"score": Score(0.5), "inf": Score(-math.inf)}, {"score": 0.5, "inf": -math.inf}),
+        (
+            {1: "integer key", "none": None, "keys": {"$float": "x"}},
+            {"1": "integer key", "none": None, "keys": {"$float": "x"}},
+        ),
+    ],
+    ids=["integer beyond 64 bits", "300 levels of nesting", "float subclass", "odd keys"],
+)
+def test_documents_beyond_the_fast_writer_still_come_back_exactly(document, expected):
+    assert same(jsoncodec.loads(jsoncodec.dumps(document)), expected)
