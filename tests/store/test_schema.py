@@ -132,3 +132,20 @@ def test_the_design_documents_api_examples_run_unchanged(design_runs):
     assert [
         r["run_id"] for r in store.query_runs(filters={"gradient_method": "mgda", "status": "completed"})
     ] == ["a"]
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_run_documents_are_compressed_with_lz4_where_postgresql_has_it(db):
+    config = {"objectives": [{"name": f"objective_{i}", "weight": i / 7} for i in range(200)]}
+    store.insert_run("r1", config_dict=config)
+
+    with store.get_engine().connect() as connection:
+        has_lz4 = connection.execute(
+            text("SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'")
+        ).scalar()
+        compression = connection.execute(
+            text("SELECT pg_column_compression(config_json) FROM training_runs WHERE run_id = 'r1'")
+        ).scalar()
+
+    assert compression == ("lz4" if has_lz4 else "pglz")
+    assert store.get_run("r1")["config_json"] == config
