@@ -19,6 +19,7 @@ from sqlalchemy import insert
 from store import extract
 from store.database import transaction
 from store.models import RunObjective, TrainingRun
+from store.records import ObjectiveRecord, RunRecord
 from store.runs import (
     RunState,
     apply_status,
@@ -42,12 +43,12 @@ class _NewRun(RunState):
 
     def __init__(self, run_id: str) -> None:  # no session: there is nothing to load or lock
         now = utcnow()
-        self.run = TrainingRun(run_id=run_id, status="launched", created_at=now, updated_at=now)
-        self.objectives: dict[str, RunObjective] = {}
+        self.run = RunRecord({"run_id": run_id, "status": "launched", "created_at": now, "updated_at": now})
+        self.objectives: dict[str, ObjectiveRecord] = {}
 
-    def objective(self, name: str) -> RunObjective:
+    def objective(self, name: str) -> ObjectiveRecord:
         if name not in self.objectives:
-            self.objectives[name] = RunObjective(run_id=self.run.run_id, objective_name=name)
+            self.objectives[name] = ObjectiveRecord({"run_id": self.run.run_id, "objective_name": name})
         return self.objectives[name]
 
     def remove_objective(self, name: str) -> None:

@@ -19,9 +19,10 @@ from sqlalchemy.orm import Session
 
 from store import database, extract, jsoncodec
 from store.database import read_transaction, transaction
-from store.models import Base, RunObjective, TrainingRun
+from store.models import RunObjective, TrainingRun
+from store.records import ObjectiveRecord, Record, RunRecord, changes
 
-RUN_COLUMNS = tuple(column.key for column in TrainingRun.__table__.columns)
+RUN_COLUMNS = RunRecord.columns
 JSON_COLUMNS = ("config_json", "final_metrics_json", "progress_json")
 OBJECTIVE_FIELDS = (
     "objective_name",
@@ -38,6 +39,7 @@ OBJECTIVE_FIELDS = (
 # What insert_run accepts as **metadata: the typed columns a caller may set directly.
 METADATA_COLUMNS = frozenset(RUN_COLUMNS) - {"run_id", "updated_at", "progress_json", "last_step"}
 MAX_ID_LENGTH = 255
+_RUNS = TrainingRun.__table__
 
 
 def utcnow() -> datetime:
@@ -59,7 +61,7 @@ def dialect_insert(session: Session):  # type: ignore[no-untyped-def]
     return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
-def lock_runs(session: Session, run_ids: Iterable[str]) -> dict[str, TrainingRun]:
+def lock_runs(session: Session, run_ids: Iterable[str]) -> dict[str, RunRecord]:
     """Return the runs' rows locked for update, creating placeholders for new ones.
 
     Locks are taken in run_id order, so two workers locking overlapping sets cannot deadlock.
@@ -72,27 +74,25 @@ def lock_runs(session: Session, run_ids: Iterable[str]) -> dict[str, TrainingRun
         # Executed for many rows rather than built with .values(rows): a statement of the
         # latter kind is compiled anew for each number of rows, which cost more than the insert.
         session.execute(
-            dialect_insert(session)(TrainingRun.__table__).on_conflict_do_nothing(index_elements=["run_id"]),
+            dialect_insert(session)(_RUNS).on_conflict_do_nothing(index_elements=["run_id"]),
             [{"run_id": r, "status": "launched", "created_at": now, "updated_at": now} for r in missing],
         )
         runs.update(_select_for_update(session, missing))
     return runs
 
 
-def _select_for_update(session: Session, run_ids: list[str]) -> dict[str, TrainingRun]:
+def _select_for_update(session: Session, run_ids: list[str]) -> dict[str, RunRecord]:
     if not run_ids:
         return {}
-    rows = session.scalars(
-        select(TrainingRun)
-        .where(TrainingRun.run_id.in_(run_ids))
-        .order_by(TrainingRun.run_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
+    rows = session.execute(
+        select(_RUNS).where(_RUNS.c.run_id.in_(run_ids)).order_by(_RUNS.c.run_id).with_for_update()
     )
-    return {run.run_id: run for run in rows}
+    runs = {run.run_id: run for run in (RunRecord(row._mapping) for row in rows)}
+    changes(session).read(runs.values())
+    return runs
 
 
-def lock_run(session: Session, run_id: str) -> TrainingRun:
+def lock_run(session: Session, run_id: str) -> RunRecord:
     """Return the run's row locked for update, creating a placeholder when it is new."""
     return lock_runs(session, [run_id])[run_id]
 
@@ -100,23 +100,26 @@ def lock_run(session: Session, run_id: str) -> TrainingRun:
 # One primary-key lookup per run, whatever the planner believes: before run_objectives has
 # statistics (autovacuum not yet run, or off) it takes run_id IN (...) for half the table
 # and scans all of it, 50-180 ms a batch at 120,000 rows. OFFSET 0 keeps the subquery apart.
+_OBJECTIVES = RunObjective.__table__
 _OBJECTIVES_OF_RUNS = text(
     "SELECT o.* FROM unnest(CAST(:run_ids AS varchar[])) AS wanted(run_id)"
     " CROSS JOIN LATERAL (SELECT * FROM run_objectives WHERE run_id = wanted.run_id OFFSET 0) AS o"
-)
+).columns(*_OBJECTIVES.columns)
 
 
-def load_objectives(session: Session, run_ids: Iterable[str]) -> dict[str, dict[str, RunObjective]]:
+def load_objectives(session: Session, run_ids: Iterable[str]) -> dict[str, dict[str, ObjectiveRecord]]:
     """Return each run's objectives by name (an empty dict for a run without any)."""
     ids = list(run_ids)
-    objectives: dict[str, dict[str, RunObjective]] = {run_id: {} for run_id in ids}
+    objectives: dict[str, dict[str, ObjectiveRecord]] = {run_id: {} for run_id in ids}
     if not ids:
         return objectives
     if session.get_bind().dialect.name == "postgresql":
-        statement = select(RunObjective).from_statement(_OBJECTIVES_OF_RUNS.bindparams(run_ids=ids))
+        statement = _OBJECTIVES_OF_RUNS.bindparams(run_ids=ids)
     else:
-        statement = select(RunObjective).where(RunObjective.run_id.in_(ids))
-    for objective in session.scalars(statement):
+        statement = select(_OBJECTIVES).where(_OBJECTIVES.c.run_id.in_(ids))
+    loaded = [ObjectiveRecord(row._mapping) for row in session.execute(statement)]
+    changes(session).read(loaded)
+    for objective in loaded:
         objectives[objective.run_id][objective.objective_name] = objective
     return objectives
 
@@ -147,9 +150,7 @@ def unit_of_work(run_ids: Iterable[str] = ()) -> Iterator[Session]:
         yield session
 
 
-def _values(row: Base, columns: tuple[str, ...]) -> tuple[Any, ...]:
-    # The instance's loaded values, read without the attribute machinery: this runs twice
-    # per call for the run and each of its objectives.
+def _values(row: Record, columns: tuple[str, ...]) -> tuple[Any, ...]:
     return tuple(map(row.__dict__.get, columns))
 
 
@@ -212,12 +213,12 @@ class RunState:
         same += [_same_rows(before[1].get(name, unset), values) for name, values in objectives.items()]
         return all(same) and objectives.keys() == before[1].keys()
 
-    def objective(self, name: str) -> RunObjective:
+    def objective(self, name: str) -> ObjectiveRecord:
         """Return the run's objective ``name``, creating it when it is new."""
         objective = self.objectives.get(name)
         if objective is None:
-            objective = RunObjective(run_id=self.run.run_id, objective_name=name)
-            self.session.add(objective)
+            objective = ObjectiveRecord({"run_id": self.run.run_id, "objective_name": name})
+            changes(self.session).add(objective)
             self.objectives[name] = objective
         return objective
 
@@ -234,7 +235,7 @@ class RunState:
             )
 
     def remove_objective(self, name: str) -> None:
-        self.session.delete(self.objectives.pop(name))
+        changes(self.session).delete(self.objectives.pop(name))
 
     def __enter__(self) -> RunState:
         self.before = self._state()
@@ -247,7 +248,7 @@ class RunState:
             self._copy_run_fields_to_objectives()
 
 
-def raise_status(run: TrainingRun, status: str) -> None:
+def raise_status(run: RunRecord, status: str) -> None:
     if extract.STATUS_RANK[status] > extract.STATUS_RANK.get(run.status, -1):
         run.status = status
         if status in extract.FINAL_STATUSES and run.completed_at is None:
@@ -301,7 +302,7 @@ def upsert_config_objectives(state: RunState, rows: list[dict[str, Any]]) -> Non
                 setattr(objective, field, row[field])
 
 
-def set_objective_metrics(objective: RunObjective, metrics: Mapping[str, Any]) -> None:
+def set_objective_metrics(objective: ObjectiveRecord, metrics: Mapping[str, Any]) -> None:
     """Set final statistics; what the typed columns cannot hold exactly goes to JSON."""
     extra: dict[str, Any] | None = None
     for metric_type, value in metrics.items():
@@ -418,7 +419,7 @@ def _summary_step(summary: Mapping[str, Any] | None) -> float:
     return float(step) if isinstance(step, int | float) and not isinstance(step, bool) else -1.0
 
 
-def _summary_wins(run: TrainingRun, status: str, summary: Mapping[str, Any]) -> bool:
+def _summary_wins(run: RunRecord, status: str, summary: Mapping[str, Any]) -> bool:
     # The final state must not depend on arrival order: the summary of the highest-ranked
     # status wins, and between equals the one that saw more steps.
     if run.final_metrics_json is None:
@@ -502,11 +503,11 @@ def attach_blog_post(run_id: str, blog_url: str) -> bool:
     return _attach(run_id, blog_post_url=blog_url)
 
 
-def run_to_dict(run: TrainingRun) -> dict[str, Any]:
+def run_to_dict(run: TrainingRun | RunRecord) -> dict[str, Any]:
     return {column: getattr(run, column) for column in RUN_COLUMNS}
 
 
-def objective_to_dict(objective: RunObjective) -> dict[str, Any]:
+def objective_to_dict(objective: RunObjective | ObjectiveRecord) -> dict[str, Any]:
     return {"run_id": objective.run_id, **{f: getattr(objective, f) for f in OBJECTIVE_FIELDS}}
 
 
