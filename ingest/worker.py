@@ -236,8 +236,13 @@ class Worker:
                         self.reconcile()
                     claimed = self.run_once()
                     if claimed == 0:
-                        signal.wait(timeout=1.0)
-                    elif claimed < self.settings.worker_batch_size:
+                        # A delivery committed before listening started is not signalled:
+                        # claim once more before waiting.
+                        if not signal.listen():
+                            signal.wait(timeout=1.0)
+                        continue
+                    signal.unlisten()
+                    if claimed < self.settings.worker_batch_size:
                         stop.wait(self.settings.worker_linger)
                 except DatabaseUnavailable as error:
                     log.error("worker.database_unavailable error=%s", error)

@@ -1,0 +1,48 @@
+"""The inbox's wake-up signal: workers listen on PostgreSQL only while they have nothing to do."""
+
+from __future__ import annotations
+
+import pytest
+
+from store import inbox
+
+
+def record(dedupe_key: str) -> None:
+    inbox.record_delivery("pipeline", "run.started", dedupe_key, b"{}", {})
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_listening_signal_wakes_on_a_new_delivery(db):
+    signal = inbox.NewEventSignal(poll_interval=0.05)
+    try:
+        assert signal.listen() is True
+        assert signal.listen() is False  # already listening
+
+        record("d1")
+
+        assert signal.wait(timeout=30) is True
+    finally:
+        signal.close()
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_signal_that_stopped_listening_is_not_signalled(db):
+    signal = inbox.NewEventSignal(poll_interval=0.05)
+    try:
+        signal.listen()
+        signal.unlisten()
+        record("d1")
+        signal.listen()
+
+        # Delivered while not listening: not signalled, only the claim after listen() finds it.
+        assert signal.wait(timeout=0.2) is False
+    finally:
+        signal.close()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_on_sqlite_a_signal_never_listens_and_waits_by_sleeping(db):
+    signal = inbox.NewEventSignal(poll_interval=0.01)
+
+    assert signal.listen() is False
+    assert signal.wait(timeout=5) is False
