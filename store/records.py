@@ -12,33 +12,61 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from functools import cache
+from itertools import repeat
 from typing import Any, ClassVar
 
-from sqlalchemy import Table, and_, bindparam, delete, event, insert, update
+from sqlalchemy import Table, and_, bindparam, delete, event, insert, select, update
 from sqlalchemy.orm import ORMExecuteState, Session
 
 from store.models import RunObjective, TrainingRun
 
 
+class _Unloaded:
+    def __repr__(self) -> str:
+        return "<not read>"
+
+
+# The value of a deferred column not read yet.
+UNLOADED = _Unloaded()
+
+
 class Record:
-    """One row of ``table``: every column an attribute (None when unset)."""
+    """One row of ``table``: every column an attribute (None when unset).
+
+    A ``deferred`` column may be left out when the row is read; it is read from the
+    database the first time it is asked for.
+    """
 
     table: ClassVar[Table]
     columns: ClassVar[tuple[str, ...]]
     key: ClassVar[tuple[str, ...]]
+    deferred: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, values: Mapping[str, Any]) -> None:
         self.__dict__.update(dict.fromkeys(self.columns))
         self.__dict__.update(values)
 
     def values(self) -> tuple[Any, ...]:
-        return tuple(map(self.__dict__.get, self.columns))
+        """The columns' values, UNLOADED for a deferred one not read yet."""
+        return tuple(map(self.__dict__.get, self.columns, repeat(UNLOADED)))
+
+    def __getattr__(self, name: str) -> Any:
+        # Reached only when the attribute is missing: a deferred column not read yet.
+        tracker = self.__dict__.get("_changes")
+        if name not in self.deferred or tracker is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        value = tracker.original(self, name)
+        self.__dict__[name] = value
+        return value
 
 
 class RunRecord(Record):
     table = TrainingRun.__table__
     columns = tuple(column.key for column in TrainingRun.__table__.columns)
     key = ("run_id",)
+    # Turning a run's launch config and W&B summary into Python cost more than all the rest
+    # of reading it for update, and most calls only replace them or never look.
+    deferred = ("config_json", "final_metrics_json")
 
 
 class ObjectiveRecord(Record):
@@ -50,14 +78,35 @@ class ObjectiveRecord(Record):
 class Changes:
     """The records one transaction read or created, and those it deleted."""
 
-    def __init__(self) -> None:
-        # By identity: a record's values as last written, or None while it is new.
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        # By identity: a record's values as last written (or read), or None while it is new.
         self.tracked: dict[int, tuple[Record, tuple[Any, ...] | None]] = {}
         self.deleted: list[Record] = []
 
     def read(self, records: Iterable[Record]) -> None:
         for record in records:
+            record.__dict__["_changes"] = self
             self.tracked[id(record)] = (record, record.values())
+
+    def original(self, record: Record, column: str) -> Any:
+        """Return the column's value as last written, reading a deferred one from the database.
+
+        Read on the connection, not the session: a pending change must not be written first.
+        """
+        _, written = self.tracked[id(record)]
+        assert written is not None
+        index = record.columns.index(column)
+        if written[index] is not UNLOADED:
+            return written[index]
+        table = record.table
+        value = (
+            self.session.connection()
+            .execute(select(table.c[column]).where(_by_key(table)), _key(record))
+            .scalar_one()
+        )
+        self.tracked[id(record)] = (record, (*written[:index], value, *written[index + 1 :]))
+        return value
 
     def add(self, record: Record) -> None:
         self.tracked[id(record)] = (record, None)
@@ -127,7 +176,7 @@ def changes(session: Session) -> Changes:
     """Return the records ``session`` tracks, creating the tracker on first use."""
     tracker = session.info.get(CHANGES)
     if tracker is None:
-        tracker = session.info[CHANGES] = Changes()
+        tracker = session.info[CHANGES] = Changes(session)
     return tracker
 
 

@@ -11,6 +11,7 @@ import operator
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from itertools import repeat
 from typing import Any
 
 from sqlalchemy import func, select, text, update
@@ -20,7 +21,7 @@ from sqlalchemy.orm import Session
 from store import database, extract, jsoncodec
 from store.database import read_transaction, transaction
 from store.models import RunObjective, TrainingRun
-from store.records import ObjectiveRecord, Record, RunRecord, changes
+from store.records import UNLOADED, ObjectiveRecord, Record, RunRecord, changes
 
 RUN_COLUMNS = RunRecord.columns
 JSON_COLUMNS = ("config_json", "final_metrics_json", "progress_json")
@@ -81,13 +82,33 @@ def lock_runs(session: Session, run_ids: Iterable[str]) -> dict[str, RunRecord]:
     return runs
 
 
+# A run is read for update without its deferred documents, but with whether they are NULL:
+# a call that replaces one then knows without reading it that there was nothing before.
+_IS_NULL = {column: f"{column}_is_null" for column in RunRecord.deferred}
+_RUN_FOR_UPDATE = [column for column in _RUNS.columns if column.key not in _IS_NULL] + [
+    _RUNS.c[column].is_(None).label(label) for column, label in _IS_NULL.items()
+]
+
+
+def _run_record(row: Any) -> RunRecord:
+    values = dict(row._mapping)
+    unread = [column for column, label in _IS_NULL.items() if not values.pop(label)]
+    run = RunRecord(values)
+    for column in unread:
+        del run.__dict__[column]
+    return run
+
+
 def _select_for_update(session: Session, run_ids: list[str]) -> dict[str, RunRecord]:
     if not run_ids:
         return {}
     rows = session.execute(
-        select(_RUNS).where(_RUNS.c.run_id.in_(run_ids)).order_by(_RUNS.c.run_id).with_for_update()
+        select(*_RUN_FOR_UPDATE)
+        .where(_RUNS.c.run_id.in_(run_ids))
+        .order_by(_RUNS.c.run_id)
+        .with_for_update(of=_RUNS)
     )
-    runs = {run.run_id: run for run in (RunRecord(row._mapping) for row in rows)}
+    runs = {run.run_id: run for run in map(_run_record, rows)}
     changes(session).read(runs.values())
     return runs
 
@@ -151,7 +172,7 @@ def unit_of_work(run_ids: Iterable[str] = ()) -> Iterator[Session]:
 
 
 def _values(row: Record, columns: tuple[str, ...]) -> tuple[Any, ...]:
-    return tuple(map(row.__dict__.get, columns))
+    return tuple(map(row.__dict__.get, columns, repeat(UNLOADED)))
 
 
 def _same(before: Any, after: Any) -> bool:
@@ -208,8 +229,17 @@ class RunState:
     def _unchanged_since(self, before: tuple[tuple[Any, ...], dict[str, tuple[Any, ...]]]) -> bool:
         run, objectives = self._state()
         unset = (None,) * len(OBJECTIVE_FIELDS)
+        run_before = before[0]
+        if UNLOADED in run_before:
+            # A document replaced without being read is compared with the stored one.
+            run_before = tuple(
+                changes(self.session).original(self.run, column)
+                if old is UNLOADED and new is not UNLOADED
+                else old
+                for column, old, new in zip(RUN_COLUMNS, run_before, run, strict=True)
+            )
         # Every row is compared, so that each new value is checked.
-        same = [_same_rows(before[0], run)]
+        same = [_same_rows(run_before, run)]
         same += [_same_rows(before[1].get(name, unset), values) for name, values in objectives.items()]
         return all(same) and objectives.keys() == before[1].keys()
 
