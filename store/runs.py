@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from itertools import repeat
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import String, bindparam, func, select, text, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -99,15 +99,28 @@ def _run_record(row: Any) -> RunRecord:
     return run
 
 
+# On PostgreSQL one primary-key lookup per run, locked in the order given: without statistics
+# on training_runs (before autovacuum's first analyze, or with it off) the planner took
+# run_id IN (...) for a scan of the whole table, in every batch (see _OBJECTIVES_OF_RUNS).
+_WANTED = (
+    func.unnest(bindparam("run_ids", type_=postgresql.ARRAY(String)))
+    .table_valued("run_id")
+    .render_derived("wanted")
+)
+_LOCKED = select(*_RUN_FOR_UPDATE).where(_RUNS.c.run_id == _WANTED.c.run_id).with_for_update().lateral("r")
+_RUNS_FOR_UPDATE = select(_LOCKED).select_from(_WANTED.join(_LOCKED, true()))
+
+
 def _select_for_update(session: Session, run_ids: list[str]) -> dict[str, RunRecord]:
+    """Lock and read runs, ``run_ids`` sorted."""
     if not run_ids:
         return {}
-    rows = session.execute(
-        select(*_RUN_FOR_UPDATE)
-        .where(_RUNS.c.run_id.in_(run_ids))
-        .order_by(_RUNS.c.run_id)
-        .with_for_update(of=_RUNS)
-    )
+    if session.get_bind().dialect.name == "postgresql":
+        rows = session.execute(_RUNS_FOR_UPDATE, {"run_ids": run_ids})
+    else:
+        rows = session.execute(
+            select(*_RUN_FOR_UPDATE).where(_RUNS.c.run_id.in_(run_ids)).order_by(_RUNS.c.run_id)
+        )
     runs = {run.run_id: run for run in map(_run_record, rows)}
     changes(session).read(runs.values())
     return runs
