@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from store import inbox
@@ -11,38 +13,35 @@ def record(dedupe_key: str) -> None:
     inbox.record_delivery("pipeline", "run.started", dedupe_key, b"{}", {})
 
 
-@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
-def test_a_listening_signal_wakes_on_a_new_delivery(db):
-    signal = inbox.NewEventSignal(poll_interval=0.05)
-    try:
-        assert signal.listen() is True
-        assert signal.listen() is False  # already listening
-
-        record("d1")
-
-        assert signal.wait(timeout=30) is True
-    finally:
-        signal.close()
+@pytest.fixture
+def signal(db: str) -> Iterator[inbox.NewEventSignal]:
+    signal = inbox.NewEventSignal(poll_interval=0.01)
+    yield signal
+    signal.close()
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
-def test_a_signal_that_stopped_listening_is_not_signalled(db):
-    signal = inbox.NewEventSignal(poll_interval=0.05)
-    try:
-        signal.listen()
-        signal.unlisten()
-        record("d1")
-        signal.listen()
+def test_a_listening_signal_wakes_on_a_new_delivery(signal):
+    assert signal.listen() is True
+    assert signal.listen() is False  # already listening
 
-        # Delivered while not listening: not signalled, only the claim after listen() finds it.
-        assert signal.wait(timeout=0.2) is False
-    finally:
-        signal.close()
+    record("d1")
+
+    assert signal.wait(timeout=30) is True
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_signal_that_stopped_listening_is_not_signalled(signal):
+    signal.listen()
+    signal.unlisten()
+    record("d1")
+    signal.listen()
+
+    # Delivered while not listening: not signalled, only the claim after listen() finds it.
+    assert signal.wait(timeout=0.2) is False
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_on_sqlite_a_signal_never_listens_and_waits_by_sleeping(db):
-    signal = inbox.NewEventSignal(poll_interval=0.01)
-
+def test_on_sqlite_a_signal_never_listens_and_waits_by_sleeping(signal):
     assert signal.listen() is False
     assert signal.wait(timeout=5) is False
