@@ -298,9 +298,10 @@ class Intake:
 
 
 def _bounded(dedupe_key: str) -> str:
-    # A sender chooses its webhook-id or SNS MessageId, and may make it longer than the
-    # inbox column: its hash identifies the delivery as well.
-    if len(dedupe_key) <= MAX_DEDUPE_KEY:
+    # A sender chooses its webhook-id, SNS MessageId or EventBridge id, and may make it one the
+    # inbox column cannot hold (too long, or with a NUL, which PostgreSQL text refuses): its
+    # hash identifies the delivery as well.
+    if len(dedupe_key) <= MAX_DEDUPE_KEY and "\x00" not in dedupe_key:
         return dedupe_key
     return "sha256:" + hashlib.sha256(dedupe_key.encode()).hexdigest()
 

@@ -216,6 +216,11 @@ CORPUS: dict[str, tuple[Callable[..., Sent], int]] = {
     "S3 without credentials": (s3(json.dumps(EVENTBRIDGE).encode(), token=None), 401),
     "S3 wrong token": (s3(json.dumps(EVENTBRIDGE).encode(), token="guess"), 401),
     "EventBridge event missing its detail": (s3(json.dumps({**EVENTBRIDGE, "detail": None}).encode()), 202),
+    "EventBridge id with a NUL": (s3(json.dumps({**EVENTBRIDGE, "id": "a\u0000b"}).encode()), 202),
+    "EventBridge id with a lone surrogate, not valid JSON": (
+        s3(json.dumps({**EVENTBRIDGE, "id": "a\ud800b"}).encode()),
+        400,
+    ),
     "S3 records of wrong types": (s3(b'{"Records": [{"eventName": 1, "s3": []}]}'), 202),
     "S3 something else entirely": (s3(b'{"hello": "world"}'), 202),
     "SNS message that is not JSON": (sns(b"not json at all"), 202),
