@@ -14,7 +14,8 @@ concurrency (the median of --repeat loads, fresh workers and empty tables each),
 and the workers' memory while they drain a backlog of N events.
 
 Shared machines are noisy: throughput targets are ratios to the baseline measured in
-the same run, and the freshness load is derived from the peak measured in it. Each load
+the same run, and the freshness load is derived from the peak measured in it; every load
+starts right after a CHECKPOINT, so that none of them pays for the WAL of the others. Each load
 also reports the CPU it cost per request or event, read from /proc: the server's gunicorn
 processes, the event workers, and every PostgreSQL process on the machine.
 The databases at URL and URL_baseline are dropped and recreated.
@@ -415,6 +416,7 @@ class Bench:
             self.url, "postgresql+psycopg", f"{make_url(self.url).database}_baseline"
         )
         self.ports = {"baseline": free_port(), "ingester": free_port()}
+        self.checkpoint_refused = False
         self.batch = 0
 
     def env(self, **extra: str) -> dict[str, str]:
@@ -467,9 +469,24 @@ class Bench:
         write_requests(path, self.events.take(count, f"b{self.batch}"))
         return path
 
+    def checkpoint(self) -> None:
+        """Start a measurement right after a checkpoint, as every other one starts.
+
+        A checkpoint PostgreSQL requests once a GB of WAL is written would otherwise land in
+        whichever measurement crosses that line, and full-page images follow it.
+        """
+        try:
+            with psycopg.connect(libpq(self.url), autocommit=True) as connection:
+                connection.execute("CHECKPOINT")
+        except psycopg.errors.InsufficientPrivilege:
+            if not self.checkpoint_refused:
+                self.console.print("CHECKPOINT refused (needs superuser or pg_checkpoint): measuring without")
+            self.checkpoint_refused = True
+
     def load(self, server: str, concurrency: int, duration: float, count: int) -> dict[str, Any]:
         """Post at most ``count`` fresh signed events to ``server`` with wrk; add the CPU it took."""
         requests_file = self.requests_file(count)
+        self.checkpoint()
         with CpuMeter(
             {"web": lambda: process_tree(self.processes[server].pid), "postgres": postgres_pids}
         ) as cpu:
@@ -506,6 +523,7 @@ class Bench:
         inbox = self.inbox
         self.console.print(f"end to end: {concurrency} connections, {self.args.workers} workers...")
         requests_file = self.requests_file(count)
+        self.checkpoint()
         groups = {
             "web": lambda: process_tree(self.processes["ingester"].pid),
             "workers": lambda: [pid for w in self.worker_processes for pid in process_tree(w.pid)],
@@ -534,6 +552,7 @@ class Bench:
         inbox = self.inbox
         count = int(rate * self.args.duration)
         self.console.print(f"freshness: {rate:.0f} events/s for {self.args.duration:g} s...")
+        self.checkpoint()
         self.batch += 1
         answers = paced(self.ports["ingester"], list(self.events.take(count, f"f{self.batch}")), rate)
         inbox.wait_drained(timeout=600)
