@@ -73,3 +73,21 @@ def test_a_bad_run_id_named_up_front_is_refused_and_nothing_begins(db):
 def test_units_do_not_nest(db):
     with pytest.raises(RuntimeError, match="do not nest"), store.unit_of_work(), store.unit_of_work():
         pass
+
+
+def test_a_unit_compares_documents_stored_before_it_and_writes_only_what_changed(db):
+    store.insert_run("r1", config_dict=CONFIG)
+    store.update_run_status("r1", "finished", final_metrics_json={"_step": 10, "loss": 1.0})
+    before = store.get_run("r1")
+
+    with store.unit_of_work(["r1"]):
+        same_config = store.insert_run("r1", config_dict=CONFIG)
+        fewer_steps = store.update_run_status("r1", "finished", final_metrics_json={"_step": 5, "loss": 9.0})
+    unchanged = store.get_run("r1")
+    with store.unit_of_work(["r1"]):
+        more_steps = store.update_run_status("r1", "finished", final_metrics_json={"_step": 20, "loss": 0.5})
+
+    assert (same_config, fewer_steps, more_steps) == (False, False, True)
+    assert unchanged == before
+    assert store.get_run("r1")["final_metrics_json"] == {"_step": 20, "loss": 0.5}
+    assert store.get_run("r1")["config_json"] == CONFIG
