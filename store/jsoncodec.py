@@ -43,14 +43,32 @@ def has_nul_escape(text: str) -> bool:
 
 
 def _float_marker(value: float) -> str | None:
-    if math.isnan(value):
+    if value - value == 0.0:
+        # Finite. Of these only -0.0 and integral floats of 1e16 and more (written with an
+        # exponent) would not come back from JSONB as they went in.
+        if abs(value) >= 1e16 or (value == 0.0 and math.copysign(1.0, value) < 0.0):
+            return repr(value)
+        return None
+    if value != value:
         return "NaN"
-    if math.isinf(value):
-        return "Infinity" if value > 0 else "-Infinity"
-    text = repr(value)
-    if ("e+" in text and value.is_integer()) or (value == 0 and math.copysign(1, value) < 0):
-        return text
-    return None
+    return "Infinity" if value > 0 else "-Infinity"
+
+
+def _has_non_finite(value: Any) -> bool:
+    """Tell whether a document holds NaN or an infinity."""
+    if isinstance(value, dict):
+        value = value.values()
+    elif not isinstance(value, list | tuple):
+        return isinstance(value, float) and value - value != 0.0
+    for item in value:
+        kind = type(item)
+        if kind is float:
+            # x - x is 0.0 for every finite x, NaN for NaN and the infinities.
+            if item - item != 0.0:
+                return True
+        elif kind is not str and kind is not int and item is not None and _has_non_finite(item):
+            return True
+    return False
 
 
 def _escape(value: Any) -> Any:
@@ -103,12 +121,12 @@ def dumps(value: Any, sort_keys: bool = False) -> str:
     """Serialize to strict JSON, encoding non-finite floats reversibly."""
     # orjson writes a W&B summary over ten times faster than json, whose float repr()
     # dominated the worker's profile. It writes NaN and Infinity as null: a document with a
-    # null that does not read back equal held one, and takes the walk. What orjson refuses
-    # (integers beyond 64 bits, float subclasses, 255 levels of nesting) goes through json.
+    # null may have held one, and takes the walk if it did. What orjson refuses (integers
+    # beyond 64 bits, float subclasses, 255 levels of nesting) goes through json.
     options = orjson.OPT_NON_STR_KEYS | (orjson.OPT_SORT_KEYS if sort_keys else 0)
     try:
         data = orjson.dumps(value, option=options)
-        if _suspect(data) or (b"null" in data and orjson.loads(data) != value):
+        if _suspect(data) or (b"null" in data and _has_non_finite(value)):
             data = orjson.dumps(_escape(value), option=options)
         text = data.decode()
     except orjson.JSONEncodeError:
