@@ -793,6 +793,7 @@ def main(argv: list[str] | None = None) -> None:
         results["acknowledgement"] = bench.acknowledgement()
         best = max(results["acknowledgement"]["ingester"], key=lambda r: r["accepted_per_s"])
         best_base = max(results["acknowledgement"]["baseline"], key=lambda r: r["accepted_per_s"])
+        bench.reset()
         count = int(best["accepted_per_s"] * args.duration * 3) + 2000
         base_count = int(best_base["accepted_per_s"] * args.duration * 3) + 2000
         runs = []
@@ -800,7 +801,6 @@ def main(argv: list[str] | None = None) -> None:
             # The baseline again, at its best concurrency, right before each end-to-end load: the
             # machine's speed drifts over minutes, and the ratio should compare like with like.
             console.print(f"baseline: {best_base['concurrency']} connections...")
-            bench.reset()
             paired = bench.load("baseline", best_base["concurrency"], args.duration, base_count)
             # Emptied before the workers start: TRUNCATE would deadlock with their transactions.
             bench.reset()
