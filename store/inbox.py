@@ -78,6 +78,28 @@ _EARLIER_SQL = (
 _EXISTING_SQL = "SELECT id FROM inbox_events WHERE source = $1 AND dedupe_key = $2"
 
 
+# Every statement on these connections finds its rows by key, or in id order, through an index.
+# Without statistics (autovacuum off, or before its first analyze) the planner answered a claim
+# with a bitmap scan of the whole unfinished-events index and a sort: it read every entry that
+# the events processed since the last vacuum left behind, in every claim (1.1-1.5 ms per claim
+# of 50 with 2,000 events waiting, against 0.2 ms). An index scan in id order stops after the
+# batch, and marks the dead entries it passes so that the next claims skip them.
+_INDEX_SCANS_ONLY = "-c enable_bitmapscan=off -c enable_seqscan=off"
+
+_CLAIM_SQL = (
+    "UPDATE inbox_events SET status = 'processing', claimed_at = $1, attempts = attempts + 1"
+    " WHERE id = ANY(ARRAY("
+    "SELECT id FROM inbox_events"
+    " WHERE status IN ('pending', 'failed', 'processing')"
+    " AND (status IN ('pending', 'failed') AND next_attempt_at <= $1"
+    " OR status = 'processing' AND claimed_at < $2)"
+    " ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED))"
+    # Delivery's fields, in order.
+    " RETURNING id, source, kind, dedupe_key, received_at, body, headers, status, attempts,"
+    " last_error, processed_at"
+)
+
+
 class _Connections:
     """psycopg connections to the store's database, reused one request after another."""
 
@@ -100,7 +122,11 @@ class _Connections:
                 # Autocommit: the insert is atomic on its own, and BEGIN and COMMIT around it
                 # would cost two more round trips. Raw cursors take $n placeholders as they are.
                 connection = psycopg.connect(
-                    libpq_url(), autocommit=True, connect_timeout=10, cursor_factory=psycopg.RawCursor
+                    libpq_url(),
+                    autocommit=True,
+                    connect_timeout=10,
+                    cursor_factory=psycopg.RawCursor,
+                    options=_INDEX_SCANS_ONLY,
                 )
             yield connection
         except psycopg.OperationalError as error:
@@ -204,6 +230,10 @@ def claim(limit: int, lease: timedelta = timedelta(minutes=5)) -> list[Delivery]
     older than ``lease`` (its worker died) is claimed again.
     """
     now = utcnow()
+    if get_engine().dialect.name == "postgresql":
+        with _connections.connection() as connection:
+            rows = connection.execute(_CLAIM_SQL, (now, now - lease, limit)).fetchall()
+        return sorted((Delivery(*row[:5], bytes(row[5]), *row[6:]) for row in rows), key=lambda d: d.id)
     table = InboxEvent.__table__
     # Spelled out for the planner: the partial index of unfinished events, in id order.
     due = table.c.status.in_(UNFINISHED) & or_(
