@@ -232,8 +232,10 @@ def claim(limit: int, lease: timedelta = timedelta(minutes=5)) -> list[Delivery]
     now = utcnow()
     if get_engine().dialect.name == "postgresql":
         with _connections.connection() as connection:
-            rows = connection.execute(_CLAIM_SQL, (now, now - lease, limit)).fetchall()
-        return sorted((Delivery(*row[:5], bytes(row[5]), *row[6:]) for row in rows), key=lambda d: d.id)
+            # In binary: as text, each body would travel hex-encoded, twice its size, and decoding
+            # it cost the worker more instructions than validating it.
+            rows = connection.execute(_CLAIM_SQL, (now, now - lease, limit), binary=True).fetchall()
+        return sorted((Delivery(*row) for row in rows), key=lambda d: d.id)
     table = InboxEvent.__table__
     # Spelled out for the planner: the partial index of unfinished events, in id order.
     due = table.c.status.in_(UNFINISHED) & or_(
