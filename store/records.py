@@ -15,7 +15,9 @@ from functools import cache
 from itertools import repeat
 from typing import Any, ClassVar
 
-from sqlalchemy import Table, and_, bindparam, delete, event, insert, select, update
+import psycopg
+from sqlalchemy import Connection, Dialect, Table, and_, bindparam, delete, event, insert, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import ORMExecuteState, Session
 
 from store.models import RunObjective, TrainingRun
@@ -148,7 +150,43 @@ class Changes:
         for (table, _), rows in updates.items():
             connection.execute(_update(table), rows)
         for table, rows in inserts.items():
-            connection.execute(insert(table), rows)
+            if connection.dialect.name == "postgresql":
+                _copy(connection, table, rows)
+            else:
+                connection.execute(insert(table), rows)
+
+
+@cache
+def _copy_statement(table: Table, dialect: Dialect) -> tuple[str, tuple[str, ...], list[Any]]:
+    names = tuple(column.key for column in table.columns)
+    processors = [column.type.dialect_impl(dialect).bind_processor(dialect) for column in table.columns]
+    return f"COPY {table.name} ({', '.join(names)}) FROM STDIN", names, processors
+
+
+def _copy(connection: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Insert new rows with COPY, on PostgreSQL.
+
+    An executemany runs the INSERT once per row, each paying its own parsing, planning and
+    executor start-up in the server and parameter handling in the driver: for a batch's
+    objectives that cost more than anything else the worker wrote (bench/RESULTS.md).
+    SQLAlchemy has no COPY, so failures are raised as it raises them, a lost connection
+    invalidated, for the store's callers to tell them apart as they always do.
+    """
+    statement, names, processors = _copy_statement(table, connection.dialect)
+    dbapi_connection = connection.connection.dbapi_connection
+    assert dbapi_connection is not None
+    try:
+        with dbapi_connection.cursor() as cursor, cursor.copy(statement) as copy:
+            for row in rows:
+                values = [row[name] for name in names]
+                copy.write_row([v if p is None else p(v) for v, p in zip(values, processors, strict=True)])
+    except psycopg.Error as error:
+        lost = connection.dialect.is_disconnect(error, dbapi_connection, None)
+        if lost:
+            connection.invalidate(error)
+        raise DBAPIError.instance(
+            statement, None, error, psycopg.Error, connection_invalidated=lost, dialect=connection.dialect
+        ) from error
 
 
 def _key(record: Record) -> dict[str, Any]:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.exc import DataError
+from sqlalchemy.pool import NullPool
 
 import store
+from store.database import DatabaseUnavailable
 from tests.store.test_runs import CONFIG, SUMMARY
 
 TIMESTAMPS = ("run_id", "created_at", "updated_at", "completed_at")
@@ -91,3 +95,38 @@ def test_a_unit_compares_documents_stored_before_it_and_writes_only_what_changed
     assert unchanged == before
     assert store.get_run("r1")["final_metrics_json"] == {"_step": 20, "loss": 0.5}
     assert store.get_run("r1")["config_json"] == CONFIG
+
+
+# On PostgreSQL a unit's new rows are written with COPY, beside SQLAlchemy: its failures must
+# reach callers as SQLAlchemy's always have.
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_new_row_the_database_refuses_fails_the_call_and_keeps_nothing_of_it(db):
+    with pytest.raises(DataError, match="value too long"):
+        store.insert_run("r1", config_dict={"objectives": [{"name": "x" * 300}]})
+
+    assert store.get_run("r1") is None
+    assert store.insert_run("r1", config_dict=CONFIG)
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_connection_lost_while_writing_new_rows_is_the_database_unavailable(db):
+    engine = store.get_engine()
+    killer = create_engine(engine.url, poolclass=NullPool)
+
+    def cut_once_the_run_is_updated(connection, cursor, statement, *_):  # type: ignore[no-untyped-def]
+        # Next come the run's objectives, new rows: the COPY finds the connection gone.
+        if statement.startswith("UPDATE training_runs"):
+            with killer.connect() as other:
+                pid = connection.connection.dbapi_connection.info.backend_pid
+                other.execute(text("SELECT pg_terminate_backend(:pid, 10000)"), {"pid": pid})
+
+    event.listen(engine, "after_cursor_execute", cut_once_the_run_is_updated)
+    try:
+        with pytest.raises(DatabaseUnavailable):
+            store.insert_run("r1", config_dict=CONFIG)
+    finally:
+        event.remove(engine, "after_cursor_execute", cut_once_the_run_is_updated)
+        killer.dispose()
+
+    assert store.get_run("r1") is None
+    assert store.insert_run("r1", config_dict=CONFIG)
