@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from itertools import repeat
 from typing import Any
 
-from sqlalchemy import String, bindparam, func, select, true, update
+from sqlalchemy import String, bindparam, func, literal, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -62,24 +62,22 @@ def dialect_insert(session: Session):  # type: ignore[no-untyped-def]
     return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
-def lock_runs(session: Session, run_ids: Iterable[str]) -> dict[str, RunRecord]:
-    """Return the runs' rows locked for update, creating placeholders for new ones.
+def lock_runs(session: Session, run_ids: Iterable[str]) -> tuple[dict[str, RunRecord], set[str]]:
+    """Return the runs' rows locked for update, creating placeholders for new ones, and which
+    runs it created.
 
     Locks are taken in run_id order, so two workers locking overlapping sets cannot deadlock.
     """
     wanted = sorted({check_run_id(run_id) for run_id in run_ids})
     runs = _select_for_update(session, wanted)
     missing = [run_id for run_id in wanted if run_id not in runs]
-    if missing:
-        now = utcnow()
-        # Executed for many rows rather than built with .values(rows): a statement of the
-        # latter kind is compiled anew for each number of rows, which cost more than the insert.
-        session.execute(
-            dialect_insert(session)(_RUNS).on_conflict_do_nothing(index_elements=["run_id"]),
-            [{"run_id": r, "status": "launched", "created_at": now, "updated_at": now} for r in missing],
-        )
-        runs.update(_select_for_update(session, missing))
-    return runs
+    if not missing:
+        return runs, set()
+    created = _insert_placeholders(session, missing)
+    # Created since this transaction looked, by another: its row is the one to lock.
+    runs.update(_select_for_update(session, [run_id for run_id in missing if run_id not in created]))
+    runs.update(created)
+    return runs, set(created)
 
 
 # A run is read for update without its deferred documents, but with whether they are NULL:
@@ -120,6 +118,25 @@ def _one_lookup_per_run(columns: list[Any], run_id: Any, lock: bool) -> Any:
 
 _RUNS_FOR_UPDATE = _one_lookup_per_run(_RUN_FOR_UPDATE, _RUNS.c.run_id, lock=True)
 
+# Placeholders for new runs. On PostgreSQL one statement for all of them, which returns the rows
+# it inserted (locked, being new): executed for many rows, an INSERT would run once per row,
+# and its rows would have to be read back.
+_NEW_RUNS = (
+    postgresql.insert(_RUNS)
+    .from_select(
+        ["run_id", "status", "created_at", "updated_at"],
+        select(
+            func.unnest(bindparam("run_ids", type_=postgresql.ARRAY(String))),
+            literal("launched"),
+            bindparam("now", type_=_RUNS.c.created_at.type),
+            bindparam("now", type_=_RUNS.c.created_at.type),
+        ),
+    )
+    .on_conflict_do_nothing(index_elements=["run_id"])
+    .returning(*_RUN_FOR_UPDATE)
+)
+_SQLITE_PLACEHOLDERS = sqlite.insert(_RUNS).on_conflict_do_nothing(index_elements=["run_id"])
+
 
 def _select_for_update(session: Session, run_ids: list[str]) -> dict[str, RunRecord]:
     """Lock and read runs, ``run_ids`` sorted."""
@@ -136,9 +153,25 @@ def _select_for_update(session: Session, run_ids: list[str]) -> dict[str, RunRec
     return runs
 
 
-def lock_run(session: Session, run_id: str) -> RunRecord:
-    """Return the run's row locked for update, creating a placeholder when it is new."""
-    return lock_runs(session, [run_id])[run_id]
+def _insert_placeholders(session: Session, run_ids: list[str]) -> dict[str, RunRecord]:
+    """Insert a placeholder row for each run that does not exist yet; return those inserted."""
+    now = utcnow()
+    if session.get_bind().dialect.name == "postgresql":
+        rows = session.execute(_NEW_RUNS, {"run_ids": run_ids, "now": now})
+        created = {run.run_id: run for run in map(_run_record, rows)}
+        changes(session).read(created.values())
+        return created
+    rows = [{"run_id": r, "status": "launched", "created_at": now, "updated_at": now} for r in run_ids]
+    session.execute(_SQLITE_PLACEHOLDERS, rows)
+    # SQLite takes the whole database for a writing transaction: no one else created any.
+    return _select_for_update(session, run_ids)
+
+
+def lock_run(session: Session, run_id: str) -> tuple[RunRecord, bool]:
+    """Return the run's row locked for update, creating a placeholder when it is new, and
+    whether it did."""
+    runs, created = lock_runs(session, [run_id])
+    return runs[run_id], run_id in created
 
 
 _OBJECTIVES = RunObjective.__table__
@@ -171,9 +204,11 @@ def lock_for_unit(session: Session, run_ids: Iterable[str]) -> None:
     locked = session.info.setdefault(LOCKED, {})
     wanted = {check_run_id(run_id) for run_id in run_ids} - set(locked)
     if wanted:
-        runs = lock_runs(session, wanted)
-        for run_id, objectives in load_objectives(session, runs).items():
-            locked[run_id] = (runs[run_id], objectives)
+        runs, created = lock_runs(session, wanted)
+        # A run created just now has no objectives to read.
+        objectives = load_objectives(session, [run_id for run_id in runs if run_id not in created])
+        for run_id, run in runs.items():
+            locked[run_id] = (run, objectives.get(run_id, {}))
 
 
 @contextmanager
@@ -228,9 +263,11 @@ class RunState:
             self.run, self.objectives = locked[run_id]
             self.objectives_loaded = True
         else:
-            self.run = lock_run(session, run_id)
-            self.objectives = load_objectives(session, [run_id])[run_id] if with_objectives else {}
-            self.objectives_loaded = with_objectives
+            self.run, created = lock_run(session, run_id)
+            read = with_objectives and not created
+            self.objectives = load_objectives(session, [run_id])[run_id] if read else {}
+            # A run created just now has none.
+            self.objectives_loaded = with_objectives or created
         # Whether the caller's changes to objectives count as changes of the call.
         self.with_objectives = with_objectives
         self.run_fields_before = {"status": self.run.status, "gradient_method": self.run.gradient_method}
