@@ -19,7 +19,7 @@ from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
-from sqlalchemy import Engine, and_, func, or_, select, update
+from sqlalchemy import Engine, and_, bindparam, func, or_, select, update
 from sqlalchemy.dialects import sqlite
 
 from store.database import DatabaseUnavailable, connect, get_engine, libpq_url
@@ -256,6 +256,18 @@ def claim(limit: int, lease: timedelta = timedelta(minutes=5)) -> list[Delivery]
     return sorted((_delivery(row) for row in rows), key=lambda d: d.id)
 
 
+_FINISH = (
+    update(InboxEvent.__table__)
+    .where(InboxEvent.__table__.c.id.in_(bindparam("ids", expanding=True)))
+    .values(
+        status=bindparam("final_status"),
+        last_error=bindparam("error"),
+        processed_at=bindparam("finished_at"),
+        claimed_at=None,
+    )
+)
+
+
 def finish(event_ids: Iterable[int], status: str, error: str | None = None) -> None:
     """Record the final outcome (done, ignored, invalid or dead) of claimed events."""
     ids = list(event_ids)
@@ -263,9 +275,7 @@ def finish(event_ids: Iterable[int], status: str, error: str | None = None) -> N
         return
     with connect() as connection:
         connection.execute(
-            update(InboxEvent.__table__)
-            .where(InboxEvent.__table__.c.id.in_(ids))
-            .values(status=status, last_error=error, processed_at=utcnow(), claimed_at=None)
+            _FINISH, {"ids": ids, "final_status": status, "error": error, "finished_at": utcnow()}
         )
 
 
