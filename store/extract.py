@@ -202,12 +202,17 @@ def summary_objective_metrics(
     metrics: dict[str, dict[str, Any]] = {}
     if not isinstance(summary, Mapping):
         return metrics
+    # A summary holds a hundred keys or more, a few stats of each objective among them.
+    names: dict[str, str] = {}
     for key, value in summary.items():
-        if not isinstance(key, str) or not key.startswith("objectives/"):
+        if type(key) is not str or not key.startswith("objectives/"):
             continue
         parts = key.split("/")
         if len(parts) != 3 or not parts[1] or not parts[2]:
             continue
-        name = objective_name_for_alias(parts[1], alias_to_name)
-        metrics.setdefault(name, {})[parts[2]] = value
+        _, alias, stat = parts
+        name = names.get(alias)
+        if name is None:
+            name = names[alias] = objective_name_for_alias(alias, alias_to_name)
+        metrics.setdefault(name, {})[stat] = value
     return metrics
