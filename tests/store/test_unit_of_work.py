@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.exc import DataError
@@ -130,3 +132,26 @@ def test_a_connection_lost_while_writing_new_rows_is_the_database_unavailable(db
 
     assert store.get_run("r1") is None
     assert store.insert_run("r1", config_dict=CONFIG)
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_run_created_by_another_transaction_meanwhile_is_locked_and_updated_not_lost(db):
+    finished = threading.Event()
+
+    def finish_the_run() -> None:
+        store.update_run_status("r1", "completed", final_metrics_json=SUMMARY)
+        finished.set()
+
+    with store.unit_of_work(["r1"]):
+        store.insert_run("r1", config_dict=CONFIG)
+        # The other call finds no run, and its placeholder waits for this transaction's.
+        other = threading.Thread(target=finish_the_run)
+        other.start()
+        assert not finished.wait(0.5)
+    other.join(timeout=30)
+
+    run = store.get_run("r1")
+    assert finished.is_set()
+    assert run["status"] == "completed"
+    assert run["gradient_method"] == "mgda"
+    assert run["final_metrics_json"] == SUMMARY
