@@ -83,8 +83,11 @@ _EXISTING_SQL = "SELECT id FROM inbox_events WHERE source = $1 AND dedupe_key = 
 # with a bitmap scan of the whole unfinished-events index and a sort: it read every entry that
 # the events processed since the last vacuum left behind, in every claim (1.1-1.5 ms per claim
 # of 50 with 2,000 events waiting, against 0.2 ms). An index scan in id order stops after the
-# batch, and marks the dead entries it passes so that the next claims skip them.
-_INDEX_SCANS_ONLY = "-c enable_bitmapscan=off -c enable_seqscan=off"
+# batch, and marks the dead entries it passes so that the next claims skip them. Set after
+# connecting rather than as startup options, which would replace any the URL carries.
+_INDEX_SCANS_ONLY = (
+    "SELECT set_config('enable_bitmapscan', 'off', false), set_config('enable_seqscan', 'off', false)"
+)
 
 _CLAIM_SQL = (
     "UPDATE inbox_events SET status = 'processing', claimed_at = $1, attempts = attempts + 1"
@@ -122,12 +125,9 @@ class _Connections:
                 # Autocommit: the insert is atomic on its own, and BEGIN and COMMIT around it
                 # would cost two more round trips. Raw cursors take $n placeholders as they are.
                 connection = psycopg.connect(
-                    libpq_url(),
-                    autocommit=True,
-                    connect_timeout=10,
-                    cursor_factory=psycopg.RawCursor,
-                    options=_INDEX_SCANS_ONLY,
+                    libpq_url(), autocommit=True, connect_timeout=10, cursor_factory=psycopg.RawCursor
                 )
+                connection.execute(_INDEX_SCANS_ONLY)
             yield connection
         except psycopg.OperationalError as error:
             if connection is not None:

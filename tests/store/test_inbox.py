@@ -45,3 +45,21 @@ def test_a_signal_that_stopped_listening_is_not_signalled(signal):
 def test_on_sqlite_a_signal_never_listens_and_waits_by_sleeping(signal):
     assert signal.listen() is False
     assert signal.wait(timeout=5) is False
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_claim_is_an_index_scan_in_id_order_even_without_statistics(db):
+    for n in range(300):
+        record(f"d{n}")
+    for _ in range(2):
+        inbox.finish([delivery.id for delivery in inbox.claim(100)], "done")
+    waiting = sorted(delivery.id for delivery in inbox.list_deliveries("pending", limit=300))
+
+    now = inbox.utcnow()
+    with inbox._connections.connection() as connection:
+        plan = "\n".join(row[0] for row in connection.execute("EXPLAIN " + inbox._CLAIM_SQL, (now, now, 50)))
+
+    # A bitmap scan would read every index entry the finished events left behind, then sort.
+    assert "Index Scan using ix_inbox_events_unfinished" in plan
+    assert "Bitmap" not in plan
+    assert [delivery.id for delivery in inbox.claim(50)] == waiting[:50]
