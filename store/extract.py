@@ -205,7 +205,7 @@ def summary_objective_metrics(
     # A summary holds a hundred keys or more, a few stats of each objective among them.
     names: dict[str, str] = {}
     for key, value in summary.items():
-        if type(key) is not str or not key.startswith("objectives/"):
+        if not isinstance(key, str) or not key.startswith("objectives/"):
             continue
         parts = key.split("/")
         if len(parts) != 3 or not parts[1] or not parts[2]:

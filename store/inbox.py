@@ -229,13 +229,19 @@ def claim(limit: int, lease: timedelta = timedelta(minutes=5)) -> list[Delivery]
     PostgreSQL skips rows other workers hold (SKIP LOCKED); an event whose claim is
     older than ``lease`` (its worker died) is claimed again.
     """
-    now = utcnow()
-    if get_engine().dialect.name == "postgresql":
-        with _connections.connection() as connection:
-            # In binary: as text, each body would travel hex-encoded, twice its size, and decoding
-            # it cost the worker more instructions than validating it.
-            rows = connection.execute(_CLAIM_SQL, (now, now - lease, limit), binary=True).fetchall()
-        return sorted((Delivery(*row) for row in rows), key=lambda d: d.id)
+    on = _claim_on_postgresql if get_engine().dialect.name == "postgresql" else _claim_on_sqlite
+    return sorted(on(limit, utcnow(), lease), key=lambda d: d.id)
+
+
+def _claim_on_postgresql(limit: int, now: datetime, lease: timedelta) -> list[Delivery]:
+    with _connections.connection() as connection:
+        # In binary: as text, each body would travel hex-encoded, twice its size, and decoding
+        # it cost the worker more instructions than validating it.
+        rows = connection.execute(_CLAIM_SQL, (now, now - lease, limit), binary=True).fetchall()
+    return [Delivery(*row) for row in rows]
+
+
+def _claim_on_sqlite(limit: int, now: datetime, lease: timedelta) -> list[Delivery]:
     table = InboxEvent.__table__
     # Spelled out for the planner: the partial index of unfinished events, in id order.
     due = table.c.status.in_(UNFINISHED) & or_(
@@ -252,8 +258,7 @@ def claim(limit: int, lease: timedelta = timedelta(minutes=5)) -> list[Delivery]
         .returning(*_COLUMNS)
     )
     with connect() as connection:
-        rows = connection.execute(statement).all()
-    return sorted((_delivery(row) for row in rows), key=lambda d: d.id)
+        return [_delivery(row) for row in connection.execute(statement)]
 
 
 _FINISH = (

@@ -148,6 +148,11 @@ def _select_for_update(session: Session, run_ids: list[str]) -> dict[str, RunRec
         rows = session.execute(
             select(*_RUN_FOR_UPDATE).where(_RUNS.c.run_id.in_(run_ids)).order_by(_RUNS.c.run_id)
         )
+    return _tracked_runs(session, rows)
+
+
+def _tracked_runs(session: Session, rows: Any) -> dict[str, RunRecord]:
+    """Turn rows read for update into records the session writes back when they change."""
     runs = {run.run_id: run for run in map(_run_record, rows)}
     changes(session).read(runs.values())
     return runs
@@ -157,10 +162,7 @@ def _insert_placeholders(session: Session, run_ids: list[str]) -> dict[str, RunR
     """Insert a placeholder row for each run that does not exist yet; return those inserted."""
     now = utcnow()
     if session.get_bind().dialect.name == "postgresql":
-        rows = session.execute(_NEW_RUNS, {"run_ids": run_ids, "now": now})
-        created = {run.run_id: run for run in map(_run_record, rows)}
-        changes(session).read(created.values())
-        return created
+        return _tracked_runs(session, session.execute(_NEW_RUNS, {"run_ids": run_ids, "now": now}))
     rows = [{"run_id": r, "status": "launched", "created_at": now, "updated_at": now} for r in run_ids]
     session.execute(_SQLITE_PLACEHOLDERS, rows)
     # SQLite takes the whole database for a writing transaction: no one else created any.
