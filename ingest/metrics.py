@@ -7,6 +7,7 @@ gunicorn config); the inbox gauges come from the database, which all processes s
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator
 
@@ -36,8 +37,15 @@ FAILED = Counter("training_db_events_failed", "Handler failures (retried later)"
 DEAD = Counter("training_db_events_dead", "Events given up after the last attempt", ["kind"])
 
 
+@functools.cache
+def _received(source: str) -> Counter:
+    # labels() checks the names and takes a lock on every call: each source's child is kept.
+    # A child survives gunicorn's fork: its value file is reopened in the worker.
+    return RECEIVED.labels(source=source)
+
+
 def received(source: str) -> None:
-    RECEIVED.labels(source=str(source)).inc()
+    _received(str(source)).inc()
 
 
 def rejected(source: str, reason: str) -> None:
