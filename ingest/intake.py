@@ -23,9 +23,9 @@ from ingest.parsing import (
     Malformed,
     Parsed,
     body_hash,
+    check_pipeline,
     is_sns_envelope,
     json_object,
-    parse_pipeline,
     parse_s3_document,
     parse_sns,
     parse_wandb,
@@ -127,7 +127,7 @@ class Intake:
                 self.settings.webhook_tolerance_seconds,
             )
         return self._store_validated(
-            Source.PIPELINE, body, headers, f"webhook:{webhook_id}", parse_pipeline, 422
+            Source.PIPELINE, body, headers, f"webhook:{webhook_id}", check_pipeline, 422
         )
 
     def _wandb(self, body: bytes, headers: Mapping[str, str], trusted: bool) -> Receipt:

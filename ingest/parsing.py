@@ -19,6 +19,7 @@ from ingest.events import (
     objects_from_eventbridge,
     objects_from_records,
     pipeline_event,
+    pipeline_event_check,
     records_dedupe_key,
 )
 from store.jsoncodec import has_nul_escape
@@ -82,6 +83,20 @@ def json_object(body: bytes) -> dict[str, Any]:
 def parse_pipeline(body: bytes) -> Parsed:
     """Validate a pipeline run event."""
     event = _validate(pipeline_event, body)
+    return Parsed(EventKind(event.type), event)
+
+
+def check_pipeline(body: bytes) -> Parsed:
+    """Validate a pipeline run event as :func:`parse_pipeline` does, without building its documents.
+
+    For the web process, which stores the raw body: the event it returns holds no launch config,
+    summary or metrics, and the worker parses the body again. A body it refuses is refused by
+    :func:`parse_pipeline`, so that the answer names the problem in the same words.
+    """
+    try:
+        event = _validate(pipeline_event_check, body)
+    except (Malformed, Invalid):
+        return parse_pipeline(body)
     return Parsed(EventKind(event.type), event)
 
 
