@@ -198,7 +198,8 @@ def tree_cpu_seconds(pids: list[int]) -> float:
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except FileNotFoundError:
+        except (FileNotFoundError, ProcessLookupError):
+            # The process ended between listing and reading.
             continue
         # utime, stime, cutime, cstime
         ticks += sum(int(value) for value in fields[11:15])
