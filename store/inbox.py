@@ -161,8 +161,8 @@ def _record_on_postgresql(
             if earlier is not None:
                 return earlier[0], False
         values = [delivery[name] for name in ("source", "kind", "dedupe_key", "body")]
-        # The headers go as JSON text, which the column reads as jsonb: psycopg's Jsonb adapter
-        # cost more CPU than the rest of the call's own Python.
+        # The headers go as JSON text, which the column reads as jsonb: orjson writes them in a
+        # fraction of the time psycopg's Jsonb adapter takes through json.dumps.
         values += [orjson.dumps(delivery["headers"]).decode(), delivery["status"], delivery["last_error"]]
         inserted = cursor.execute(_INSERT_SQL, values).fetchone()
         if inserted is not None:

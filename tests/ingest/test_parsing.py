@@ -35,6 +35,16 @@ def test_every_pipeline_fixture_gets_the_same_verdict(path: Path) -> None:
     assert outcome(check_pipeline, body) == parse_pipeline(body).kind
 
 
+@pytest.mark.parametrize(
+    ("kind", "field"), [("run.launched", "config"), ("run.finished", "summary"), ("run.progress", "metrics")]
+)
+def test_the_check_keeps_none_of_the_documents(kind: str, field: str) -> None:
+    event = pipeline_event(kind, "r-1", step=1, **{field: {"loss": 0.25, "nested": {"x": [1]}}})
+    checked = check_pipeline(json.dumps(event).encode())
+    assert checked.kind == kind
+    assert checked.event.model_dump()["data"][field] == {}
+
+
 CONFIGS = {
     "bad literal": b'{"a": tru}',
     "bad escape": b'{"a": "\\x"}',
