@@ -221,8 +221,7 @@ class Worker:
                 log.error("wandb.sync_failed project=%s error=%s", path, error)
 
     def run(self, stop: threading.Event) -> None:
-        """Process events until ``stop`` is set, waking at once when new ones arrive."""
-        signal = inbox.NewEventSignal(self.settings.worker_poll_interval)
+        """Process events until ``stop`` is set, looking for new ones every poll interval while idle."""
         log.info("worker.started database=%s", store.get_engine().dialect.name)
         if autovacuum_off():
             # The inbox turns over every row it holds, and a batch's objectives are found by
@@ -236,17 +235,13 @@ class Worker:
                         self.reconcile()
                     claimed = self.run_once()
                     if claimed == 0:
-                        # A delivery committed before listening started is not signalled:
-                        # claim once more before waiting.
-                        if not signal.listen():
-                            signal.wait(timeout=1.0)
-                        continue
-                    signal.unlisten()
-                    if claimed < self.settings.worker_batch_size:
+                        # Polled, not signalled: a NOTIFY on every delivery made the web's
+                        # inserts commit one at a time (migration 0004).
+                        stop.wait(self.settings.worker_poll_interval)
+                    elif claimed < self.settings.worker_batch_size:
                         stop.wait(self.settings.worker_linger)
                 except DatabaseUnavailable as error:
                     log.error("worker.database_unavailable error=%s", error)
                     stop.wait(1.0)
         finally:
-            signal.close()
             log.info("worker.stopped")

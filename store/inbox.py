@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import atexit
 import random
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -422,66 +421,3 @@ def oldest_pending_age() -> float:
             select(func.min(table.c.received_at)).where(table.c.status.in_(UNFINISHED))
         ).scalar()
     return max((utcnow() - oldest).total_seconds(), 0.0) if oldest else 0.0
-
-
-class NewEventSignal:
-    """Wait for new deliveries: LISTEN on PostgreSQL, a short sleep on SQLite.
-
-    A worker listens only while it has nothing to do. Each listening session makes every
-    delivery's commit signal a backend: with two busy workers listening, that cost the web's
-    insert a quarter of its database CPU (bench/RESULTS.md).
-    """
-
-    def __init__(self, poll_interval: float) -> None:
-        self.poll_interval = poll_interval
-        self._connection: psycopg.Connection[Any] | None = None
-        self.listening = False
-
-    def listen(self) -> bool:
-        """Start listening; return True if it just started.
-
-        A delivery committed before that was not signalled: claim once more before waiting.
-        """
-        if self.listening or get_engine().dialect.name != "postgresql":
-            return False
-        try:
-            if self._connection is None or self._connection.closed:
-                self._connection = psycopg.connect(libpq_url(), autocommit=True)
-            self._connection.execute("LISTEN inbox_events")
-        except psycopg.OperationalError:
-            # The database went away: wait() sleeps instead, and the worker tries again.
-            self.close()
-            return False
-        self.listening = True
-        return True
-
-    def unlisten(self) -> None:
-        """Stop listening, while there is work to do."""
-        if not self.listening:
-            return
-        self.listening = False
-        assert self._connection is not None
-        try:
-            self._connection.execute("UNLISTEN inbox_events")
-        except psycopg.OperationalError:
-            self.close()
-
-    def wait(self, timeout: float) -> bool:
-        """Return True when a delivery was signalled, False after ``timeout`` seconds (or a short sleep)."""
-        if not self.listening:
-            time.sleep(min(timeout, self.poll_interval))
-            return False
-        assert self._connection is not None
-        try:
-            return any(True for _ in self._connection.notifies(timeout=timeout, stop_after=1))
-        except psycopg.OperationalError:
-            # The database went away: drop the connection, and the worker listens again later.
-            self.close()
-            time.sleep(min(timeout, 1.0))
-            return False
-
-    def close(self) -> None:
-        self.listening = False
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None

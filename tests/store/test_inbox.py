@@ -1,50 +1,16 @@
-"""The inbox's wake-up signal: workers listen on PostgreSQL only while they have nothing to do."""
+"""The inbox's claim on PostgreSQL."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
+import psycopg
 import pytest
 
 from store import inbox
+from store.database import libpq_url
 
 
 def record(dedupe_key: str) -> None:
     inbox.record_delivery("pipeline", "run.started", dedupe_key, b"{}", {})
-
-
-@pytest.fixture
-def signal(db: str) -> Iterator[inbox.NewEventSignal]:
-    signal = inbox.NewEventSignal(poll_interval=0.01)
-    yield signal
-    signal.close()
-
-
-@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
-def test_a_listening_signal_wakes_on_a_new_delivery(signal):
-    assert signal.listen() is True
-    assert signal.listen() is False  # already listening
-
-    record("d1")
-
-    assert signal.wait(timeout=30) is True
-
-
-@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
-def test_a_signal_that_stopped_listening_is_not_signalled(signal):
-    signal.listen()
-    signal.unlisten()
-    record("d1")
-    signal.listen()
-
-    # Delivered while not listening: not signalled, only the claim after listen() finds it.
-    assert signal.wait(timeout=0.2) is False
-
-
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_on_sqlite_a_signal_never_listens_and_waits_by_sleeping(signal):
-    assert signal.listen() is False
-    assert signal.wait(timeout=5) is False
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
@@ -63,3 +29,14 @@ def test_a_claim_is_an_index_scan_in_id_order_even_without_statistics(db):
     assert "Index Scan using ix_inbox_events_unfinished" in plan
     assert "Bitmap" not in plan
     assert [delivery.id for delivery in inbox.claim(50)] == waiting[:50]
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_delivery_commits_without_notifying(db):
+    # A NOTIFY holds a lock for the whole cluster from its commit to its end: deliveries
+    # that notified committed one at a time. Workers poll instead.
+    with psycopg.connect(libpq_url(), autocommit=True) as listener:
+        listener.execute("LISTEN inbox_events")
+        record("d1")
+        assert list(listener.notifies(timeout=0.3)) == []
+    assert [delivery.dedupe_key for delivery in inbox.claim(10)] == ["d1"]
