@@ -38,22 +38,34 @@ DEAD = Counter("training_db_events_dead", "Events given up after the last attemp
 
 
 @functools.cache
-def _received(source: str) -> Counter:
-    # labels() checks the names and takes a lock on every call: each source's child is kept.
+def _child(counter: Counter, *values: str) -> Counter:
+    # labels() checks the names and takes a lock on every call: each labelled child is kept.
     # A child survives gunicorn's fork: its value file is reopened in the worker.
-    return RECEIVED.labels(source=source)
+    return counter.labels(*values)
 
 
 def received(source: str) -> None:
-    _received(str(source)).inc()
+    _child(RECEIVED, str(source)).inc()
 
 
 def rejected(source: str, reason: str) -> None:
-    REJECTED.labels(source=str(source), reason=reason).inc()
+    _child(REJECTED, str(source), reason).inc()
 
 
 def duplicate(source: str) -> None:
-    DUPLICATES.labels(source=str(source)).inc()
+    _child(DUPLICATES, str(source)).inc()
+
+
+def processed(kind: str, outcome: str) -> None:
+    _child(PROCESSED, kind, str(outcome)).inc()
+
+
+def failed(kind: str) -> None:
+    _child(FAILED, kind).inc()
+
+
+def dead(kind: str) -> None:
+    _child(DEAD, kind).inc()
 
 
 class InboxCollector(Collector):

@@ -158,7 +158,7 @@ class Worker:
                 self._record_failure(delivery, error)
                 continue
             for (delivery, _), outcome in zip(items, outcomes, strict=True):
-                metrics.PROCESSED.labels(kind=delivery.kind, outcome=str(outcome)).inc()
+                metrics.processed(delivery.kind, outcome)
             return []
         return items
 
@@ -171,7 +171,7 @@ class Worker:
             self._record_failure(delivery, error)
             return
         inbox.finish([delivery.id], finished_status(outcome))
-        metrics.PROCESSED.labels(kind=delivery.kind, outcome=str(outcome)).inc()
+        metrics.processed(delivery.kind, outcome)
 
     def _record_failure(self, delivery: inbox.Delivery, error: Exception) -> None:
         if isinstance(error, PermanentError):
@@ -182,7 +182,7 @@ class Worker:
     def _refused(self, delivery: inbox.Delivery, error: PermanentError) -> None:
         log.warning("event.refused id=%s kind=%s error=%s", delivery.id, delivery.kind, error)
         inbox.finish([delivery.id], "invalid", str(error))
-        metrics.PROCESSED.labels(kind=delivery.kind, outcome="invalid").inc()
+        metrics.processed(delivery.kind, "invalid")
 
     def _failed(self, delivery: inbox.Delivery, error: Exception) -> None:
         message = f"{type(error).__name__}: {error}"
@@ -195,7 +195,7 @@ class Worker:
                 message,
             )
             inbox.finish([delivery.id], "dead", message)
-            metrics.DEAD.labels(kind=delivery.kind).inc()
+            metrics.dead(delivery.kind)
         else:
             log.warning(
                 "event.failed id=%s kind=%s attempts=%d error=%s",
@@ -205,7 +205,7 @@ class Worker:
                 message,
             )
             inbox.retry_later(delivery.id, delivery.attempts, message)
-            metrics.FAILED.labels(kind=delivery.kind).inc()
+            metrics.failed(delivery.kind)
 
     def reconcile(self) -> None:
         """Sync each configured W&B project whose last sync is older than the interval."""

@@ -246,3 +246,20 @@ def test_a_handler_failing_on_many_events_does_not_have_the_batch_applied_over_a
     assert len(launched) <= BATCH_ATTEMPTS + 1
     assert inbox.counts() == {("pipeline", "done"): 1, ("pipeline", "failed"): 8}
     assert store.get_run("r0")["config_json"] == {"lr": 0.1}
+
+
+def test_the_workers_outcomes_are_counted_in_the_metrics(client, settings, monkeypatch):
+    worker = Worker(settings.model_copy(update={"worker_max_attempts": 2}))
+    post_pipeline(client, fixture("pipeline", "run_launched__basic"))
+    worker.run_once()
+    _break_handler(monkeypatch, EventKind.RUN_STARTED, RuntimeError("boom"))
+    event_id = post_pipeline(client, fixture("pipeline", "run_started__basic")).json["event_id"]
+    worker.run_once()
+    _make_due(event_id)
+    worker.run_once()
+
+    text_format = client.get("/metrics").get_data(as_text=True)
+
+    assert 'training_db_events_processed_total{kind="run.launched",outcome="applied"}' in text_format
+    assert 'training_db_events_failed_total{kind="run.started"}' in text_format
+    assert 'training_db_events_dead_total{kind="run.started"}' in text_format
