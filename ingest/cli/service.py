@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -49,10 +52,16 @@ def serve(bind: str | None, workers: int | None, with_worker: bool) -> None:
         command += ["--bind", bind]
     if workers:
         command += ["--workers", str(workers)]
+    env = dict(os.environ)
+    metrics_dir = None
     worker = None
     if with_worker:
-        worker = subprocess.Popen([sys.executable, "-m", "ingest.cli", "worker"])
-    web = subprocess.Popen(command)
+        if not env.get("PROMETHEUS_MULTIPROC_DIR"):
+            # The worker's counters reach the web's /metrics through a folder both write to.
+            metrics_dir = tempfile.mkdtemp(prefix="training-db-metrics-")
+            env["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        worker = subprocess.Popen([sys.executable, "-m", "ingest.cli", "worker"], env=env)
+    web = subprocess.Popen(command, env=env)
 
     def forward(signum: int, _: Any) -> None:
         web.send_signal(signum)
@@ -65,6 +74,8 @@ def serve(bind: str | None, workers: int | None, with_worker: bool) -> None:
         if worker is not None:
             worker.terminate()
             worker.wait(timeout=30)
+        if metrics_dir:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
     sys.exit(code)
 
 

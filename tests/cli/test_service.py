@@ -1,0 +1,34 @@
+"""`training-db serve --with-worker`, as `make run` starts it: the web and a worker together."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import requests
+
+from ingest.client import send_event
+from tests.conftest import PIPELINE_SECRET
+from tests.faults.services import BIN, free_port, running, service_env
+
+PROCESSED = 'training_db_events_processed_total{kind="run.launched",outcome="applied"} 1.0'
+
+
+def test_the_workers_counters_are_in_the_webs_metrics(tmp_path: Path) -> None:
+    database_url = f"sqlite:///{tmp_path}/training_runs.db"
+    env = service_env(database_url)
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    subprocess.run([str(BIN / "training-db"), "migrate"], env=env, check=True, capture_output=True)
+    url = f"http://127.0.0.1:{free_port()}"
+    command = [str(BIN / "training-db"), "serve", "--with-worker", "--bind", url.removeprefix("http://")]
+
+    with running(command, env, tmp_path / "serve.log"):
+        send_event("run.launched", {"run_id": "r1", "config": {}}, url=url, secret=PIPELINE_SECRET)
+        deadline = time.monotonic() + 30
+        metrics = ""
+        while PROCESSED not in metrics and time.monotonic() < deadline:
+            time.sleep(0.1)
+            metrics = requests.get(f"{url}/metrics", timeout=5).text
+
+    assert PROCESSED in metrics
