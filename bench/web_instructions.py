@@ -28,6 +28,7 @@ from pathlib import Path
 import psycopg
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -120,7 +121,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit("bench/web_instructions.py needs valgrind: apt-get install -y valgrind")
 
     url = with_driver(args.database_url, "postgresql+psycopg")
-    baseline_url = with_driver(url, "postgresql", f"{url.rsplit('/', 1)[1]}_baseline")
+    baseline_url = with_driver(url, "postgresql", f"{make_url(url).database}_baseline")
     recreate_database(url)
     recreate_database(baseline_url)
     env = {**os.environ, "DATABASE_URL": url, "PIPELINE_WEBHOOK_SECRET": SECRET}
