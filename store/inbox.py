@@ -18,10 +18,11 @@ from typing import Any
 
 import orjson
 import psycopg
-from sqlalchemy import Engine, and_, bindparam, func, or_, select, update
-from sqlalchemy.dialects import sqlite
+from sqlalchemy import BigInteger, Engine, and_, any_, bindparam, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from store.database import DatabaseUnavailable, connect, get_engine, libpq_url
+from store.direct import Direct
 from store.models import UNFINISHED, InboxEvent
 from store.runs import utcnow
 
@@ -268,15 +269,23 @@ def _claim_on_sqlite(limit: int, now: datetime, lease: timedelta) -> list[Delive
         return [_delivery(row) for row in connection.execute(statement)]
 
 
-_FINISH = (
-    update(InboxEvent.__table__)
-    .where(InboxEvent.__table__.c.id.in_(bindparam("ids", expanding=True)))
-    .values(
-        status=bindparam("final_status"),
-        last_error=bindparam("error"),
-        processed_at=bindparam("finished_at"),
-        claimed_at=None,
+def _finish(ids: Any) -> Any:
+    return (
+        update(InboxEvent.__table__)
+        .where(ids)
+        .values(
+            status=bindparam("final_status"),
+            last_error=bindparam("error"),
+            processed_at=bindparam("finished_at"),
+            claimed_at=None,
+        )
     )
+
+
+_FINISH = _finish(InboxEvent.__table__.c.id.in_(bindparam("ids", expanding=True)))
+# One statement text whatever the number of events, where IN would have one per number.
+_FINISH_ON_POSTGRESQL = Direct(
+    _finish(InboxEvent.__table__.c.id == any_(bindparam("ids", type_=postgresql.ARRAY(BigInteger))))
 )
 
 
@@ -285,10 +294,12 @@ def finish(event_ids: Iterable[int], status: str, error: str | None = None) -> N
     ids = list(event_ids)
     if not ids:
         return
+    parameters = {"ids": ids, "final_status": status, "error": error, "finished_at": utcnow()}
     with connect() as connection:
-        connection.execute(
-            _FINISH, {"ids": ids, "final_status": status, "error": error, "finished_at": utcnow()}
-        )
+        if connection.dialect.name == "postgresql":
+            _FINISH_ON_POSTGRESQL.execute(connection, parameters)
+        else:
+            connection.execute(_FINISH, parameters)
 
 
 def release(event_ids: Iterable[int]) -> None:

@@ -4,8 +4,9 @@ The worker applies hundreds of events a second. With ORM instances, attribute
 instrumentation and the unit-of-work flush cost more CPU than the statements they
 issued (bench/RESULTS.md). A record holds a row's values as plain attributes; the
 transaction that read it writes what changed, comparing with the values as read,
-before it commits or runs another statement in its session, as the ORM's autoflush
-would.
+before it commits or runs another statement through its session, as the ORM's autoflush
+would. (The locking reads that go straight to the driver, store/direct.py, read only rows
+the transaction holds no changes to.)
 """
 
 from __future__ import annotations
@@ -15,11 +16,10 @@ from functools import cache
 from itertools import repeat
 from typing import Any, ClassVar
 
-import psycopg
 from sqlalchemy import Connection, Dialect, Table, and_, bindparam, delete, event, insert, select, update
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import ORMExecuteState, Session
 
+from store.direct import Direct, driver_errors
 from store.models import RunObjective, TrainingRun
 
 
@@ -139,7 +139,7 @@ class Changes:
                 )
                 if not changed:
                     continue
-                row = {column: record.__dict__[column] for column in changed}
+                row = {f"new_{column}": record.__dict__[column] for column in changed}
                 updates.setdefault((record.table, changed), []).append({**row, **_key(record)})
             self.tracked[identity] = (record, values)
         if not (deletes or updates or inserts):
@@ -147,10 +147,14 @@ class Changes:
         connection = session.connection()
         for table, keys in deletes.items():
             connection.execute(_delete(table), keys)
-        for (table, _), rows in updates.items():
-            connection.execute(_update(table), rows)
+        on_postgresql = connection.dialect.name == "postgresql"
+        for (table, changed), rows in updates.items():
+            if on_postgresql:
+                _update(table, changed).execute_many(connection, rows)
+            else:
+                connection.execute(_update(table, changed).statement, rows)
         for table, rows in inserts.items():
-            if connection.dialect.name == "postgresql":
+            if on_postgresql:
                 _copy(connection, table, rows)
             else:
                 connection.execute(insert(table), rows)
@@ -175,18 +179,14 @@ def _copy(connection: Connection, table: Table, rows: list[dict[str, Any]]) -> N
     statement, names, processors = _copy_statement(table, connection.dialect)
     dbapi_connection = connection.connection.dbapi_connection
     assert dbapi_connection is not None
-    try:
-        with dbapi_connection.cursor() as cursor, cursor.copy(statement) as copy:
-            for row in rows:
-                values = [row[name] for name in names]
-                copy.write_row([v if p is None else p(v) for v, p in zip(values, processors, strict=True)])
-    except psycopg.Error as error:
-        lost = connection.dialect.is_disconnect(error, dbapi_connection, None)
-        if lost:
-            connection.invalidate(error)
-        raise DBAPIError.instance(
-            statement, None, error, psycopg.Error, connection_invalidated=lost, dialect=connection.dialect
-        ) from error
+    with (
+        driver_errors(connection, statement),
+        dbapi_connection.cursor() as cursor,
+        cursor.copy(statement) as copy,
+    ):
+        for row in rows:
+            values = [row[name] for name in names]
+            copy.write_row([v if p is None else p(v) for v, p in zip(values, processors, strict=True)])
 
 
 def _key(record: Record) -> dict[str, Any]:
@@ -198,9 +198,10 @@ def _by_key(table: Table) -> Any:
     return and_(*(column == bindparam(f"key_{column.key}") for column in table.primary_key.columns))
 
 
-def _update(table: Table) -> Any:
-    # Without .values(): the SET clause takes the columns each row names.
-    return update(table).where(_by_key(table))
+@cache
+def _update(table: Table, columns: tuple[str, ...]) -> Direct:
+    values = {column: bindparam(f"new_{column}", type_=table.c[column].type) for column in columns}
+    return Direct(update(table).where(_by_key(table)).values(values))
 
 
 def _delete(table: Table) -> Any:

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from store import database, extract, jsoncodec
 from store.database import read_transaction, transaction
+from store.direct import Direct
 from store.models import RunObjective, TrainingRun
 from store.records import UNLOADED, ObjectiveRecord, Record, RunRecord, changes
 
@@ -88,8 +89,7 @@ _RUN_FOR_UPDATE = [column for column in _RUNS.columns if column.key not in _IS_N
 ]
 
 
-def _run_record(row: Any) -> RunRecord:
-    values = dict(row._mapping)
+def _run_record(values: dict[str, Any]) -> RunRecord:
     unread = [column for column, label in _IS_NULL.items() if not values.pop(label)]
     run = RunRecord(values)
     for column in unread:
@@ -116,12 +116,12 @@ def _one_lookup_per_run(columns: list[Any], run_id: Any, lock: bool) -> Any:
     return select(found).select_from(wanted.join(found, true()))
 
 
-_RUNS_FOR_UPDATE = _one_lookup_per_run(_RUN_FOR_UPDATE, _RUNS.c.run_id, lock=True)
+_RUNS_FOR_UPDATE = Direct(_one_lookup_per_run(_RUN_FOR_UPDATE, _RUNS.c.run_id, lock=True))
 
 # Placeholders for new runs. On PostgreSQL one statement for all of them, which returns the rows
 # it inserted (locked, being new): executed for many rows, an INSERT would run once per row,
 # and its rows would have to be read back.
-_NEW_RUNS = (
+_NEW_RUNS = Direct(
     postgresql.insert(_RUNS)
     .from_select(
         ["run_id", "status", "created_at", "updated_at"],
@@ -143,15 +143,14 @@ def _select_for_update(session: Session, run_ids: list[str]) -> dict[str, RunRec
     if not run_ids:
         return {}
     if session.get_bind().dialect.name == "postgresql":
-        rows = session.execute(_RUNS_FOR_UPDATE, {"run_ids": run_ids})
+        rows = _RUNS_FOR_UPDATE.execute(session.connection(), {"run_ids": run_ids})
     else:
-        rows = session.execute(
-            select(*_RUN_FOR_UPDATE).where(_RUNS.c.run_id.in_(run_ids)).order_by(_RUNS.c.run_id)
-        )
+        statement = select(*_RUN_FOR_UPDATE).where(_RUNS.c.run_id.in_(run_ids)).order_by(_RUNS.c.run_id)
+        rows = [dict(row._mapping) for row in session.execute(statement)]
     return _tracked_runs(session, rows)
 
 
-def _tracked_runs(session: Session, rows: Any) -> dict[str, RunRecord]:
+def _tracked_runs(session: Session, rows: list[dict[str, Any]]) -> dict[str, RunRecord]:
     """Turn rows read for update into records the session writes back when they change."""
     runs = {run.run_id: run for run in map(_run_record, rows)}
     changes(session).read(runs.values())
@@ -162,7 +161,9 @@ def _insert_placeholders(session: Session, run_ids: list[str]) -> dict[str, RunR
     """Insert a placeholder row for each run that does not exist yet; return those inserted."""
     now = utcnow()
     if session.get_bind().dialect.name == "postgresql":
-        return _tracked_runs(session, session.execute(_NEW_RUNS, {"run_ids": run_ids, "now": now}))
+        return _tracked_runs(
+            session, _NEW_RUNS.execute(session.connection(), {"run_ids": run_ids, "now": now})
+        )
     rows = [{"run_id": r, "status": "launched", "created_at": now, "updated_at": now} for r in run_ids]
     session.execute(_SQLITE_PLACEHOLDERS, rows)
     # SQLite takes the whole database for a writing transaction: no one else created any.
@@ -177,7 +178,7 @@ def lock_run(session: Session, run_id: str) -> tuple[RunRecord, bool]:
 
 
 _OBJECTIVES = RunObjective.__table__
-_OBJECTIVES_OF_RUNS = _one_lookup_per_run(list(_OBJECTIVES.columns), _OBJECTIVES.c.run_id, lock=False)
+_OBJECTIVES_OF_RUNS = Direct(_one_lookup_per_run(list(_OBJECTIVES.columns), _OBJECTIVES.c.run_id, lock=False))
 
 
 def load_objectives(session: Session, run_ids: Iterable[str]) -> dict[str, dict[str, ObjectiveRecord]]:
@@ -187,10 +188,11 @@ def load_objectives(session: Session, run_ids: Iterable[str]) -> dict[str, dict[
     if not ids:
         return objectives
     if session.get_bind().dialect.name == "postgresql":
-        rows = session.execute(_OBJECTIVES_OF_RUNS, {"run_ids": ids})
+        rows = _OBJECTIVES_OF_RUNS.execute(session.connection(), {"run_ids": ids})
     else:
-        rows = session.execute(select(_OBJECTIVES).where(_OBJECTIVES.c.run_id.in_(ids)))
-    loaded = [ObjectiveRecord(row._mapping) for row in rows]
+        statement = select(_OBJECTIVES).where(_OBJECTIVES.c.run_id.in_(ids))
+        rows = [dict(row._mapping) for row in session.execute(statement)]
+    loaded = [ObjectiveRecord(row) for row in rows]
     changes(session).read(loaded)
     for objective in loaded:
         objectives[objective.run_id][objective.objective_name] = objective

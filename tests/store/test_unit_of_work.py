@@ -5,11 +5,13 @@ from __future__ import annotations
 import threading
 
 import pytest
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.exc import DataError
 from sqlalchemy.pool import NullPool
 
 import store
+import store.direct
+import store.records
 from store.database import DatabaseUnavailable
 from tests.store.test_runs import CONFIG, SUMMARY
 
@@ -99,8 +101,8 @@ def test_a_unit_compares_documents_stored_before_it_and_writes_only_what_changed
     assert store.get_run("r1")["config_json"] == CONFIG
 
 
-# On PostgreSQL a unit's new rows are written with COPY, beside SQLAlchemy: its failures must
-# reach callers as SQLAlchemy's always have.
+# On PostgreSQL the locking reads, the updates and the new rows (COPY) go to the driver beside
+# SQLAlchemy (store/direct.py): their failures must reach callers as SQLAlchemy's always have.
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_a_new_row_the_database_refuses_fails_the_call_and_keeps_nothing_of_it(db):
     with pytest.raises(DataError, match="value too long"):
@@ -111,23 +113,43 @@ def test_a_new_row_the_database_refuses_fails_the_call_and_keeps_nothing_of_it(d
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
-def test_a_connection_lost_while_writing_new_rows_is_the_database_unavailable(db):
-    engine = store.get_engine()
-    killer = create_engine(engine.url, poolclass=NullPool)
+def test_an_update_the_database_refuses_fails_the_call_and_keeps_nothing_of_it(db):
+    store.insert_run("r1", config_dict=CONFIG)
 
-    def cut_once_the_run_is_updated(connection, cursor, statement, *_):  # type: ignore[no-untyped-def]
-        # Next come the run's objectives, new rows: the COPY finds the connection gone.
-        if statement.startswith("UPDATE training_runs"):
-            with killer.connect() as other:
-                pid = connection.connection.dbapi_connection.info.backend_pid
-                other.execute(text("SELECT pg_terminate_backend(:pid, 10000)"), {"pid": pid})
+    with pytest.raises(DataError, match="value too long"):
+        store.insert_run("r1", wandb_entity="x" * 300)
 
-    event.listen(engine, "after_cursor_execute", cut_once_the_run_is_updated)
+    assert store.get_run("r1")["wandb_entity"] is None
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+@pytest.mark.parametrize(
+    "statement",
+    [
+        (store.direct.Direct, "execute"),  # the run locked for update
+        (store.direct.Direct, "execute_many"),  # the run's new values
+        (store.records, "_copy"),  # the run's objectives, new rows
+    ],
+    ids=["locking", "updating", "copying"],
+)
+def test_a_connection_lost_on_the_way_is_the_database_unavailable(db, monkeypatch, statement):
+    owner, name = statement
+    original = getattr(owner, name)
+    killer = create_engine(store.get_engine().url, poolclass=NullPool)
+
+    def cut_first(*arguments):  # type: ignore[no-untyped-def]
+        connection = next(a for a in arguments if isinstance(a, Connection))
+        with killer.connect() as other:
+            pid = connection.connection.dbapi_connection.info.backend_pid
+            other.execute(text("SELECT pg_terminate_backend(:pid, 10000)"), {"pid": pid})
+        return original(*arguments)
+
+    monkeypatch.setattr(owner, name, cut_first)
     try:
         with pytest.raises(DatabaseUnavailable):
             store.insert_run("r1", config_dict=CONFIG)
     finally:
-        event.remove(engine, "after_cursor_execute", cut_once_the_run_is_updated)
+        monkeypatch.undo()
         killer.dispose()
 
     assert store.get_run("r1") is None

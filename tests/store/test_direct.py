@@ -1,0 +1,67 @@
+"""Statements run straight on the driver read and write what SQLAlchemy's execution would."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import bindparam, select, update
+
+import store
+from store import jsoncodec
+from store.database import transaction
+from store.direct import Direct
+from store.models import TrainingRun
+
+RUNS = TrainingRun.__table__
+# Floats JSONB would change, and a key that looks like the codec's marker.
+AWKWARD = {"nan": float("nan"), "big": 1e16, "negative_zero": -0.0, "$float": "kept", "nested": [{"x": 1}]}
+
+
+
+def canonical(document: object) -> str:
+    """The document as JSONB keeps it: keys sorted, NaN and -0.0 told apart."""
+    return jsoncodec.dumps(document, sort_keys=True)
+
+
+pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+
+
+def test_rows_read_directly_are_the_rows_sqlalchemy_reads(db):
+    store.insert_run("r1", config_dict={"training": {"learning_rate": 3e-4}, "awkward": AWKWARD})
+    store.update_run_status("r1", "completed", final_metrics_json={"_step": 5, "loss": float("inf")})
+    # A constant the statement carries (OFFSET 0) besides the caller's parameter.
+    statement = select(RUNS).where(RUNS.c.run_id == bindparam("run_id")).offset(0)
+
+    with transaction() as session:
+        connection = session.connection()
+        # Times come back in the session's time zone; the column type gives them in UTC.
+        connection.exec_driver_sql("SET TIME ZONE 'Asia/Tokyo'")
+        direct = Direct(statement).execute(connection, {"run_id": "r1"})
+        through_sqlalchemy = [dict(row._mapping) for row in connection.execute(statement, {"run_id": "r1"})]
+
+    # repr: NaN is unequal to itself, and -0.0 equal to 0.0.
+    assert repr(direct) == repr(through_sqlalchemy)
+    assert direct[0]["completed_at"].tzinfo is UTC
+    assert canonical(direct[0]["config_json"]["awkward"]) == canonical(AWKWARD)
+
+
+def test_rows_written_directly_read_back_as_written(db):
+    store.insert_run("r1")
+    store.insert_run("r2")
+    statement = update(RUNS).where(RUNS.c.run_id == bindparam("key")).values(
+        config_json=bindparam("config", type_=RUNS.c.config_json.type),
+        completed_at=bindparam("at", type_=RUNS.c.completed_at.type),
+    )
+    at = datetime(2026, 12, 5, 9, 30, tzinfo=timezone(timedelta(hours=-5)))
+
+    with transaction() as session:
+        Direct(statement).execute_many(
+            session.connection(),
+            [{"key": "r1", "config": AWKWARD, "at": at}, {"key": "r2", "config": None, "at": None}],
+        )
+
+    first, second = store.get_run("r1"), store.get_run("r2")
+    assert canonical(first["config_json"]) == canonical(AWKWARD)
+    assert first["completed_at"] == at and first["completed_at"].tzinfo is UTC
+    assert (second["config_json"], second["completed_at"]) == (None, None)
