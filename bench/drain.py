@@ -8,23 +8,30 @@ and writing them into another table in one transaction per batch, no parsing, no
 
     .venv/bin/python bench/drain.py                 # 4,000 events, launch and finish adjacent
     .venv/bin/python bench/drain.py --apart         # every launch first, then every finish
+    .venv/bin/python bench/drain.py --batch 10      # smaller batches, as a worker that keeps up takes
+    .venv/bin/python bench/drain.py --instructions  # instructions per event under callgrind (valgrind)
 
 With --apart each finish finds its run already written by an earlier batch, as in training,
-where a run finishes hours after it launched.
+where a run finishes hours after it launched. With --instructions both drains run under
+callgrind instead, whose counts the machine's noise does not move (about a minute per drainer).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
+import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -41,7 +48,7 @@ from bench.ingest import (  # noqa: E402
 from tests.factory import generate_runs  # noqa: E402
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/training_db_bench_drain"
-BATCH = 100
+Event = tuple[str, str, str, bytes]
 
 
 def cpu_per_event(work, events: int) -> tuple[float, float]:  # type: ignore[no-untyped-def]
@@ -52,8 +59,8 @@ def cpu_per_event(work, events: int) -> tuple[float, float]:  # type: ignore[no-
     return own / events * 1e3, postgres / events * 1e3
 
 
-def drain(url: str, events: list[tuple[str, str, str, bytes]]) -> tuple[float, float]:
-    """Drain ``events`` with one Worker after a warm-up batch."""
+def store_for_worker(url: str, events: list[Event]) -> None:
+    """A fresh, migrated database holding ``events`` as pending deliveries."""
     recreate_database(url)
     subprocess.run(
         [str(BIN / "training-db"), "migrate"],
@@ -63,18 +70,30 @@ def drain(url: str, events: list[tuple[str, str, str, bytes]]) -> tuple[float, f
     )
     inbox = Inbox(url)
     inbox.preload(iter(events))
+    inbox.close()
+
+
+def worker_draining(url: str, batch: int) -> tuple[Callable[[], int], Callable[[], None]]:
+    """A Worker on ``url``: one batch to warm it up, and the rest of the drain."""
     os.environ["DATABASE_URL"] = url
     from ingest.settings import Settings
     from ingest.worker import Worker
 
-    worker = Worker(Settings(worker_batch_size=BATCH))
-    warm = worker.run_once()
+    worker = Worker(Settings(worker_batch_size=batch))
 
-    def work() -> None:
+    def rest() -> None:
         while worker.run_once():
             pass
 
-    result = cpu_per_event(work, len(events) - warm)
+    return worker.run_once, rest
+
+
+def drain(url: str, events: list[Event], batch: int) -> tuple[float, float]:
+    """Drain ``events`` with one Worker after a warm-up batch."""
+    store_for_worker(url, events)
+    warm_up, rest = worker_draining(url, batch)
+    result = cpu_per_event(rest, len(events) - warm_up())
+    inbox = Inbox(url)
     left = inbox.unfinished()
     inbox.close()
     if left:
@@ -82,9 +101,8 @@ def drain(url: str, events: list[tuple[str, str, str, bytes]]) -> tuple[float, f
     return result
 
 
-def baseline(url: str, events: list[tuple[str, str, str, bytes]]) -> tuple[float, float]:
-    """Copy the bodies from one table to another, a batch per transaction."""
-    url = libpq(url)
+def store_for_baseline(url: str, events: list[Event]) -> None:
+    """A fresh database whose one table holds the events' bodies."""
     recreate_database(url)
     with psycopg.connect(url, autocommit=True) as connection:
         connection.execute("CREATE TABLE pending (id bigserial PRIMARY KEY, body bytea NOT NULL)")
@@ -92,43 +110,102 @@ def baseline(url: str, events: list[tuple[str, str, str, bytes]]) -> tuple[float
         with connection.cursor() as cursor:
             cursor.executemany("INSERT INTO pending (body) VALUES (%s)", [(body,) for *_, body in events])
 
-    def work() -> None:
-        with psycopg.connect(url) as connection:
-            while True:
-                with connection.transaction():
-                    rows = connection.execute(
-                        "DELETE FROM pending WHERE id IN (SELECT id FROM pending ORDER BY id LIMIT %s)"
-                        " RETURNING id, body",
-                        (BATCH,),
-                    ).fetchall()
-                    if not rows:
-                        return
-                    connection.cursor().executemany("INSERT INTO done (id, body) VALUES (%s, %s)", rows)
 
-    return cpu_per_event(work, len(events))
+def baseline_draining(url: str, batch: int) -> None:
+    """Move the bodies from one table to another, a batch per transaction."""
+    with psycopg.connect(url) as connection:
+        while True:
+            with connection.transaction():
+                rows = connection.execute(
+                    "DELETE FROM pending WHERE id IN (SELECT id FROM pending ORDER BY id LIMIT %s)"
+                    " RETURNING id, body",
+                    (batch,),
+                ).fetchall()
+                if not rows:
+                    return
+                connection.cursor().executemany("INSERT INTO done (id, body) VALUES (%s, %s)", rows)
+
+
+def baseline(url: str, events: list[Event], batch: int) -> tuple[float, float]:
+    store_for_baseline(url, events)
+    return cpu_per_event(lambda: baseline_draining(url, batch), len(events))
+
+
+def instructions(drainer: str, url: str, events: list[Event], batch: int) -> float:
+    """Instructions per event of a process that drains ``events``, counted by callgrind.
+
+    Two processes drain all of them and a fifth of them; the difference of their totals
+    divided by the events between them leaves start-up out.
+    """
+    totals = []
+    for some in (events[: len(events) // 5], events):
+        (store_for_worker if drainer == "worker" else store_for_baseline)(url, some)
+        command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, __file__]
+        command += ["--drain", drainer, "--batch", str(batch), "--database-url", url]
+        finished = subprocess.run(command, capture_output=True, text=True)
+        match = re.search(r"Collected : (\d+)", finished.stderr)
+        if finished.returncode or match is None:
+            sys.exit(f"valgrind failed for the {drainer}:\n{finished.stderr[-2000:]}")
+        totals.append(int(match.group(1)))
+    return (totals[1] - totals[0]) / (len(events) - len(events) // 5)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=4000, help="events to drain (default 4000)")
     parser.add_argument("--apart", action="store_true", help="every launch first, then every finish")
+    parser.add_argument(
+        "--batch", type=int, default=100, help="events per batch, as WORKER_BATCH_SIZE (default 100)"
+    )
+    parser.add_argument(
+        "--instructions", action="store_true", help="count instructions per event under callgrind instead"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the generated runs")
     parser.add_argument("--database-url", default=DEFAULT_URL, help="database to DROP and recreate")
+    parser.add_argument("--drain", choices=["worker", "baseline"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    baseline_url = with_driver(
+        args.database_url, "postgresql", f"{make_url(args.database_url).database}_baseline"
+    )
+    if args.drain == "worker":
+        warm_up, rest = worker_draining(args.database_url, args.batch)
+        warm_up()
+        rest()
+        return
+    if args.drain == "baseline":
+        baseline_draining(libpq(args.database_url), args.batch)
+        return
 
     events = list(Events(list(generate_runs(1000, args.seed))).take(args.events, "drain"))
     if args.apart:
         events = [e for e in events if e[1] == "run.launched"] + [e for e in events if e[1] != "run.launched"]
-    base = baseline(with_driver(args.database_url, "postgresql", "training_db_bench_drain_baseline"), events)
-    worker = drain(args.database_url, events)
+    console = Console(width=110)
+    if args.instructions:
+        if shutil.which("valgrind") is None:
+            sys.exit("--instructions needs valgrind: apt-get install -y valgrind")
+        counts = {
+            "baseline": instructions("baseline", baseline_url, events, args.batch),
+            "training-db worker": instructions("worker", args.database_url, events, args.batch),
+        }
+        table = Table(
+            title=f"Instructions per event, {len(events):,} events, batches of {args.batch} (callgrind)"
+        )
+        for column in ("", "instructions", "ratio"):
+            table.add_column(column, justify="right")
+        for name, count in counts.items():
+            table.add_row(name, f"{count:,.0f}", f"{count / counts['baseline']:.1f}")
+        console.print(table)
+        return
 
-    table = Table(title=f"CPU ms per event, {len(events):,} events, one worker, batches of {BATCH}")
+    base = baseline(baseline_url, events, args.batch)
+    worker = drain(args.database_url, events, args.batch)
+    table = Table(title=f"CPU ms per event, {len(events):,} events, one worker, batches of {args.batch}")
     for column in ("", "worker", "PostgreSQL", "all", "ratio"):
         table.add_column(column, justify="right")
     for name, (own, postgres) in (("baseline", base), ("training-db worker", worker)):
         total = own + postgres
         table.add_row(name, f"{own:.3f}", f"{postgres:.3f}", f"{total:.3f}", f"{total / sum(base):.1f}")
-    Console(width=110).print(table)
+    console.print(table)
 
 
 if __name__ == "__main__":
