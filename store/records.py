@@ -12,7 +12,7 @@ the transaction holds no changes to.)
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from functools import cache
+from functools import cache, lru_cache
 from itertools import repeat
 from typing import Any, ClassVar
 
@@ -198,7 +198,8 @@ def _by_key(table: Table) -> Any:
     return and_(*(column == bindparam(f"key_{column.key}") for column in table.primary_key.columns))
 
 
-@cache
+# Bounded: each set of changed columns is a statement of its own.
+@lru_cache(maxsize=256)
 def _update(table: Table, columns: tuple[str, ...]) -> Direct:
     values = {column: bindparam(f"new_{column}", type_=table.c[column].type) for column in columns}
     return Direct(update(table).where(_by_key(table)).values(values))
