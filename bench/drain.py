@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -39,6 +38,7 @@ from bench.ingest import (  # noqa: E402
     BIN,
     Events,
     Inbox,
+    callgrind_instructions,
     libpq,
     postgres_pids,
     recreate_database,
@@ -140,13 +140,8 @@ def instructions(drainer: str, url: str, events: list[Event], batch: int) -> flo
     totals = []
     for some in (events[: len(events) // 5], events):
         (store_for_worker if drainer == "worker" else store_for_baseline)(url, some)
-        command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, __file__]
-        command += ["--drain", drainer, "--batch", str(batch), "--database-url", url]
-        finished = subprocess.run(command, capture_output=True, text=True)
-        match = re.search(r"Collected : (\d+)", finished.stderr)
-        if finished.returncode or match is None:
-            sys.exit(f"valgrind failed for the {drainer}:\n{finished.stderr[-2000:]}")
-        totals.append(int(match.group(1)))
+        arguments = [__file__, "--drain", drainer, "--batch", str(batch), "--database-url", url]
+        totals.append(callgrind_instructions(arguments, f"the {drainer}"))
     return (totals[1] - totals[0]) / (len(events) - len(events) // 5)
 
 

@@ -28,6 +28,7 @@ import http.client
 import json
 import os
 import platform
+import re
 import shutil
 import socket
 import statistics
@@ -149,6 +150,16 @@ def with_driver(url: str, driver: str, database: str | None = None) -> str:
 
 def libpq(url: str) -> str:
     return with_driver(url, "postgresql")
+
+
+def callgrind_instructions(arguments: list[str], what: str, env: dict[str, str] | None = None) -> int:
+    """Run ``python arguments`` under callgrind; return the instructions it executed."""
+    command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, *arguments]
+    finished = subprocess.run(command, env=env, capture_output=True, text=True)
+    match = re.search(r"Collected : (\d+)", finished.stderr)
+    if finished.returncode or match is None:
+        sys.exit(f"valgrind failed for the {what}:\n{finished.stderr[-2000:]}")
+    return int(match.group(1))
 
 
 def recreate_database(url: str) -> None:

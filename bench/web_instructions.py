@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -39,6 +38,7 @@ from bench.ingest import (  # noqa: E402
     PATH,
     SECRET,
     Events,
+    callgrind_instructions,
     libpq,
     recreate_database,
     with_driver,
@@ -88,8 +88,7 @@ def serve(app_name: str, requests_file: Path, count: int) -> None:
 
 def instructions(app_name: str, requests_file: Path, count: int, env: dict[str, str]) -> int:
     """Count the instructions of a process that answers ``count`` requests."""
-    command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable]
-    command += [
+    arguments = [
         __file__,
         "--serve",
         app_name,
@@ -98,13 +97,7 @@ def instructions(app_name: str, requests_file: Path, count: int, env: dict[str, 
         "--requests",
         str(count),
     ]
-    finished = subprocess.run(command, env=env, capture_output=True, text=True)
-    if finished.returncode:
-        sys.exit(f"valgrind failed for the {app_name}:\n{finished.stderr[-2000:]}")
-    match = re.search(r"Collected : (\d+)", finished.stderr)
-    if match is None:
-        sys.exit(f"callgrind printed no total for the {app_name}:\n{finished.stderr[-2000:]}")
-    return int(match.group(1))
+    return callgrind_instructions(arguments, f"the {app_name}", env)
 
 
 def main(argv: list[str] | None = None) -> None:
