@@ -31,6 +31,7 @@ class _Compiled:
     defaults: dict[str, Any]
     binds: dict[str, Processor]
     columns: tuple[str, ...]
+    types: tuple[Any, ...]
     # Known from the first result's column types, as SQLAlchemy learns them.
     results: tuple[tuple[int, Processor], ...] | None = None
 
@@ -68,8 +69,11 @@ class Direct:
                 for name, bind in parameters.items()
                 if (processor := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None
             }
-            columns = tuple(column.key for column in getattr(self.statement, "exported_columns", ()))
-            compiled = _Compiled(sql.string, defaults, binds, columns)
+            exported = list(getattr(self.statement, "exported_columns", ()))
+            columns = tuple(column.key for column in exported)
+            compiled = _Compiled(
+                sql.string, defaults, binds, columns, tuple(column.type for column in exported)
+            )
             self._compiled[dialect] = compiled
         return compiled
 
@@ -77,10 +81,11 @@ class Direct:
         self, compiled: _Compiled, dialect: Dialect, cursor: Any
     ) -> tuple[tuple[int, Processor], ...]:
         if compiled.results is None:
-            types = [column.type for column in getattr(self.statement, "exported_columns", ())]
             compiled.results = tuple(
                 (index, processor)
-                for index, (type_, described) in enumerate(zip(types, cursor.description, strict=True))
+                for index, (type_, described) in enumerate(
+                    zip(compiled.types, cursor.description, strict=True)
+                )
                 if (processor := type_.dialect_impl(dialect).result_processor(dialect, described.type_code))
                 is not None
             )
