@@ -38,7 +38,7 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from itertools import cycle, islice
@@ -325,21 +325,33 @@ class Inbox:
 # --- load: wrk for throughput, a paced Python sender for freshness ---------------------------
 
 
-def wrk(port: int, concurrency: int, duration: float, requests_file: Path) -> dict[str, Any]:
-    """Run wrk against ``port`` and return its counts and latencies."""
+def wrk(
+    port: int, concurrency: int, duration: float, requests_file: Path, rate: float | None = None
+) -> dict[str, Any]:
+    """Run wrk against ``port`` and return its counts and latencies.
+
+    With ``rate``, wrk sends each request of ``requests_file`` once, at ``rate`` per second, and
+    the result also maps each acknowledged event's id to the wall-clock time its answer arrived.
+    """
     # One wrk thread drives 32 connections at thousands of requests per second and
     # leaves the second core to the servers.
     command = ["wrk", "-t1", f"-c{concurrency}", f"-d{duration:g}s", "--timeout", "10s"]
     command += ["-s", str(LUA), f"http://127.0.0.1:{port}{PATH}", "--", str(requests_file)]
+    if rate is not None:
+        command.append(f"{rate:g}")
     finished = subprocess.run(command, capture_output=True, text=True)
     if finished.returncode:
         raise RuntimeError(f"wrk failed: {finished.stderr or finished.stdout}")
-    line = next(line for line in finished.stdout.splitlines() if line.startswith("RESULT "))
+    lines = finished.stdout.splitlines()
+    line = next(line for line in lines if line.startswith("RESULT "))
     raw = json.loads(line.removeprefix("RESULT "))
     seconds = raw["duration_us"] / 1e6
     statuses = {int(status): count for status, count in raw["statuses"].items()}
     # 202 only: a 200 is a duplicate, which wrk sends when it runs out of distinct requests.
     accepted = statuses.get(202, 0)
+    acked = {
+        int(event_id): float(at) for _, event_id, at in (x.split() for x in lines if x.startswith("ACKED "))
+    }
     return {
         "concurrency": concurrency,
         "requests": raw["requests"],
@@ -349,113 +361,62 @@ def wrk(port: int, concurrency: int, duration: float, requests_file: Path) -> di
         "errors": raw["requests"] - accepted + raw["socket_errors"] + raw["timeouts"],
         "statuses": statuses,
         "resent": raw["wrapped"],
+        **({"acked": acked} if rate is not None else {}),
     }
 
 
 class Queryable:
-    """Watch acknowledged runs until a query finds each completed; note when it first did.
+    """Watch runs until a query finds each completed; note when it first did.
 
-    Every 10 ms one query asks for the runs still awaited. A run is noted at the start of the
-    query that found it, when its snapshot was taken: at most one interval after it became
-    queryable, never before. A stamp the worker writes would come too early: a batch commits
-    after all of its events are applied.
+    Every 10 ms one query reads the run.finished deliveries the inbox received since the last
+    (those are acknowledged, or about to be), and another asks for the runs still awaited. A
+    run is noted at the start of the query that found it, when its snapshot was taken: at most
+    one interval after it became queryable, never before. A stamp the worker writes would come
+    too early: a batch commits after all of its events are applied.
     """
 
     INTERVAL = 0.01
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, runs: dict[str, str]) -> None:
+        """``runs``: the run each run.finished delivery is about, by its dedupe key."""
         self.connection = psycopg.connect(libpq(url), autocommit=True)
-        self.awaited: set[str] = set()
+        self.runs = runs
         self.found: dict[str, float] = {}
-        self.lock = threading.Lock()
-        self.sending = threading.Event()
-        self.sending.set()
+        self.stop = threading.Event()
         self.thread = threading.Thread(target=self._watch)
         self.thread.start()
 
-    def expect(self, run_id: str) -> None:
-        with self.lock:
-            self.awaited.add(run_id)
-
     def _watch(self) -> None:
-        while True:
+        last_id, awaited = 0, set()
+        while len(self.found) < len(self.runs) and not self.stop.is_set():
             started = time.time()
-            with self.lock:
-                awaited = list(self.awaited)
-            if not awaited and not self.sending.is_set():
-                return
+            received = self.connection.execute(
+                "SELECT id, dedupe_key FROM inbox_events WHERE id > %s AND kind = 'run.finished'", (last_id,)
+            ).fetchall()
+            for event_id, dedupe_key in received:
+                last_id = max(last_id, event_id)
+                awaited.add(self.runs[dedupe_key])
             if awaited:
                 rows = self.connection.execute(
                     "SELECT run_id FROM training_runs WHERE run_id = ANY(%s) AND status = 'completed'",
-                    (awaited,),
+                    (list(awaited),),
                 ).fetchall()
-                with self.lock:
-                    for (run_id,) in rows:
-                        self.awaited.discard(run_id)
-                        self.found[run_id] = started
+                for (run_id,) in rows:
+                    awaited.discard(run_id)
+                    self.found[run_id] = started
             time.sleep(max(0.0, started + self.INTERVAL - time.time()))
 
     def wait(self, timeout: float) -> dict[str, float]:
-        """Once every run to watch is expected: wait until all are found; return when each was."""
-        self.sending.clear()
+        """Wait until every run is found; return when each was."""
         self.thread.join(timeout)
+        self.stop.set()
+        self.thread.join()
         self.connection.close()
-        if self.thread.is_alive():
+        if len(self.found) < len(self.runs):
             raise RuntimeError(
-                f"{len(self.awaited)} acknowledged runs were not queryable within {timeout:.0f} s"
+                f"{len(self.runs) - len(self.found)} runs were not queryable within {timeout:.0f} s"
             )
         return self.found
-
-
-def paced(
-    port: int,
-    events: list[tuple[str, str, str, bytes]],
-    rate: float,
-    acknowledged: Callable[[str, str], None],
-    senders: int = 8,
-) -> list[dict[str, Any]]:
-    """Post ``events`` at ``rate`` per second from ``senders`` threads; return each answer.
-
-    ``acknowledged(kind, run_id)`` is called as each 202 arrives.
-    """
-    start = time.monotonic() + 0.5
-    answers: list[dict[str, Any]] = []
-    lock = threading.Lock()
-
-    def send(offset: int) -> None:
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        mine = []
-        for index in range(offset, len(events), senders):
-            webhook_id, kind, run_id, body = events[index]
-            # Each request leaves at its slot unless its thread still waits for an answer: with
-            # several threads, close to an open loop, which a slow answer does not slow down.
-            time.sleep(max(0.0, start + index / rate - time.monotonic()))
-            headers = sign(SECRET, webhook_id, body.decode())
-            sent = time.monotonic()
-            connection.request("POST", PATH, body=body, headers=headers)
-            response = connection.getresponse()
-            response.read()
-            if response.status == 202:
-                acknowledged(kind, run_id)
-            mine.append(
-                {
-                    "kind": kind,
-                    "run_id": run_id,
-                    "status": response.status,
-                    "ack_ms": (time.monotonic() - sent) * 1e3,
-                    "acked_at": time.time(),
-                }
-            )
-        connection.close()
-        with lock:
-            answers.extend(mine)
-
-    threads = [threading.Thread(target=send, args=(offset,)) for offset in range(senders)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return answers
 
 
 def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -636,36 +597,44 @@ class Bench:
     def freshness(self, rate: float) -> dict[str, Any]:
         """Send at ``rate`` per second; time from each run.finished's acknowledgement to its run."""
         inbox = self.inbox
-        count = int(rate * self.args.duration)
         self.console.print(f"freshness: {rate:.0f} events/s for {self.args.duration:g} s...")
-        self.checkpoint()
         self.batch += 1
+        events = list(self.events.take(int(rate * self.args.duration), f"f{self.batch}"))
+        requests_file = self.scratch / "paced.bin"
+        write_requests(requests_file, iter(events))
+        finishing = {
+            f"webhook:{webhook_id}": run_id
+            for webhook_id, kind, run_id, _ in events
+            if kind == "run.finished"
+        }
+        self.checkpoint()
         # Exact when PostgreSQL keeps commit timestamps; else watched, at a cost in CPU that a
         # load close to saturation feels.
         exact = inbox.keeps_commit_times()
-        queryable = None if exact else Queryable(self.url)
-
-        def acknowledged(kind: str, run_id: str) -> None:
-            if kind == "run.finished" and queryable is not None:
-                queryable.expect(run_id)
-
-        answers = paced(
-            self.ports["ingester"], list(self.events.take(count, f"f{self.batch}")), rate, acknowledged
-        )
+        queryable = None if exact else Queryable(self.url, finishing)
+        # Connections enough that a slow answer seldom holds up the next request's slot, and a
+        # second more than the schedule for the last answers to arrive.
+        result = wrk(self.ports["ingester"], 32, self.args.duration + 1, requests_file, rate)
         inbox.wait_drained(timeout=600)
-        finished = [a for a in answers if a["kind"] == "run.finished" and a["status"] == 202]
-        if queryable is None:
-            found = inbox.committed_at([a["run_id"] for a in finished])
-        else:
-            found = queryable.wait(timeout=600)
+        acked = result.pop("acked")
+        keys = dict(
+            inbox.connection.execute(
+                "SELECT id, dedupe_key FROM inbox_events WHERE id = ANY(%s)", (list(acked),)
+            ).fetchall()
+        )
+        acked_finishes = {
+            finishing[keys[event_id]]: at for event_id, at in acked.items() if keys[event_id] in finishing
+        }
+        found = inbox.committed_at(list(acked_finishes)) if queryable is None else queryable.wait(timeout=600)
         # A run can be queryable before its acknowledgement reached the client: that counts as 0.
-        delays = [max(0.0, found[a["run_id"]] - a["acked_at"]) * 1e3 for a in finished]
+        delays = [max(0.0, found[run_id] - at) * 1e3 for run_id, at in acked_finishes.items()]
         return {
             "rate": rate,
-            "sent": len(answers),
-            "errors": sum(1 for a in answers if a["status"] != 202),
-            "ack_p50_ms": percentile([a["ack_ms"] for a in answers], 0.50),
-            "ack_p99_ms": percentile([a["ack_ms"] for a in answers], 0.99),
+            "sent": result["requests"],
+            # Not sent in time counts too.
+            "errors": result["errors"] + max(0, len(events) - result["requests"]),
+            "ack_p50_ms": result["p50_ms"],
+            "ack_p99_ms": result["p99_ms"],
             "fresh_p50_ms": percentile(delays, 0.50),
             "fresh_p99_ms": percentile(delays, 0.99),
             "fresh_method": "commit timestamps"
