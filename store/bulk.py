@@ -28,6 +28,7 @@ from store.runs import (
     coerce_field,
     dialect_insert,
     insert_run,
+    lock_creation,
     objective_to_dict,
     run_to_dict,
     update_run_status,
@@ -35,6 +36,8 @@ from store.runs import (
     utcnow,
 )
 
+# Each run of a batch holds a slot of PostgreSQL's lock table until the commit (lock_creation).
+MAX_BATCH_SIZE = 1000
 CRASH_COLUMNS = ("error_log_s3_key", "crash_report_s3_key", "crash_analysis_s3_key")
 
 
@@ -126,6 +129,7 @@ def _load_batch(records: list[Mapping[str, Any]]) -> None:
     runs = TrainingRun.__table__
     inserted: set[str] = set()
     with transaction() as session:
+        lock_creation(session, sorted(new))
         # A run that exists already (or was written since) is skipped here, left to _load_one.
         insert_runs = (
             dialect_insert(session)(runs)
@@ -172,8 +176,12 @@ def load_runs(
     the API would refuse raises ValueError before anything of its batch is written.
     ``progress`` is called after each batch with the number of records it held.
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError("batch_size must be a positive integer")
+    if (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, int)
+        or not 1 <= batch_size <= MAX_BATCH_SIZE
+    ):
+        raise ValueError(f"batch_size must be an integer from 1 to {MAX_BATCH_SIZE}")
     loaded = 0
     for batch in _batches(records, batch_size):
         _load_batch(batch)

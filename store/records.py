@@ -77,6 +77,10 @@ class ObjectiveRecord(Record):
     key = ("run_id", "objective_name")
 
 
+# Referenced tables before the tables that reference them.
+_TABLES = TrainingRun.metadata.sorted_tables
+
+
 class Changes:
     """The records one transaction read or created, and those it deleted."""
 
@@ -153,7 +157,9 @@ class Changes:
                 _update(table, changed).execute_many(connection, rows)
             else:
                 connection.execute(_update(table, changed).statement, rows)
-        for table, rows in inserts.items():
+        # A new run before its new objectives.
+        for table in sorted(inserts, key=_TABLES.index):
+            rows = inserts[table]
             if on_postgresql:
                 _copy(connection, table, rows)
             else:

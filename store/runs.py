@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from itertools import repeat
 from typing import Any
 
-from sqlalchemy import String, bindparam, func, literal, select, true, update
+from sqlalchemy import Integer, String, bindparam, func, literal_column, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -64,21 +64,44 @@ def dialect_insert(session: Session):  # type: ignore[no-untyped-def]
 
 
 def lock_runs(session: Session, run_ids: Iterable[str]) -> tuple[dict[str, RunRecord], set[str]]:
-    """Return the runs' rows locked for update, creating placeholders for new ones, and which
-    runs it created.
+    """Return the runs' rows locked for update, new records for runs that do not exist yet, and
+    which runs are new.
 
-    Locks are taken in run_id order, so two workers locking overlapping sets cannot deadlock.
+    A new run is written once, when the transaction writes its changes: a placeholder row
+    written now and updated then would cost a second write of the row and of its ten indexes.
+    Meanwhile the transaction holds the right to create it (lock_creation). Locks are taken in
+    one order, so two transactions locking overlapping sets cannot deadlock.
     """
     wanted = sorted({check_run_id(run_id) for run_id in run_ids})
     runs = _select_for_update(session, wanted)
     missing = [run_id for run_id in wanted if run_id not in runs]
-    if not missing:
-        return runs, set()
-    created = _insert_placeholders(session, missing)
-    # Created since this transaction looked, by another: its row is the one to lock.
-    runs.update(_select_for_update(session, [run_id for run_id in missing if run_id not in created]))
+    if missing and session.get_bind().dialect.name == "postgresql":
+        lock_creation(session, missing)
+        # Created and committed by another since this transaction looked.
+        runs.update(_select_for_update(session, missing))
+    now = utcnow()
+    created = {
+        run_id: RunRecord({"run_id": run_id, "status": "launched", "created_at": now, "updated_at": now})
+        for run_id in missing
+        if run_id not in runs
+    }
+    for run in created.values():
+        changes(session).add(run)
     runs.update(created)
     return runs, set(created)
+
+
+def lock_creation(session: Session, run_ids: list[str]) -> None:
+    """Take the right to create these runs until the transaction ends, waiting for any other
+    transaction that holds it.
+
+    Whoever creates a run holds it: on PostgreSQL an advisory lock on the run's id. SQLite lets
+    one writing transaction at a time begin. Each lock takes a slot of the server's lock table
+    until the commit, and the table holds max_locks_per_transaction per connection in all (64 by
+    default): a transaction should create hundreds of runs at most.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        _LOCK_CREATION.execute(session.connection(), {"run_ids": run_ids})
 
 
 # A run is read for update without its deferred documents, but with whether they are NULL:
@@ -118,24 +141,19 @@ def _one_lookup_per_run(columns: list[Any], run_id: Any, lock: bool) -> Any:
 
 _RUNS_FOR_UPDATE = Direct(_one_lookup_per_run(_RUN_FOR_UPDATE, _RUNS.c.run_id, lock=True))
 
-# Placeholders for new runs. On PostgreSQL one statement for all of them, which returns the rows
-# it inserted (locked, being new): executed for many rows, an INSERT would run once per row,
-# and its rows would have to be read back.
-_NEW_RUNS = Direct(
-    postgresql.insert(_RUNS)
-    .from_select(
-        ["run_id", "status", "created_at", "updated_at"],
-        select(
-            func.unnest(bindparam("run_ids", type_=postgresql.ARRAY(String))),
-            literal("launched"),
-            bindparam("now", type_=_RUNS.c.created_at.type),
-            bindparam("now", type_=_RUNS.c.created_at.type),
-        ),
-    )
-    .on_conflict_do_nothing(index_elements=["run_id"])
-    .returning(*_RUN_FOR_UPDATE)
+# The advisory locks' first key, which sets them apart from any other use of advisory locks.
+_CREATION_LOCKS = 0x74726462
+_new_run_ids = (
+    func.unnest(bindparam("run_ids", type_=postgresql.ARRAY(String)))
+    .table_valued("run_id")
+    .render_derived("new_runs")
 )
-_SQLITE_PLACEHOLDERS = sqlite.insert(_RUNS).on_conflict_do_nothing(index_elements=["run_id"])
+# In the order of the keys, distinct, whatever the order of the ids: ids whose keys collide
+# then take their one lock in the same order as any other.
+_keys = select(func.hashtext(_new_run_ids.c.run_id).label("key")).distinct().order_by("key").subquery("keys")
+_LOCK_CREATION = Direct(
+    select(func.pg_advisory_xact_lock(literal_column(str(_CREATION_LOCKS), Integer), _keys.c.key))
+)
 
 
 def _select_for_update(session: Session, run_ids: list[str]) -> dict[str, RunRecord]:
@@ -157,22 +175,9 @@ def _tracked_runs(session: Session, rows: list[dict[str, Any]]) -> dict[str, Run
     return runs
 
 
-def _insert_placeholders(session: Session, run_ids: list[str]) -> dict[str, RunRecord]:
-    """Insert a placeholder row for each run that does not exist yet; return those inserted."""
-    now = utcnow()
-    if session.get_bind().dialect.name == "postgresql":
-        return _tracked_runs(
-            session, _NEW_RUNS.execute(session.connection(), {"run_ids": run_ids, "now": now})
-        )
-    rows = [{"run_id": r, "status": "launched", "created_at": now, "updated_at": now} for r in run_ids]
-    session.execute(_SQLITE_PLACEHOLDERS, rows)
-    # SQLite takes the whole database for a writing transaction: no one else created any.
-    return _select_for_update(session, run_ids)
-
-
 def lock_run(session: Session, run_id: str) -> tuple[RunRecord, bool]:
-    """Return the run's row locked for update, creating a placeholder when it is new, and
-    whether it did."""
+    """Return the run's row locked for update, or a new record when it does not exist yet, and
+    whether it is new."""
     runs, created = lock_runs(session, [run_id])
     return runs[run_id], run_id in created
 

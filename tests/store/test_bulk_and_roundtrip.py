@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import threading
 from typing import Any
 
 import pytest
@@ -195,7 +196,30 @@ def test_bulk_load_merges_records_of_existing_runs_as_the_public_api_does(db: st
     assert store.get_stats()["total_runs"] == len(records)
 
 
-@pytest.mark.parametrize("batch_size", [0, -1, True, 1.5])
-def test_bulk_load_refuses_a_batch_size_that_is_not_a_positive_integer(db: str, batch_size: Any) -> None:
+@pytest.mark.parametrize("batch_size", [0, -1, True, 1.5, 1001])
+def test_bulk_load_refuses_a_batch_size_out_of_range(db: str, batch_size: Any) -> None:
     with pytest.raises(ValueError, match="batch_size"):
         store.load_runs([], batch_size=batch_size)
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_bulk_load_waits_for_a_transaction_creating_the_same_run_then_merges_into_it(db: str) -> None:
+    record = next(r for r in generate_runs(20, seed=3) if r["state"] == "finished")
+    loaded = threading.Event()
+
+    def load() -> None:
+        store.load_runs([record])
+        loaded.set()
+
+    with store.unit_of_work([record["run_id"]]):
+        store.attach_blog_post(record["run_id"], "https://blog.example/run")
+        other = threading.Thread(target=load)
+        other.start()
+        assert not loaded.wait(0.5)
+    other.join(timeout=30)
+
+    run = store.get_run(record["run_id"])
+    assert loaded.is_set()
+    assert run["blog_post_url"] == "https://blog.example/run"
+    assert run["status"] == "completed"
+    assert same(run["config_json"], record["config"])
