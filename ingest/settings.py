@@ -41,7 +41,9 @@ class Settings(BaseSettings):
     worker_batch_size: int = Field(default=100, ge=1, le=1000)
     # After a batch that was not full, wait this long before claiming again, so that under a
     # steady stream of events batches fill up: a batch costs a dozen statements whatever its size.
-    worker_linger: float = Field(default=0.02, ge=0)
+    # Every event of the next batch waits this long too: at half the end-to-end rate, runs were
+    # queryable after 32-33 ms (p50) with 20 ms, 13-23 ms with 5 ms (bench/RESULTS.md).
+    worker_linger: float = Field(default=0.005, ge=0)
 
     @field_validator("sns_topic_arns", "wandb_projects", mode="before")
     @classmethod
