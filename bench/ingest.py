@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import math
 import os
 import platform
 import re
@@ -322,7 +323,7 @@ class Inbox:
                     )
 
 
-# --- load: wrk for throughput, a paced Python sender for freshness ---------------------------
+# --- load: wrk, all out for throughput, paced for freshness -----------------------------------
 
 
 def wrk(
@@ -368,34 +369,38 @@ def wrk(
 class Queryable:
     """Watch runs until a query finds each completed; note when it first did.
 
-    Every 10 ms one query reads the run.finished deliveries the inbox received since the last
-    (those are acknowledged, or about to be), and another asks for the runs still awaited. A
-    run is noted at the start of the query that found it, when its snapshot was taken: at most
-    one interval after it became queryable, never before. A stamp the worker writes would come
-    too early: a batch commits after all of its events are applied.
+    Every 10 ms one query asks for the runs still awaited: those whose run.finished has had its
+    slot in the paced load's schedule. A run is noted at the start of the query that found it,
+    when its snapshot was taken: at most one interval after it became queryable, never before.
+    A stamp the worker writes would come too early: a batch commits after all of its events are
+    applied.
     """
 
     INTERVAL = 0.01
 
-    def __init__(self, url: str, runs: dict[str, str]) -> None:
-        """``runs``: the run each run.finished delivery is about, by its dedupe key."""
+    def __init__(self, url: str, schedule: list[tuple[float, str]]) -> None:
+        """``schedule``: each run, by the second its run.finished is due after the load starts."""
         self.connection = psycopg.connect(libpq(url), autocommit=True)
-        self.runs = runs
+        self.schedule = sorted(schedule)
+        self.expected = {run_id for _, run_id in schedule}
         self.found: dict[str, float] = {}
+        self.lock = threading.Lock()
         self.stop = threading.Event()
+        self.started = time.monotonic()
         self.thread = threading.Thread(target=self._watch)
         self.thread.start()
 
     def _watch(self) -> None:
-        last_id, awaited = 0, set()
-        while len(self.found) < len(self.runs) and not self.stop.is_set():
+        due, awaited = 0, set()
+        while not self.stop.is_set():
             started = time.time()
-            received = self.connection.execute(
-                "SELECT id, dedupe_key FROM inbox_events WHERE id > %s AND kind = 'run.finished'", (last_id,)
-            ).fetchall()
-            for event_id, dedupe_key in received:
-                last_id = max(last_id, event_id)
-                awaited.add(self.runs[dedupe_key])
+            while due < len(self.schedule) and self.schedule[due][0] <= time.monotonic() - self.started:
+                awaited.add(self.schedule[due][1])
+                due += 1
+            with self.lock:
+                awaited &= self.expected
+                if self.expected <= self.found.keys():
+                    return
             if awaited:
                 rows = self.connection.execute(
                     "SELECT run_id FROM training_runs WHERE run_id = ANY(%s) AND status = 'completed'",
@@ -406,16 +411,17 @@ class Queryable:
                     self.found[run_id] = started
             time.sleep(max(0.0, started + self.INTERVAL - time.time()))
 
-    def wait(self, timeout: float) -> dict[str, float]:
-        """Wait until every run is found; return when each was."""
+    def wait(self, acknowledged: list[str], timeout: float) -> dict[str, float]:
+        """Wait until each acknowledged run is found; return when each was."""
+        with self.lock:
+            self.expected = set(acknowledged)
         self.thread.join(timeout)
         self.stop.set()
         self.thread.join()
         self.connection.close()
-        if len(self.found) < len(self.runs):
-            raise RuntimeError(
-                f"{len(self.runs) - len(self.found)} runs were not queryable within {timeout:.0f} s"
-            )
+        missing = self.expected - self.found.keys()
+        if missing:
+            raise RuntimeError(f"{len(missing)} acknowledged runs were not queryable within {timeout:.0f} s")
         return self.found
 
 
@@ -611,10 +617,15 @@ class Bench:
         # Exact when PostgreSQL keeps commit timestamps; else watched, at a cost in CPU that a
         # load close to saturation feels.
         exact = inbox.keeps_commit_times()
-        queryable = None if exact else Queryable(self.url, finishing)
-        # Connections enough that a slow answer seldom holds up the next request's slot, and a
-        # second more than the schedule for the last answers to arrive.
-        result = wrk(self.ports["ingester"], 32, self.args.duration + 1, requests_file, rate)
+        schedule = [
+            (index / rate, run_id)
+            for index, (_, kind, run_id, _) in enumerate(events)
+            if kind == "run.finished"
+        ]
+        queryable = None if exact else Queryable(self.url, schedule)
+        # Connections enough that a slow answer seldom holds up the next request's slot, and half
+        # the load's time again for a server that falls behind the schedule (wrk runs all of it).
+        result = wrk(self.ports["ingester"], 32, math.ceil(1.5 * self.args.duration) + 1, requests_file, rate)
         inbox.wait_drained(timeout=600)
         acked = result.pop("acked")
         keys = dict(
@@ -625,7 +636,10 @@ class Bench:
         acked_finishes = {
             finishing[keys[event_id]]: at for event_id, at in acked.items() if keys[event_id] in finishing
         }
-        found = inbox.committed_at(list(acked_finishes)) if queryable is None else queryable.wait(timeout=600)
+        if queryable is None:
+            found = inbox.committed_at(list(acked_finishes))
+        else:
+            found = queryable.wait(list(acked_finishes), timeout=600)
         # A run can be queryable before its acknowledgement reached the client: that counts as 0.
         delays = [max(0.0, found[run_id] - at) * 1e3 for run_id, at in acked_finishes.items()]
         return {
