@@ -69,8 +69,13 @@ def lock_runs(session: Session, run_ids: Iterable[str]) -> tuple[dict[str, RunRe
 
     A new run is written once, when the transaction writes its changes: a placeholder row
     written now and updated then would cost a second write of the row and of its ten indexes.
-    Meanwhile the transaction holds the right to create it (lock_creation). Locks are taken in
-    one order, so two transactions locking overlapping sets cannot deadlock.
+    Meanwhile the transaction holds the right to create it (lock_creation).
+
+    Rows are locked in run_id order, and creation locks in the order of their keys, so two
+    transactions locking overlapping sets do not deadlock. Three can, rarely: when a third
+    creates a run between one's two looks while another holds the row. PostgreSQL then cancels
+    one of them, which its caller sees as the database failing (the worker applies its events
+    again).
     """
     wanted = sorted({check_run_id(run_id) for run_id in run_ids})
     runs = _select_for_update(session, wanted)
