@@ -129,7 +129,7 @@ def _load_batch(records: list[Mapping[str, Any]]) -> None:
     runs = TrainingRun.__table__
     inserted: set[str] = set()
     with transaction() as session:
-        lock_creation(session, sorted(new))
+        lock_creation(session, list(new))
         # A run that exists already (or was written since) is skipped here, left to _load_one.
         insert_runs = (
             dialect_insert(session)(runs)

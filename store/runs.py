@@ -125,6 +125,15 @@ def _run_record(values: dict[str, Any]) -> RunRecord:
     return run
 
 
+def _run_ids(name: str) -> Any:
+    """The ``run_ids`` array parameter as a table of one column, ``run_id``."""
+    return (
+        func.unnest(bindparam("run_ids", type_=postgresql.ARRAY(String)))
+        .table_valued("run_id")
+        .render_derived(name)
+    )
+
+
 def _one_lookup_per_run(columns: list[Any], run_id: Any, lock: bool) -> Any:
     """Select ``columns`` with one primary-key lookup per run of the ``run_ids`` parameter.
 
@@ -133,11 +142,7 @@ def _one_lookup_per_run(columns: list[Any], run_id: Any, lock: bool) -> Any:
     of it, in every batch: 50-180 ms at 120,000 objective rows. Locks are taken in the order
     of ``run_ids``; without one, OFFSET 0 keeps the subquery from being merged into the join.
     """
-    wanted = (
-        func.unnest(bindparam("run_ids", type_=postgresql.ARRAY(String)))
-        .table_valued("run_id")
-        .render_derived("wanted")
-    )
+    wanted = _run_ids("wanted")
     each = select(*columns).where(run_id == wanted.c.run_id)
     each = each.with_for_update() if lock else each.offset(0)
     found = each.lateral("found")
@@ -148,11 +153,7 @@ _RUNS_FOR_UPDATE = Direct(_one_lookup_per_run(_RUN_FOR_UPDATE, _RUNS.c.run_id, l
 
 # The advisory locks' first key, which sets them apart from any other use of advisory locks.
 _CREATION_LOCKS = 0x74726462
-_new_run_ids = (
-    func.unnest(bindparam("run_ids", type_=postgresql.ARRAY(String)))
-    .table_valued("run_id")
-    .render_derived("new_runs")
-)
+_new_run_ids = _run_ids("new_runs")
 # In the order of the keys, distinct, whatever the order of the ids: ids whose keys collide
 # then take their one lock in the same order as any other.
 _keys = select(func.hashtext(_new_run_ids.c.run_id).label("key")).distinct().order_by("key").subquery("keys")
