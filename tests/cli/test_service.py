@@ -32,3 +32,15 @@ def test_the_workers_counters_are_in_the_webs_metrics(tmp_path: Path) -> None:
             metrics = requests.get(f"{url}/metrics", timeout=5).text
 
     assert PROCESSED in metrics
+
+
+def test_a_worker_batch_size_past_the_creation_locks_bound_stops_with_the_reason(tmp_path: Path) -> None:
+    env = service_env(f"sqlite:///{tmp_path}/runs.db", WORKER_BATCH_SIZE="1001")
+    finished = subprocess.run(
+        [str(BIN / "training-db"), "worker", "--once"], env=env, capture_output=True, text=True
+    )
+
+    assert finished.returncode == 1
+    assert (
+        "bad configuration: WORKER_BATCH_SIZE: Input should be less than or equal to 1000" in finished.stderr
+    )
