@@ -10,8 +10,10 @@ Two servers run on PostgreSQL under gunicorn with the Procfile's command and set
 database. wrk posts both the same signed run.launched and run.finished events, built
 from generated runs, at each concurrency. Then, with K event workers (``training-db
 worker``) running: the end-to-end rate and the workers' catch-up time at the best
-concurrency (the median of --repeat loads, fresh workers and empty tables each), the delay from acknowledgement to a queryable run at half the peak rate,
-and the workers' memory while they drain a backlog of N events.
+concurrency (the median of --repeat loads, fresh workers and empty tables each, each compared
+with the baseline loaded just before and just after it), the delay from acknowledgement to a
+queryable run at half the peak rate, and the workers' memory while they drain a backlog of N
+events.
 
 Shared machines are noisy: throughput targets are ratios to the baseline measured in
 the same run, and the freshness load is derived from the peak measured in it; every load
@@ -433,8 +435,8 @@ def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def median_end_to_end(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The run of median end-to-end rate, with every run's rate and ratio to the baseline
-    measured just before it, their median ratio, and the errors of all."""
+    """The run of median end-to-end rate, with every run's rate and ratio to the mean of the
+    baseline loads just before and after it, their median ratio, and the errors of all."""
     median = sorted(runs, key=lambda run: run["processed_per_s"])[len(runs) // 2]
     not_done: dict[str, int] = defaultdict(int)
     for run in runs:
@@ -741,7 +743,7 @@ def report(results: dict[str, Any], console: Console) -> None:
             f"end to end, {results['workers']} workers, >= 50% of baseline",
             f"{e2e_ratio:.0%}, median of "
             + ", ".join(f"{ratio:.0%}" for ratio in sorted(e2e["ratios"]))
-            + " of the baseline just before; "
+            + " of the baseline around each; "
             + f"{e2e['processed_per_s']:,.0f}/s = {e2e['processed_per_s'] / best_base['accepted_per_s']:.0%}"
             + f" of the best above (catch-up {e2e['catch_up_s']:.1f} s)",
             e2e_ratio >= TARGETS["e2e_ratio"],
@@ -885,19 +887,27 @@ def main(argv: list[str] | None = None) -> None:
         bench.reset()
         count = int(best["accepted_per_s"] * args.duration * 3) + 2000
         base_count = int(best_base["accepted_per_s"] * args.duration * 3) + 2000
-        runs = []
-        for _ in range(args.repeat):
-            # The baseline again, at its best concurrency, right before each end-to-end load: the
-            # machine's speed drifts over minutes, and the ratio should compare like with like.
+
+        def baseline_load() -> float:
             console.print(f"baseline: {best_base['concurrency']} connections...")
-            paired = bench.load("baseline", best_base["concurrency"], args.duration, base_count)
+            load = bench.load("baseline", best_base["concurrency"], args.duration, base_count)
+            return load["accepted_per_s"]
+
+        # The baseline again, at its best concurrency, before and after each end-to-end load: the
+        # machine's speed drifts over minutes, and each load is compared with the mean of the
+        # two baseline loads around it, which takes out a drift that is steady over the three.
+        runs = []
+        before = baseline_load()
+        for _ in range(args.repeat):
             # Emptied before the workers start: TRUNCATE would deadlock with their transactions.
             bench.reset()
             with ExitStack() as workers:
                 bench.workers(workers)
                 run = bench.end_to_end(best["concurrency"], count)
-            runs.append({**run, "baseline_per_s": paired["accepted_per_s"]})
             bench.reset()
+            after = baseline_load()
+            runs.append({**run, "baseline_per_s": (before + after) / 2, "baselines_per_s": [before, after]})
+            before = after
         results["end_to_end"] = median_end_to_end(runs)
         with ExitStack() as workers:
             bench.workers(workers)
