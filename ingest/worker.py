@@ -18,7 +18,7 @@ from ingest.parsing import Invalid, Malformed, Parsed, parse_stored
 from ingest.settings import Settings
 from ingest.wandb_api import WandbClient
 from store import inbox
-from store.database import DatabaseUnavailable, autovacuum_off
+from store.database import DatabaseUnavailable, autovacuum_off, plan_statements_once
 
 log = logging.getLogger("worker")
 
@@ -94,6 +94,7 @@ class Worker:
         self.context = context or make_context(settings)
         self.next_reconciliation = 0.0
         self.unfinished: list[int] = []
+        plan_statements_once()
 
     def run_once(self) -> int:
         """Claim and process one batch of due events; return how many were claimed."""

@@ -113,6 +113,28 @@ def autovacuum_off() -> bool:
         return connection.exec_driver_sql("SHOW autovacuum").scalar() == "off"
 
 
+def plan_statements_once() -> None:
+    """Have this process's PostgreSQL connections plan each prepared statement once, whatever its values.
+
+    For the worker, whose statements all find rows by key. A batch locks its runs by an array of
+    run ids; with only a few ids, PostgreSQL judged each execution's own plan cheaper than the
+    generic one, estimated for ten, and planned the statement anew every time: 90 µs a lookup,
+    more than running it, twice a batch (bench/RESULTS.md). Not for the query API, whose best
+    plan may depend on the values it filters by.
+    """
+    engine = get_engine()
+    if engine.dialect.name == "postgresql" and not event.contains(engine, "connect", _plan_once):
+        event.listen(engine, "connect", _plan_once)
+        # Connections opened before, idle in the pool, would keep planning each time.
+        engine.dispose()
+
+
+def _plan_once(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+    dbapi_connection.execute("SET plan_cache_mode = force_generic_plan")
+    # Committed: the pool rolls back what a connection leaves open, and the setting with it.
+    dbapi_connection.commit()
+
+
 def backend() -> str:
     """Return ``postgresql`` or ``sqlite``."""
     return get_engine().dialect.name

@@ -263,3 +263,22 @@ def test_the_workers_outcomes_are_counted_in_the_metrics(client, settings, monke
     assert 'training_db_events_processed_total{kind="run.launched",outcome="applied"}' in text_format
     assert 'training_db_events_failed_total{kind="run.started"}' in text_format
     assert 'training_db_events_dead_total{kind="run.started"}' in text_format
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_the_worker_plans_its_statements_once_and_the_rest_of_the_store_as_before(settings):
+    def plan_cache_mode() -> str:
+        with store.get_engine().connect() as connection:
+            return connection.exec_driver_sql("SHOW plan_cache_mode").scalar_one()
+
+    assert plan_cache_mode() == "auto"
+
+    Worker(settings)
+
+    # Every connection, the ones already pooled included, and kept past a rollback.
+    assert plan_cache_mode() == "force_generic_plan"
+    with store.get_engine().connect() as first, store.get_engine().connect() as second:
+        modes = [c.exec_driver_sql("SHOW plan_cache_mode").scalar_one() for c in (first, second)]
+        first.rollback()
+    assert modes == ["force_generic_plan"] * 2
+    assert plan_cache_mode() == "force_generic_plan"
