@@ -37,7 +37,7 @@ class Settings(BaseSettings):
 
     worker_max_attempts: int = Field(default=8, ge=1)
     worker_poll_interval: float = Field(default=0.05, gt=0)
-    # Each new run of a batch holds a slot of PostgreSQL's lock table until the commit (store.lock_creation).
+    # Each run of a batch holds a slot of PostgreSQL's lock table until the commit (store.lock_creation).
     worker_batch_size: int = Field(default=100, ge=1, le=1000)
     # After a batch that was not full, wait this long before claiming again, so that under a
     # steady stream of events batches fill up: a batch costs a dozen statements whatever its size.

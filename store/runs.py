@@ -69,25 +69,22 @@ def lock_runs(session: Session, run_ids: Iterable[str]) -> tuple[dict[str, RunRe
 
     A new run is written once, when the transaction writes its changes: a placeholder row
     written now and updated then would cost a second write of the row and of its ten indexes.
-    Meanwhile the transaction holds the right to create it (lock_creation).
+    Meanwhile the transaction holds the right to create it (lock_creation). That right is taken
+    for every run before looking, existing or not: looking first, and again after taking it for
+    the runs not found, cost a statement more per batch, and let three transactions deadlock.
 
-    Rows are locked in run_id order, and creation locks in the order of their keys, so two
-    transactions locking overlapping sets do not deadlock. Three can, rarely: when a third
-    creates a run between one's two looks while another holds the row. PostgreSQL then cancels
-    one of them, which its caller sees as the database failing (the worker applies its events
-    again).
+    Creation locks are taken in the order of their keys and then rows in run_id order, so two
+    transactions locking overlapping sets do not deadlock.
     """
     wanted = sorted({check_run_id(run_id) for run_id in run_ids})
+    if not wanted:
+        return {}, set()
+    lock_creation(session, wanted)
     runs = _select_for_update(session, wanted)
-    missing = [run_id for run_id in wanted if run_id not in runs]
-    if missing and session.get_bind().dialect.name == "postgresql":
-        lock_creation(session, missing)
-        # Created and committed by another since this transaction looked.
-        runs.update(_select_for_update(session, missing))
     now = utcnow()
     created = {
         run_id: RunRecord({"run_id": run_id, "status": "launched", "created_at": now, "updated_at": now})
-        for run_id in missing
+        for run_id in wanted
         if run_id not in runs
     }
     for run in created.values():
@@ -100,10 +97,11 @@ def lock_creation(session: Session, run_ids: list[str]) -> None:
     """Take the right to create these runs until the transaction ends, waiting for any other
     transaction that holds it.
 
-    Whoever creates a run holds it: on PostgreSQL an advisory lock on the run's id. SQLite lets
-    one writing transaction at a time begin. Each lock takes a slot of the server's lock table
-    until the commit, and the table holds max_locks_per_transaction per connection in all (64 by
-    default): a transaction should create hundreds of runs at most.
+    Whoever creates a run holds it, and so does whoever locks a run (lock_runs): on PostgreSQL an
+    advisory lock on the run's id. SQLite lets one writing transaction at a time begin. Each lock
+    takes a slot of the server's lock table until the commit, and the table holds
+    max_locks_per_transaction per connection in all (64 by default): a transaction should lock
+    hundreds of runs at most.
     """
     if session.get_bind().dialect.name == "postgresql":
         _LOCK_CREATION.execute(session.connection(), {"run_ids": run_ids})
