@@ -446,6 +446,7 @@ def median_end_to_end(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         **median,
         "rates": [run["processed_per_s"] for run in runs],
+        "baselines": [run["baselines_per_s"] for run in runs],
         "ratios": ratios,
         "ratio": statistics.median(ratios),
         "errors": sum(run["errors"] for run in runs),
