@@ -71,10 +71,14 @@ def lock_runs(session: Session, run_ids: Iterable[str]) -> tuple[dict[str, RunRe
     written now and updated then would cost a second write of the row and of its ten indexes.
     Meanwhile the transaction holds the right to create it (lock_creation). That right is taken
     for every run before looking, existing or not: looking first, and again after taking it for
-    the runs not found, cost a statement more per batch, and let three transactions deadlock.
+    the runs not found, cost a statement more whenever a run was new (and one less when none
+    was), and let three transactions deadlock.
 
     Creation locks are taken in the order of their keys and then rows in run_id order, so two
-    transactions locking overlapping sets do not deadlock.
+    transactions that lock their runs in one call do not deadlock. One that locks more runs in a
+    later call (a unit of work whose calls touch a run it did not name) can; PostgreSQL then
+    cancels one of them, which its caller sees as the database failing (the worker applies its
+    events again).
     """
     wanted = sorted({check_run_id(run_id) for run_id in run_ids})
     if not wanted:

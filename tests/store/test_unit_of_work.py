@@ -182,3 +182,34 @@ def test_a_run_created_by_another_transaction_meanwhile_is_locked_and_updated_no
     assert run["status"] == "completed"
     assert run["gradient_method"] == "mgda"
     assert run["final_metrics_json"] == SUMMARY
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_unit_waits_for_a_run_being_created_then_updates_it_beside_runs_it_creates_and_runs_that_exist(db):
+    store.insert_run("existing")
+    finished = threading.Event()
+    failures: list[BaseException] = []
+
+    def finish_in_a_unit() -> None:
+        try:
+            with store.unit_of_work(["existing", "r1", "r2"]):
+                store.update_run_status("existing", "completed")
+                store.update_run_status("r1", "completed", final_metrics_json=SUMMARY)
+                store.insert_run("r2", config_dict=CONFIG)
+            finished.set()
+        except BaseException as error:
+            failures.append(error)
+
+    with store.unit_of_work(["r1"]):
+        store.insert_run("r1", config_dict=CONFIG)
+        other = threading.Thread(target=finish_in_a_unit)
+        other.start()
+        assert not finished.wait(0.5)
+    other.join(timeout=30)
+
+    assert failures == [] and finished.is_set()
+    assert store.get_run("r1")["status"] == "completed"
+    assert store.get_run("r1")["gradient_method"] == "mgda"
+    assert store.get_run("r1")["final_metrics_json"] == SUMMARY
+    assert store.get_run("r2")["gradient_method"] == "mgda"
+    assert store.get_run("existing")["status"] == "completed"
