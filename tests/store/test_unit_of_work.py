@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import pytest
 from sqlalchemy import Connection, create_engine, text
@@ -161,24 +162,35 @@ def test_a_connection_lost_on_the_way_is_the_database_unavailable(db, monkeypatc
     assert store.insert_run("r1", config_dict=CONFIG)
 
 
-@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
-def test_a_run_created_by_another_transaction_meanwhile_is_locked_and_updated_not_lost(db):
+def _while_a_unit_creates_r1(work: Callable[[], object]) -> None:
+    """Run ``work`` in another thread while a unit of work creates run r1; check that it waited
+    for that unit and then succeeded."""
     finished = threading.Event()
+    failures: list[BaseException] = []
 
-    def finish_the_run() -> None:
-        store.update_run_status("r1", "completed", final_metrics_json=SUMMARY)
-        finished.set()
+    def run() -> None:
+        try:
+            work()
+            finished.set()
+        except BaseException as error:
+            failures.append(error)
 
     with store.unit_of_work(["r1"]):
         store.insert_run("r1", config_dict=CONFIG)
-        # The other call finds no run, and waits for this transaction, which is creating it.
-        other = threading.Thread(target=finish_the_run)
+        other = threading.Thread(target=run)
         other.start()
         assert not finished.wait(0.5)
     other.join(timeout=30)
+    assert failures == []
+    assert finished.is_set()
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_run_created_by_another_transaction_meanwhile_is_locked_and_updated_not_lost(db):
+    # The other call finds no run, and waits for the unit, which is creating it.
+    _while_a_unit_creates_r1(lambda: store.update_run_status("r1", "completed", final_metrics_json=SUMMARY))
 
     run = store.get_run("r1")
-    assert finished.is_set()
     assert run["status"] == "completed"
     assert run["gradient_method"] == "mgda"
     assert run["final_metrics_json"] == SUMMARY
@@ -187,27 +199,15 @@ def test_a_run_created_by_another_transaction_meanwhile_is_locked_and_updated_no
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_a_unit_waits_for_a_run_being_created_then_updates_it_beside_runs_it_creates_and_runs_that_exist(db):
     store.insert_run("existing")
-    finished = threading.Event()
-    failures: list[BaseException] = []
 
     def finish_in_a_unit() -> None:
-        try:
-            with store.unit_of_work(["existing", "r1", "r2"]):
-                store.update_run_status("existing", "completed")
-                store.update_run_status("r1", "completed", final_metrics_json=SUMMARY)
-                store.insert_run("r2", config_dict=CONFIG)
-            finished.set()
-        except BaseException as error:
-            failures.append(error)
+        with store.unit_of_work(["existing", "r1", "r2"]):
+            store.update_run_status("existing", "completed")
+            store.update_run_status("r1", "completed", final_metrics_json=SUMMARY)
+            store.insert_run("r2", config_dict=CONFIG)
 
-    with store.unit_of_work(["r1"]):
-        store.insert_run("r1", config_dict=CONFIG)
-        other = threading.Thread(target=finish_in_a_unit)
-        other.start()
-        assert not finished.wait(0.5)
-    other.join(timeout=30)
+    _while_a_unit_creates_r1(finish_in_a_unit)
 
-    assert failures == [] and finished.is_set()
     assert store.get_run("r1")["status"] == "completed"
     assert store.get_run("r1")["gradient_method"] == "mgda"
     assert store.get_run("r1")["final_metrics_json"] == SUMMARY
