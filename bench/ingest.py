@@ -442,7 +442,7 @@ def median_end_to_end(runs: list[dict[str, Any]]) -> dict[str, Any]:
     for run in runs:
         for status, count in run["not_done"].items():
             not_done[status] += count
-    ratios = [run["processed_per_s"] / run["baseline_per_s"] for run in runs]
+    ratios = [run["processed_per_s"] / statistics.fmean(run["baselines_per_s"]) for run in runs]
     return {
         **median,
         "rates": [run["processed_per_s"] for run in runs],
@@ -907,7 +907,7 @@ def main(argv: list[str] | None = None) -> None:
                 run = bench.end_to_end(best["concurrency"], count)
             bench.reset()
             after = baseline_load()
-            runs.append({**run, "baseline_per_s": (before + after) / 2, "baselines_per_s": [before, after]})
+            runs.append({**run, "baselines_per_s": [before, after]})
             before = after
         results["end_to_end"] = median_end_to_end(runs)
         with ExitStack() as workers:

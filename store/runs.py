@@ -155,19 +155,17 @@ _RUNS_FOR_UPDATE = Direct(_one_lookup_per_run(_RUN_FOR_UPDATE, _RUNS.c.run_id, l
 
 # The advisory locks' first key, which sets them apart from any other use of advisory locks.
 _CREATION_LOCKS = 0x74726462
-_new_run_ids = _run_ids("new_runs")
+_ids_to_lock = _run_ids("ids_to_lock")
 # In the order of the keys, distinct, whatever the order of the ids: ids whose keys collide
 # then take their one lock in the same order as any other.
-_keys = select(func.hashtext(_new_run_ids.c.run_id).label("key")).distinct().order_by("key").subquery("keys")
+_keys = select(func.hashtext(_ids_to_lock.c.run_id).label("key")).distinct().order_by("key").subquery("keys")
 _LOCK_CREATION = Direct(
     select(func.pg_advisory_xact_lock(literal_column(str(_CREATION_LOCKS), Integer), _keys.c.key))
 )
 
 
 def _select_for_update(session: Session, run_ids: list[str]) -> dict[str, RunRecord]:
-    """Lock and read runs, ``run_ids`` sorted."""
-    if not run_ids:
-        return {}
+    """Lock and read runs, ``run_ids`` sorted and not empty."""
     if session.get_bind().dialect.name == "postgresql":
         rows = _RUNS_FOR_UPDATE.execute(session.connection(), {"run_ids": run_ids})
     else:
