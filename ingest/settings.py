@@ -45,12 +45,26 @@ class Settings(BaseSettings):
     # queryable after 32-33 ms (p50) with 20 ms, 13-23 ms with 5 ms (bench/RESULTS.md).
     worker_linger: float = Field(default=0.005, ge=0)
 
+    # Processed and ignored deliveries older than this are archived, then deleted from the inbox.
+    inbox_retention_days: float = Field(default=30.0, ge=0)
+    # A folder, or s3://bucket/prefix. Unset, nothing is ever deleted from the inbox: deleting
+    # what was written nowhere would lose the only copy of each delivery.
+    inbox_archive: str | None = None
+
     @field_validator("sns_topic_arns", "wandb_projects", mode="before")
     @classmethod
     def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
             return [item.strip() for item in value.replace(",", " ").split() if item.strip()]
         return value
+
+    @field_validator("inbox_archive")
+    @classmethod
+    def _check_archive(cls, value: str | None) -> str | None:
+        value = (value or "").strip()
+        if value.startswith("s3://") and not value[len("s3://") :].split("/", 1)[0]:
+            raise ValueError(f"S3 archive {value!r} must be written s3://BUCKET or s3://BUCKET/PREFIX")
+        return value or None
 
     @field_validator("wandb_projects")
     @classmethod

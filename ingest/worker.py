@@ -13,6 +13,7 @@ import store
 from handlers import HANDLERS, IGNORED, Context, Outcome
 from handlers.wandb import sync_project
 from ingest import metrics
+from ingest.archive import Archiver
 from ingest.events import EventKind
 from ingest.parsing import Invalid, Malformed, Parsed, parse_stored
 from ingest.settings import Settings
@@ -41,6 +42,11 @@ class PermanentError(Exception):
 # Their handlers call out over the network: each is applied in its own transaction, so a
 # slow service holds no batch's locks.
 CALLS_OUT = frozenset({EventKind.WANDB_AUTOMATION, EventKind.SNS_SUBSCRIPTION_CONFIRMATION})
+
+
+# Seconds between archiving turns once nothing is left to archive. While a backlog lasts, a
+# worker archives one batch between two claims, so events keep flowing.
+ARCHIVE_INTERVAL = 600.0
 
 
 # Times a batch is applied again without the event that failed, before the rest go alone.
@@ -93,6 +99,8 @@ class Worker:
         self.settings = settings
         self.context = context or make_context(settings)
         self.next_reconciliation = 0.0
+        self.archiver = Archiver(settings.inbox_archive) if settings.inbox_archive else None
+        self.next_archiving = 0.0
         self.unfinished: list[int] = []
         plan_statements_once()
 
@@ -221,6 +229,22 @@ class Worker:
             except Exception as error:
                 log.error("wandb.sync_failed project=%s error=%s", path, error)
 
+    def archive(self) -> None:
+        """Archive one batch of old processed deliveries; archive again soon while a backlog lasts."""
+        assert self.archiver is not None
+        before = store.utcnow() - timedelta(days=self.settings.inbox_retention_days)
+        try:
+            archived = self.archiver.archive(before, max_batches=1)
+        except DatabaseUnavailable:
+            raise
+        except Exception as error:
+            log.error("inbox.archive_failed archive=%s error=%s", self.archiver.target.location, error)
+            self.next_archiving = time.monotonic() + ARCHIVE_INTERVAL
+            return
+        if archived.deliveries or archived.settled:
+            log.info("inbox.archived %s", archived.summary(self.archiver.target.location))
+        self.next_archiving = time.monotonic() + (0.0 if archived.full else ARCHIVE_INTERVAL)
+
     def run(self, stop: threading.Event) -> None:
         """Process events until ``stop`` is set, looking for new ones every poll interval while idle."""
         log.info("worker.started database=%s", store.get_engine().dialect.name)
@@ -228,12 +252,16 @@ class Worker:
             # The inbox turns over every row it holds, and a batch's objectives are found by
             # run: without vacuum and fresh statistics both slow down as the tables grow.
             log.warning("database.autovacuum_off: turn autovacuum on, or VACUUM ANALYZE regularly")
+        if self.archiver is None:
+            log.warning("inbox.unbounded: INBOX_ARCHIVE is unset, so processed deliveries are never deleted")
         try:
             while not stop.is_set():
                 try:
                     if self.settings.wandb_projects and time.monotonic() >= self.next_reconciliation:
                         self.next_reconciliation = time.monotonic() + self.settings.wandb_sync_interval
                         self.reconcile()
+                    if self.archiver is not None and time.monotonic() >= self.next_archiving:
+                        self.archive()
                     claimed = self.run_once()
                     if claimed == 0:
                         # Polled, not signalled: a NOTIFY on every delivery made the web's

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import atexit
 import random
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 import psycopg
-from sqlalchemy import BigInteger, Engine, and_, any_, bindparam, func, or_, select, update
+from sqlalchemy import BigInteger, Engine, and_, any_, bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from store.database import DatabaseUnavailable, connect, get_engine, libpq_url
@@ -432,3 +432,110 @@ def oldest_pending_age() -> float:
             select(func.min(table.c.received_at)).where(table.c.status.in_(UNFINISHED))
         ).scalar()
     return max((utcnow() - oldest).total_seconds(), 0.0) if oldest else 0.0
+
+
+# What the inbox may forget once it is archived: applied, or with nothing to do. Failed, dead
+# and invalid deliveries stay, for a replay after a fix.
+ARCHIVABLE = ("done", "ignored")
+# One archiver at a time on PostgreSQL. The single-key form: its keys never meet the run
+# creation locks' two-key ones.
+_ARCHIVING_LOCK = 0x7472646261726368
+
+
+def _archivable(table: Any, before: datetime) -> Any:
+    # Bounded by the first id received at or after ``before``, found by walking the primary key
+    # from the oldest row: without it, looking for old rows when there are none would read the
+    # whole inbox (no index on received_at: the web's every insert would pay for it).
+    first_young = (
+        select(table.c.id)
+        .where(table.c.received_at >= before)
+        .order_by(table.c.id)
+        .limit(1)
+        .scalar_subquery()
+    )
+    return and_(
+        table.c.status.in_(ARCHIVABLE),
+        table.c.received_at < before,
+        table.c.id < func.coalesce(first_young, select(func.max(table.c.id) + 1).scalar_subquery()),
+    )
+
+
+def archive_batch(
+    before: datetime, limit: int, write: Callable[[list[Delivery]], None], wait: bool = False
+) -> list[Delivery] | None:
+    """Hand the oldest done and ignored deliveries received before ``before`` to ``write``, then delete them.
+
+    One transaction: a ``write`` that raises deletes nothing. Returns the deliveries archived, or
+    None when another archiver holds the archiving lock (PostgreSQL) and ``wait`` is false.
+    """
+    table = InboxEvent.__table__
+    with connect() as connection:
+        if connection.dialect.name == "postgresql":
+            if wait:
+                connection.execute(select(func.pg_advisory_xact_lock(_ARCHIVING_LOCK)))
+            elif not connection.execute(select(func.pg_try_advisory_xact_lock(_ARCHIVING_LOCK))).scalar():
+                return None
+        # SKIP LOCKED: a row a replay is rewriting now waits for the next batch.
+        rows = connection.execute(
+            select(*_COLUMNS)
+            .where(_archivable(table, before))
+            .order_by(table.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        deliveries = [_delivery(row) for row in rows]
+        if not deliveries:
+            return []
+        write(deliveries)
+        connection.execute(delete(table).where(table.c.id.in_([d.id for d in deliveries])))
+    return deliveries
+
+
+def still_held(event_ids: Iterable[int]) -> set[int]:
+    """Return which of these deliveries the inbox holds, once no archiver is between its write and its commit."""
+    table = InboxEvent.__table__
+    ids = list(event_ids)
+    with connect() as connection:
+        # SQLite: this transaction began by taking the one write lock, as every archiver's does.
+        if connection.dialect.name == "postgresql":
+            connection.execute(select(func.pg_advisory_xact_lock(_ARCHIVING_LOCK)))
+        return set(connection.execute(select(table.c.id).where(table.c.id.in_(ids))).scalars())
+
+
+@dataclass(frozen=True)
+class InboxStatistics:
+    """What the inbox holds: counts by status and source, the oldest of each status, its size."""
+
+    by_status: dict[str, int]
+    by_source: dict[str, int]
+    oldest: dict[str, datetime]
+    archivable: int
+    archivable_before: datetime
+    total_bytes: int | None
+
+
+def statistics(archivable_before: datetime) -> InboxStatistics:
+    """Count the inbox by status and source, and what is archivable before ``archivable_before``."""
+    table = InboxEvent.__table__
+    with connect(begin=False) as connection:
+        by_status = connection.execute(
+            select(table.c.status, func.count(), func.min(table.c.received_at)).group_by(table.c.status)
+        ).all()
+        by_source = connection.execute(select(table.c.source, func.count()).group_by(table.c.source)).all()
+        archivable = connection.execute(
+            select(func.count()).where(_archivable(table, archivable_before))
+        ).scalar_one()
+        total_bytes = None
+        if connection.dialect.name == "postgresql":
+            # The table, its indexes and its TOAST table (the bodies), read from the catalog.
+            total_bytes = connection.execute(
+                select(func.pg_total_relation_size(func.to_regclass(table.name)))
+            ).scalar_one()
+    return InboxStatistics(
+        by_status={status: count for status, count, _ in by_status},
+        by_source={source: count for source, count in by_source},
+        oldest={status: oldest for status, _, oldest in by_status},
+        archivable=archivable,
+        archivable_before=archivable_before,
+        total_bytes=total_bytes,
+    )

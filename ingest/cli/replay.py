@@ -6,12 +6,16 @@ ends by printing what it did: seen, applied, unchanged, ignored and failed, with
 
 from __future__ import annotations
 
+import base64
+import gzip
+import io
 import json
 import logging
 import re
 import signal
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any, TypeVar
@@ -300,6 +304,11 @@ def _captured_delivery(line: str) -> tuple[Source, dict[str, str], bytes]:
     headers = capture.get("headers", {})
     if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
         raise ValueError("headers must be an object of strings")
+    if "body_base64" in capture:
+        try:
+            return Source(capture["source"]), headers, base64.b64decode(capture["body_base64"], validate=True)
+        except (TypeError, ValueError):
+            raise ValueError("body_base64 must be base64") from None
     body = capture.get("body")
     if isinstance(body, dict):
         body = json.dumps(body)
@@ -308,8 +317,33 @@ def _captured_delivery(line: str) -> tuple[Source, dict[str, str], bytes]:
     return Source(capture["source"]), headers, body.encode()
 
 
+@contextmanager
+def open_lines(location: str) -> Iterator[IO[str]]:
+    """Open a capture or an archive for its lines: a path, - for stdin, or s3://bucket/key; .gz is decompressed."""
+    if location == "-":
+        yield click.get_text_stream("stdin", encoding="utf-8")
+        return
+    compressed = location.endswith(".gz")
+    if location.startswith("s3://"):
+        bucket, _, key = location[len("s3://") :].partition("/")
+        try:
+            data = boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+            text = (gzip.decompress(data) if compressed else data).decode("utf-8")
+        except (BotoCoreError, ClientError, OSError, EOFError, UnicodeDecodeError) as error:
+            raise click.ClickException(f"{location}: {error}") from None
+        # Lines end at \n only: a JSON string may hold U+2028, which splitlines() would cut at.
+        yield io.StringIO(text, newline="\n")
+        return
+    try:
+        file = gzip.open(location, "rt", encoding="utf-8") if compressed else open(location, encoding="utf-8")
+    except OSError as error:
+        raise click.BadParameter(f"{location}: {error.strerror}", param_hint="EVENTS") from None
+    with file:
+        yield file
+
+
 @replay.command("file")
-@click.argument("events", type=click.File("r", encoding="utf-8"))
+@click.argument("events")
 @click.option(
     "--trusted",
     is_flag=True,
@@ -318,26 +352,32 @@ def _captured_delivery(line: str) -> tuple[Source, dict[str, str], bytes]:
     "Use it only on captures you trust.",
 )
 @user_errors
-def replay_file(events: IO[str], trusted: bool) -> None:
-    """Re-ingest captured deliveries from EVENTS.jsonl (- for stdin).
+def replay_file(events: str, trusted: bool) -> None:
+    """Re-ingest captured or archived deliveries from EVENTS (- for stdin).
 
-    They go through the webhook intake, as over HTTP. One JSON object a line: {"source": "pipeline|wandb|s3", "headers": {...}, "body": "<raw body>"}
-    ("body" may also be a JSON object). Each delivery is authenticated with its original headers
-    unless --trusted, deduplicated like an HTTP delivery, and stored for the worker to process.
+    EVENTS is a .jsonl file, or a .jsonl.gz inbox archive, a path or s3://bucket/key. They go through the webhook intake, as over HTTP. One JSON object a line: {"source": "pipeline|wandb|s3", "headers": {...}, "body": "<raw body>"}
+    ("body" may also be a JSON object, or "body_base64" the raw body in base64). Each delivery is
+    authenticated with its original headers unless --trusted (archives keep no credentials: replay
+    them --trusted), deduplicated like an HTTP delivery, and stored for the worker to process.
     Bad lines are reported with their number and skipped; the exit status is then 1.
     """
     settings = load_settings()
     intake = Intake(settings, auth.SnsVerifier(settings.sns_topic_arns))
     tally = Tally()
-    for number, line in enumerate(progress(events, "replaying deliveries"), start=1):
-        if not line.strip():
-            continue
+    number = 0
+    with open_lines(events) as lines:
         try:
-            source, headers, body = _captured_delivery(line)
-        except ValueError as error:
-            tally.fail(f"line {number}", error)
-            continue
-        tally.count_receipt(f"line {number}", intake.receive(source, body, headers, trusted=trusted))
+            for number, line in enumerate(progress(lines, "replaying deliveries"), start=1):
+                if not line.strip():
+                    continue
+                try:
+                    source, headers, body = _captured_delivery(line)
+                except ValueError as error:
+                    tally.fail(f"line {number}", error)
+                    continue
+                tally.count_receipt(f"line {number}", intake.receive(source, body, headers, trusted=trusted))
+        except (OSError, EOFError, UnicodeDecodeError) as error:
+            tally.fail(events, f"unreadable after line {number}: {error}")
     tally.report()
 
 
