@@ -30,7 +30,7 @@ def backdate(event_ids: Iterable[int], days: float) -> None:
 def fill(client: FlaskClient, worker: Worker, run_id: str = "run-000-0000042") -> dict[str, list[int]]:
     """Deliver one run's events, an ignored S3 test event and an invalid event; store a failed and a dead one.
 
-    Returns the ids by status, once the worker has processed everything.
+    Returns the ids by status, oldest first, once the worker has processed everything.
     """
     for name, webhook_id in (
         ("run_launched__basic", "launched"),
@@ -49,6 +49,6 @@ def fill(client: FlaskClient, worker: Worker, run_id: str = "run-000-0000042") -
             "pipeline", "run.started", f"test:{run_id}:{status}", b"{}", {}, status=status, last_error="boom"
         )
     by_status: dict[str, list[int]] = {}
-    for delivery in inbox.list_deliveries(limit=1000):
+    for delivery in reversed(inbox.list_deliveries(limit=1000)):
         by_status.setdefault(delivery.status, []).append(delivery.id)
     return by_status

@@ -13,6 +13,7 @@ from handlers import HANDLERS, Outcome
 from ingest.events import EventKind
 from ingest.worker import BATCH_ATTEMPTS, Worker
 from store import inbox
+from tests.inbox import backdate, fill
 from tests.webhooks import fixture, pipeline_event, post_pipeline
 
 
@@ -282,3 +283,44 @@ def test_the_worker_plans_its_statements_once_and_the_rest_of_the_store_as_befor
         first.rollback()
     assert modes == ["force_generic_plan"] * 2
     assert plan_cache_mode() == "force_generic_plan"
+
+
+def test_without_an_archive_a_worker_says_once_that_the_inbox_is_unbounded(settings, caplog):
+    stopped = threading.Event()
+    stopped.set()
+
+    Worker(settings).run(stopped)
+    Worker(settings.model_copy(update={"inbox_archive": "archive"})).run(stopped)
+
+    assert caplog.text.count("inbox.unbounded: INBOX_ARCHIVE is unset") == 1
+
+
+def test_a_running_worker_archives_old_processed_deliveries_in_batches_and_keeps_processing(
+    client, settings, tmp_path
+):
+    worker = Worker(settings.model_copy(update={"inbox_archive": str(tmp_path)}))
+    worker.archiver.batch_size = 2
+    by_status = fill(client, worker)
+    backdate([i for ids in by_status.values() for i in ids], days=31)
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,))
+    thread.start()
+    try:
+        post_pipeline(client, fixture("pipeline", "run_started__basic"))
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and (
+            len(list(tmp_path.glob("*.jsonl.gz"))) < 2 or inbox.list_deliveries("pending")
+        ):
+            time.sleep(0.01)
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+
+    assert len(list(tmp_path.glob("inbox-*.jsonl.gz"))) == 2
+    # The failed event was retried meanwhile, and refused: its body is no event.
+    assert sorted((d.status, d.kind) for d in inbox.list_deliveries()) == [
+        ("dead", "run.started"),
+        ("done", "run.started"),
+        ("invalid", "invalid"),
+        ("invalid", "run.started"),
+    ]
