@@ -147,7 +147,12 @@ class Bucket:
         )
 
     def get(self, name: str) -> bytes:
-        return bytes(self.s3.get_object(Bucket=self.bucket, Key=self.prefix + name)["Body"].read())
+        try:
+            return bytes(self.s3.get_object(Bucket=self.bucket, Key=self.prefix + name)["Body"].read())
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "NoSuchKey":
+                raise FileNotFoundError(f"{self.location}{name}") from None
+            raise
 
     def move(self, source: str, destination: str) -> None:
         try:

@@ -22,6 +22,7 @@ from ingest.worker import Worker
 from store import inbox
 from store.models import TrainingRun
 from tests.inbox import KEPT, backdate, fill
+from tests.webhooks import fixture
 
 RUN_ID = "run-000-0000042"
 
@@ -230,3 +231,37 @@ def test_replaying_an_archive_from_s3_reapplies_its_events_idempotently(client, 
     assert runs_snapshot() == built
     assert "unchanged 4" in second.output
     assert PENDING not in key
+
+
+def test_a_body_that_is_not_utf8_is_archived_in_base64_and_replayed_byte_for_byte(env, tmp_path, monkeypatch):
+    body = b'{"Records": []}\xff\xfe'
+    inbox.record_delivery("s3", "s3.objects", "body:not-utf8", body, {"user-agent": "x"}, status="done")
+    monkeypatch.setenv("INBOX_ARCHIVE", str(tmp_path))
+    assert invoke("inbox", "archive", "--older-than", "0").exit_code == 0
+    (archive,) = tmp_path.glob("*.jsonl.gz")
+    (line,) = lines_of(archive.read_bytes())
+
+    result = invoke("replay", "file", "--trusted", str(archive))
+
+    assert "body" not in line and line["body_base64"] == "eyJSZWNvcmRzIjogW119//4="
+    assert "failed line 1: stored as invalid" in result.output
+    (stored,) = inbox.list_deliveries()
+    assert (stored.status, stored.body) == ("invalid", body)
+
+
+def test_a_truncated_or_missing_archive_is_reported_in_one_line(env, tmp_path, bucket):
+    line = json.dumps({"source": "s3", "headers": {}, "body": fixture("s3", "test_event").decode()})
+    whole = gzip.compress((line + "\n").encode() * 2000)
+    (tmp_path / "cut.jsonl.gz").write_bytes(whole[: len(whole) // 2])
+
+    cut = invoke("replay", "file", "--trusted", str(tmp_path / "cut.jsonl.gz"))
+    missing = invoke("replay", "file", f"s3://{bucket}/nope.jsonl.gz")
+
+    assert cut.exit_code == 1
+    assert ", ignored 1, failed 1" in cut.output
+    assert "unreadable after line " in cut.output
+    assert cut.output.splitlines()[-1].endswith(
+        "Compressed file ended before the end-of-stream marker was reached)"
+    )
+    assert missing.exit_code == 1
+    assert missing.output.startswith(f"Error: s3://{bucket}/nope.jsonl.gz: An error occurred (NoSuchKey)")
