@@ -202,7 +202,7 @@ class Archived:
 
     def summary(self, location: str) -> str:
         text = (
-            f"archived {self.deliveries} deliveries in {len(self.files)} file(s), "
+            f"archived {self.deliveries:,} deliver{'y' if self.deliveries == 1 else 'ies'} in {len(self.files)} file(s), "
             f"{self.compressed_bytes:,} bytes compressed, to {location}"
         )
         if self.settled:

@@ -63,10 +63,10 @@ def test_archive_respects_the_retention_and_older_than_overrides_it(
     everything = invoke("inbox", "archive", "--older-than", "0", "--batch-size", "1")
 
     assert default.exit_code == 0, default.output
-    assert default.output.startswith("archived 1 deliveries in 1 file(s), ")
+    assert default.output.startswith("archived 1 delivery in 1 file(s), ")
     assert default.output.rstrip().endswith(f"to {tmp_path} (received more than 30 day(s) ago)")
     assert again.output.startswith("archived 0 deliveries in 0 file(s), 0 bytes compressed")
-    assert week.output.startswith("archived 1 deliveries in 1 file(s)")
+    assert week.output.startswith("archived 1 delivery in 1 file(s)")
     assert everything.output.startswith("archived 2 deliveries in 2 file(s)")
     assert len(list(tmp_path.glob("inbox-*.jsonl.gz"))) == 4
     assert sorted(d.status for d in inbox.list_deliveries()) == ["dead", "failed", "invalid"]
