@@ -201,8 +201,9 @@ class Archived:
     full: bool = False
 
     def summary(self, location: str) -> str:
+        deliveries = "1 delivery" if self.deliveries == 1 else f"{self.deliveries:,} deliveries"
         text = (
-            f"archived {self.deliveries:,} deliver{'y' if self.deliveries == 1 else 'ies'} in {len(self.files)} file(s), "
+            f"archived {deliveries} in {len(self.files)} file(s), "
             f"{self.compressed_bytes:,} bytes compressed, to {location}"
         )
         if self.settled:

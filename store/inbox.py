@@ -445,7 +445,9 @@ _ARCHIVING_LOCK = 0x7472646261726368
 def _archivable(table: Any, before: datetime) -> Any:
     # Bounded by the first id received at or after ``before``, found by walking the primary key
     # from the oldest row: without it, looking for old rows when there are none would read the
-    # whole inbox (no index on received_at: the web's every insert would pay for it).
+    # whole inbox (no index on received_at: the web's every insert would pay for it). Ids are
+    # handed out as deliveries arrive, so the few received just before that one, in the same
+    # milliseconds, wait for the next turn.
     first_young = (
         select(table.c.id)
         .where(table.c.received_at >= before)
