@@ -7,7 +7,7 @@ from datetime import timedelta
 import click
 from botocore.exceptions import BotoCoreError, ClientError
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 import store
 from ingest.archive import BATCH_SIZE, Archiver
@@ -29,14 +29,14 @@ def stats() -> None:
     console = Console()
     total = sum(numbers.by_status.values())
     size = f", {numbers.total_bytes:,} bytes (table, indexes and TOAST)" if numbers.total_bytes else ""
-    console.print(f"inbox: {total:,} deliveries{size}")
-    table = Table("status", "deliveries", "oldest received", title_justify="left")
+    console.print(f"inbox: {'1 delivery' if total == 1 else f'{total:,} deliveries'}{size}")
+    table = Table("status", Column("deliveries", justify="right"), "oldest received (UTC)")
     for status in inbox.STATUSES:
         if status in numbers.by_status:
             oldest = numbers.oldest[status]
             table.add_row(status, f"{numbers.by_status[status]:,}", f"{oldest:%Y-%m-%d %H:%M:%S}")
     console.print(table)
-    sources = Table("source", "deliveries", title_justify="left")
+    sources = Table("source", Column("deliveries", justify="right"))
     for source, count in sorted(numbers.by_source.items()):
         sources.add_row(source, f"{count:,}")
     console.print(sources)
