@@ -173,6 +173,7 @@ def replay_inbox(
                     f"would replay event {delivery.id}: {delivery.source} {delivery.kind} {delivery.status}, "
                     f"received {delivery.received_at:%Y-%m-%d %H:%M:%S}, {delivery.attempts} attempt(s)"
                     + (f", last error: {delivery.last_error}" if delivery.last_error else "")
+                    + (f", warnings: {'; '.join(delivery.warnings)}" if delivery.warnings else "")
                 )
         click.echo(f"would replay {len(ids)} event(s)")
         return
