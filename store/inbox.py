@@ -2,8 +2,9 @@
 
 The web process records deliveries; workers claim them, run handlers, and
 record the outcome. Statuses: ``pending`` (waiting), ``processing`` (claimed),
-``done``, ``ignored``, ``failed`` (will be retried), ``dead`` (gave up),
-``invalid`` (failed validation; kept for replay after a fix).
+``done``, ``ignored``, ``failed`` (will be retried), ``dead`` (gave up: its attempts ran out, or
+its failure would repeat), ``invalid`` (failed validation; kept for replay after a fix). An event
+applied with warnings (a value its typed column could not hold...) keeps them in ``warnings``.
 """
 
 from __future__ import annotations
