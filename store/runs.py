@@ -400,6 +400,8 @@ def coerce_field(name: str, value: Any) -> Any:
     if name.endswith("_at"):
         return parse_time(value, name)
     python_type = column.type.python_type
+    if python_type is str and value == "":
+        return value
     converted = _FIT[name](value)
     if python_type is float:
         if isinstance(converted, extract.Unfit) and isinstance(value, float):

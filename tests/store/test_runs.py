@@ -359,3 +359,9 @@ def test_load_runs_keeps_values_no_column_holds_in_json_and_warns_on_the_run(db)
 
     _check_huge_run("r1")
     _check_huge_run("r2")
+
+
+def test_an_empty_string_given_for_a_text_column_is_kept(db):
+    assert store.insert_run("r1", run_name="", wandb_entity="")
+
+    assert (store.get_run("r1")["run_name"], store.get_run("r1")["wandb_entity"]) == ("", "")
