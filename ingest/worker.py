@@ -18,8 +18,8 @@ from ingest.events import EventKind
 from ingest.parsing import Invalid, Malformed, Parsed, parse_stored
 from ingest.settings import Settings
 from ingest.wandb_api import WandbClient
-from store import inbox
-from store.database import DatabaseUnavailable, autovacuum_off, plan_statements_once
+from store import event_warnings, inbox
+from store.database import DatabaseUnavailable, autovacuum_off, deterministic, plan_statements_once
 
 log = logging.getLogger("worker")
 
@@ -141,20 +141,33 @@ class Worker:
         handler failing on many events does not have the batch applied over and over. A
         failure while locking or committing blames no event: they are all left to apply alone.
         """
+        # Events whose failure may be another's: the changes a call makes are written by the next
+        # statement, whichever event it belongs to. Alone, each one's failure is its own.
+        suspects: list[Item] = []
         for _ in range(BATCH_ATTEMPTS):
             if not items:
-                return []
+                return suspects
             outcomes: list[Outcome] = []
+            warned: dict[int, list[str]] = {}
             applying: int | None = None
             try:
-                with store.unit_of_work(run_id for _, parsed in items for run_id in runs_of(parsed)):
+                with (
+                    store.unit_of_work(run_id for _, parsed in items for run_id in runs_of(parsed)),
+                    event_warnings.collecting() as warnings,
+                ):
                     for index, (_, parsed) in enumerate(items):
                         applying = index
+                        said = len(warnings)
                         outcomes.append(apply(parsed, self.context))
+                        if len(warnings) != said:
+                            warned[index] = warnings[said:]
                     applying = None
                     finished: dict[str, list[int]] = defaultdict(list)
-                    for (delivery, _), outcome in zip(items, outcomes, strict=True):
-                        finished[finished_status(outcome)].append(delivery.id)
+                    for index, ((delivery, _), outcome) in enumerate(zip(items, outcomes, strict=True)):
+                        if index in warned:
+                            inbox.finish([delivery.id], finished_status(outcome), warnings=warned[index])
+                        else:
+                            finished[finished_status(outcome)].append(delivery.id)
                     for status, ids in finished.items():
                         inbox.finish(ids, status)
             except DatabaseUnavailable:
@@ -162,31 +175,50 @@ class Worker:
             except Exception as error:
                 if applying is None:
                     log.warning("batch.failed events=%d error=%s", len(items), error)
-                    return items
-                delivery, _ = items.pop(applying)
-                self._record_failure(delivery, error)
+                    return suspects + items
+                item = items.pop(applying)
+                if deterministic(error):
+                    suspects.append(item)
+                else:
+                    self._record_failure(item[0], error)
                 continue
             for (delivery, _), outcome in zip(items, outcomes, strict=True):
                 metrics.processed(delivery.kind, outcome)
-            return []
-        return items
+            return suspects
+        return suspects + items
 
     def _apply_alone(self, delivery: inbox.Delivery, parsed: Parsed) -> None:
         try:
-            outcome = apply(parsed, self.context)
+            with event_warnings.collecting() as warnings:
+                outcome = apply(parsed, self.context)
         except DatabaseUnavailable:
             raise
         except Exception as error:
             self._record_failure(delivery, error)
             return
-        inbox.finish([delivery.id], finished_status(outcome))
+        inbox.finish([delivery.id], finished_status(outcome), warnings=warnings or None)
         metrics.processed(delivery.kind, outcome)
 
     def _record_failure(self, delivery: inbox.Delivery, error: Exception) -> None:
         if isinstance(error, PermanentError):
             self._refused(delivery, error)
+        elif deterministic(error):
+            self._dead(delivery, error)
         else:
             self._failed(delivery, error)
+
+    def _dead(self, delivery: inbox.Delivery, error: Exception) -> None:
+        """Give up on an event at once: its failure would repeat on every attempt."""
+        message = f"{type(error).__name__}: {error}"
+        log.error(
+            "event.dead id=%s kind=%s attempts=%d error=%s",
+            delivery.id,
+            delivery.kind,
+            delivery.attempts,
+            message,
+        )
+        inbox.finish([delivery.id], "dead", message)
+        metrics.dead(delivery.kind)
 
     def _refused(self, delivery: inbox.Delivery, error: PermanentError) -> None:
         log.warning("event.refused id=%s kind=%s error=%s", delivery.id, delivery.kind, error)

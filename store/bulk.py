@@ -27,10 +27,12 @@ from store.runs import (
     check_run_id,
     coerce_field,
     dialect_insert,
+    fit,
     insert_run,
     lock_creation,
     objective_to_dict,
     run_to_dict,
+    set_columns,
     update_run_status,
     upsert_config_objectives,
     utcnow,
@@ -81,25 +83,21 @@ def _build(record: Mapping[str, Any]) -> _NewRun:
         if value is not None and not isinstance(value, str):
             raise ValueError(f"{name} must be a string")
 
-    columns = extract.config_columns(config)
     explicit = {
-        "wandb_run_id": record.get("wandb_run_id"),
-        "chain_of_custody_id": record.get("chain_of_custody_id"),
+        "wandb_run_id": fit("wandb_run_id", record.get("wandb_run_id")),
+        "chain_of_custody_id": fit("chain_of_custody_id", record.get("chain_of_custody_id")),
         "wandb_entity": coerce_field("wandb_entity", record.get("entity")),
         "wandb_project": coerce_field("wandb_project", record.get("project")),
     }
-    columns.update({k: v for k, v in explicit.items() if v is not None})
-    for name, value in columns.items():
-        setattr(run, name, value)
+    set_columns(state, extract.config_columns(config), "config_json")
+    set_columns(state, {k: v for k, v in explicit.items() if v is not None}, None)
     if config is not None:
         run.config_json = dict(config)
     upsert_config_objectives(state, extract.config_objectives(config))
 
     apply_status(state, status, summary)
 
-    for name, value in crash_keys.items():
-        if value:
-            setattr(run, name, value)
+    set_columns(state, {name: fit(name, value) for name, value in crash_keys.items() if value}, None)
     return state
 
 

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import select
 
+from store import event_warnings, extract
 from store.database import transaction
 from store.models import S3Object
 from store.runs import RunState, utcnow
+
+# What names a notification, and what it carries besides, as the columns hold them.
+_NAMES = {
+    name: extract.column_converter(S3Object.__table__.c[name]) for name in ("bucket", "key", "event_name")
+}
+_FIT = {name: extract.column_converter(S3Object.__table__.c[name]) for name in ("sequencer", "etag", "size")}
 
 CRASH_COLUMNS = ("error_log_s3_key", "crash_report_s3_key", "crash_analysis_s3_key")
 
@@ -32,6 +41,16 @@ def record_crash_report_object(
     """Attach a created crash-report object to its run, unless a later event for it was applied."""
     if column not in CRASH_COLUMNS:
         raise ValueError(f"unknown crash-report column {column!r}")
+    for name, value in (("bucket", bucket), ("key", key), ("event_name", event_name)):
+        if type(_NAMES[name](value)) is extract.Unfit:
+            # No row can name the object: nothing to order its notifications by, nothing to attach.
+            event_warnings.say(
+                f"s3 object {name}: {extract.describe(value)} is too long; the notification is left out"
+            )
+            return False
+    sequencer, etag, size = (
+        _fitted(name, value) for name, value in (("sequencer", sequencer), ("etag", etag), ("size", size))
+    )
     with transaction() as session:
         current = session.scalars(
             select(S3Object).where(S3Object.bucket == bucket, S3Object.key == key).with_for_update()
@@ -55,3 +74,14 @@ def record_crash_report_object(
         with RunState(session, run_id, with_objectives=False) as state:
             setattr(state.run, column, key)
     return state.changed
+
+
+def _fitted(name: str, value: Any) -> Any:
+    """Return the value, or None with a warning when its column cannot hold it."""
+    if value is None:
+        return None
+    converted = _FIT[name](value)
+    if type(converted) is extract.Unfit:
+        event_warnings.say(f"s3 object {name}: {converted.reason}; left empty")
+        return None
+    return value

@@ -10,7 +10,15 @@ from contextvars import ContextVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import InterfaceError, OperationalError, StatementError
+from sqlalchemy.exc import (
+    DataError,
+    DBAPIError,
+    InterfaceError,
+    NotSupportedError,
+    OperationalError,
+    ProgrammingError,
+    StatementError,
+)
 from sqlalchemy.orm import Session, sessionmaker
 
 from store import jsoncodec
@@ -153,6 +161,21 @@ def unavailable_as_error() -> Iterator[None]:
         yield
     except (OperationalError, InterfaceError) as error:
         raise DatabaseUnavailable(str(error.orig or error).strip().splitlines()[0]) from error
+
+
+# Raised the same way on every attempt: values the database refuses (out of range, too long),
+# statements it cannot run, and values that cannot even be sent. Lost connections, deadlocks and
+# serialization failures are OperationalErrors (DatabaseUnavailable, once they reach a store
+# caller); a unique violation may be a race another attempt wins: none of those is here.
+_DETERMINISTIC_DATABASE_ERRORS = (DataError, ProgrammingError, NotSupportedError)
+
+
+def deterministic(error: BaseException) -> bool:
+    """Tell whether a store call failed in a way that will repeat whenever it is tried again."""
+    if isinstance(error, DBAPIError):
+        return isinstance(error, _DETERMINISTIC_DATABASE_ERRORS)
+    # A value refused while it was bound, before the database saw it, and the same mistakes in Python.
+    return isinstance(error, StatementError | ArithmeticError | LookupError | TypeError | RecursionError)
 
 
 @contextmanager

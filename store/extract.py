@@ -11,6 +11,10 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from sqlalchemy import BigInteger, Column, Float, Integer, String
+
+from store.models import RunObjective, TrainingRun
+
 STATUSES = ("launched", "running", "completed", "failed", "crashed", "killed", "preempted")
 
 # Events arrive out of order: a status only moves up this ladder, so a late "running"
@@ -53,9 +57,89 @@ def as_int(value: Any) -> int | None:
 def as_finite_float(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an integer beyond a double's range
+        return None
     # NaN breaks ordering and averages in SQL; the JSON keeps the exact value.
     return value if math.isfinite(value) else None
+
+
+class Unfit:
+    """A value of a typed column's kind that the column cannot hold: it stays empty, with a warning."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"Unfit({self.reason!r})"
+
+
+def describe(value: Any) -> str:
+    """Name a value in a warning, briefly: a huge integer by its size, a long string by its length."""
+    if isinstance(value, int) and value.bit_length() > 128:
+        return f"an integer of {value.bit_length()} bits"
+    if isinstance(value, str):
+        return f"a string of {len(value)} characters"
+    return repr(value)
+
+
+Converter = Callable[[Any], Any]
+
+
+def integer_column(column: Column[Any]) -> Converter:
+    """Return a converter to an integer the column holds (32 or 64 bits), Unfit for one it cannot."""
+    bits = 64 if isinstance(column.type, BigInteger) else 32
+    assert isinstance(column.type, Integer)
+    low, high = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+
+    def convert(value: Any) -> int | Unfit | None:
+        if isinstance(value, float) and value - value != 0.0:
+            return Unfit(f"{value!r} is not a finite number")
+        number = as_int(value)
+        if number is None or low <= number <= high:
+            return number
+        return Unfit(f"{describe(number)} is out of range for a {bits}-bit integer")
+
+    return convert
+
+
+def float_column(value: Any) -> float | Unfit | None:
+    """Convert to a finite double, Unfit for a number no double column holds (NaN, infinite, too large)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return Unfit(f"{describe(value)} is out of range for a double")
+    # NaN breaks ordering and averages in SQL.
+    return number if number - number == 0.0 else Unfit(f"{number!r} is not a finite number")
+
+
+def text_column(column: Column[Any]) -> Converter:
+    """Return a converter to a non-empty string no longer than the column, Unfit for a longer one."""
+    assert isinstance(column.type, String) and column.type.length is not None
+    length = column.type.length
+
+    def convert(value: Any) -> str | Unfit | None:
+        if not isinstance(value, str) or not value:
+            return None
+        return value if len(value) <= length else Unfit(f"{describe(value)} is longer than {length}")
+
+    return convert
+
+
+def _name_in(column: Column[Any]) -> Converter:
+    text = text_column(column)
+
+    def convert(value: Any) -> str | Unfit | None:
+        if isinstance(value, Mapping):
+            return text(value.get("name")) or text(value.get("type"))
+        return text(value)
+
+    return convert
 
 
 def _str(value: Any) -> str | None:
@@ -64,17 +148,24 @@ def _str(value: Any) -> str | None:
     return None
 
 
-def _name_of(value: Any) -> str | None:
-    if isinstance(value, Mapping):
-        return _str(value.get("name")) or _str(value.get("type"))
-    return _str(value)
+def column_converter(column: Column[Any]) -> Converter:
+    """Return the converter a typed column's values go through (any value of its kind, checked to fit)."""
+    if isinstance(column.type, Integer):
+        return integer_column(column)
+    if isinstance(column.type, Float):
+        return float_column
+    return text_column(column)
+
+
+_RUNS = TrainingRun.__table__.c
+_OBJECTIVES = RunObjective.__table__.c
 
 
 # column -> (candidate dotted paths in the config, converter)
 CONFIG_COLUMNS: dict[str, tuple[tuple[str, ...], Callable[[Any], Any]]] = {
-    "run_name": (("run_name", "name", "wandb.name", "wandb.run_name"), _str),
-    "wandb_entity": (("wandb_entity", "entity", "wandb.entity"), _str),
-    "wandb_project": (("wandb_project", "project", "wandb.project"), _str),
+    "run_name": (("run_name", "name", "wandb.name", "wandb.run_name"), text_column(_RUNS.run_name)),
+    "wandb_entity": (("wandb_entity", "entity", "wandb.entity"), text_column(_RUNS.wandb_entity)),
+    "wandb_project": (("wandb_project", "project", "wandb.project"), text_column(_RUNS.wandb_project)),
     "gradient_method": (
         (
             "training.gradient_method",
@@ -84,9 +175,12 @@ CONFIG_COLUMNS: dict[str, tuple[tuple[str, ...], Callable[[Any], Any]]] = {
             "moo.gradient_method",
             "moo.method",
         ),
-        _str,
+        text_column(_RUNS.gradient_method),
     ),
-    "batch_size": (("training.batch_size", "batch_size", "data.batch_size"), as_int),
+    "batch_size": (
+        ("training.batch_size", "batch_size", "data.batch_size"),
+        integer_column(_RUNS.batch_size),
+    ),
     "learning_rate": (
         (
             "training.learning_rate",
@@ -96,29 +190,38 @@ CONFIG_COLUMNS: dict[str, tuple[tuple[str, ...], Callable[[Any], Any]]] = {
             "optimizer.lr",
             "optimizer.learning_rate",
         ),
-        as_finite_float,
+        float_column,
     ),
     "gradient_accumulation_steps": (
         ("training.gradient_accumulation_steps", "gradient_accumulation_steps"),
-        as_int,
+        integer_column(_RUNS.gradient_accumulation_steps),
     ),
-    "num_epochs": (("training.num_epochs", "num_epochs", "training.epochs", "epochs"), as_int),
-    "max_steps": (("training.max_steps", "max_steps", "training.total_steps"), as_int),
-    "optimizer": (("training.optimizer", "optimizer", "optimizer.name"), _name_of),
-    "model_name": (("model.name", "model_name", "model"), _name_of),
-    "seed": (("training.seed", "seed"), as_int),
+    "num_epochs": (
+        ("training.num_epochs", "num_epochs", "training.epochs", "epochs"),
+        integer_column(_RUNS.num_epochs),
+    ),
+    "max_steps": (
+        ("training.max_steps", "max_steps", "training.total_steps"),
+        integer_column(_RUNS.max_steps),
+    ),
+    "optimizer": (("training.optimizer", "optimizer", "optimizer.name"), _name_in(_RUNS.optimizer)),
+    "model_name": (("model.name", "model_name", "model"), _name_in(_RUNS.model_name)),
+    "seed": (("training.seed", "seed"), integer_column(_RUNS.seed)),
     "instance_type": (
         ("infra.instance_type", "instance_type", "ec2.instance_type", "aws.instance_type"),
-        _str,
+        text_column(_RUNS.instance_type),
     ),
-    "git_commit": (("git_commit", "git.commit", "git_sha", "git.sha", "commit"), _str),
+    "git_commit": (
+        ("git_commit", "git.commit", "git_sha", "git.sha", "commit"),
+        text_column(_RUNS.git_commit),
+    ),
 }
 
 # column -> candidate keys of the (flat) W&B summary
 SUMMARY_COLUMNS: dict[str, tuple[tuple[str, ...], Callable[[Any], Any]]] = {
-    "final_loss": (("train/loss", "loss"), as_finite_float),
-    "total_training_steps": (("_step",), as_int),
-    "duration_seconds": (("_wandb.runtime", "_runtime"), as_finite_float),
+    "final_loss": (("train/loss", "loss"), float_column),
+    "total_training_steps": (("_step",), integer_column(_RUNS.total_training_steps)),
+    "duration_seconds": (("_wandb.runtime", "_runtime"), float_column),
 }
 
 
@@ -160,8 +263,19 @@ def summary_columns(summary: Mapping[str, Any] | None) -> dict[str, Any]:
     return _extract(summary, SUMMARY_COLUMNS)
 
 
+OBJECTIVE_NAME_LENGTH = _OBJECTIVES.objective_name.type.length
+_OBJECTIVE_NAME = text_column(_OBJECTIVES.objective_name)
+_OBJECTIVE_ALIAS = text_column(_OBJECTIVES.objective_alias)
+_UNIPROT = text_column(_OBJECTIVES.uniprot)
+_DIRECTION = text_column(_OBJECTIVES.direction)
+
+
 def config_objectives(config: Mapping[str, Any] | None) -> list[dict[str, Any]]:
-    """Return the objective rows declared by ``config['objectives']``."""
+    """Return the objective rows declared by ``config['objectives']``.
+
+    A value its column cannot hold is an ``Unfit``; so is the name of an objective whose name is
+    too long for a row of its own.
+    """
     if not isinstance(config, Mapping) or not isinstance(config.get("objectives"), list):
         return []
     rows = []
@@ -171,11 +285,11 @@ def config_objectives(config: Mapping[str, Any] | None) -> list[dict[str, Any]]:
         params = entry.get("params") if isinstance(entry.get("params"), Mapping) else {}
         rows.append(
             {
-                "objective_name": entry["name"],
-                "objective_alias": _str(entry.get("alias")),
-                "uniprot": _str(entry.get("uniprot")) or _str(params.get("uniprot")),
-                "weight": as_finite_float(entry.get("weight")),
-                "direction": _str(entry.get("direction")),
+                "objective_name": _OBJECTIVE_NAME(entry["name"]),
+                "objective_alias": _OBJECTIVE_ALIAS(entry.get("alias")),
+                "uniprot": _UNIPROT(entry.get("uniprot")) or _UNIPROT(params.get("uniprot")),
+                "weight": float_column(entry.get("weight")),
+                "direction": _DIRECTION(entry.get("direction")),
             }
         )
     return rows

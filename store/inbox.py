@@ -2,8 +2,9 @@
 
 The web process records deliveries; workers claim them, run handlers, and
 record the outcome. Statuses: ``pending`` (waiting), ``processing`` (claimed),
-``done``, ``ignored``, ``failed`` (will be retried), ``dead`` (gave up),
-``invalid`` (failed validation; kept for replay after a fix).
+``done``, ``ignored``, ``failed`` (will be retried), ``dead`` (gave up: its attempts ran out, or
+its failure would repeat), ``invalid`` (failed validation; kept for replay after a fix). An event
+applied with warnings (a value its typed column could not hold...) keeps them in ``warnings``.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ class Delivery:
     attempts: int
     last_error: str | None
     processed_at: datetime | None = None
+    # Not claimed (a claimed event has none yet): None in a claim's deliveries.
+    warnings: list[str] | None = None
 
 
 _COLUMNS = [InboxEvent.__table__.c[name] for name in Delivery.__dataclass_fields__]
@@ -289,14 +292,23 @@ _FINISH_ON_POSTGRESQL = Direct(
 )
 
 
-def finish(event_ids: Iterable[int], status: str, error: str | None = None) -> None:
-    """Record the final outcome (done, ignored, invalid or dead) of claimed events."""
+def finish(
+    event_ids: Iterable[int], status: str, error: str | None = None, warnings: list[str] | None = None
+) -> None:
+    """Record the final outcome (done, ignored, invalid or dead) of claimed events, and what
+    applying them warned of."""
     ids = list(event_ids)
     if not ids:
         return
     parameters = {"ids": ids, "final_status": status, "error": error, "finished_at": utcnow()}
     with connect() as connection:
-        if connection.dialect.name == "postgresql":
+        if warnings:
+            # Rare: the events without warnings keep the statement the worker runs all day.
+            connection.execute(
+                _FINISH.values(warnings=bindparam("warnings", type_=InboxEvent.__table__.c.warnings.type)),
+                {**parameters, "warnings": warnings},
+            )
+        elif connection.dialect.name == "postgresql":
             _FINISH_ON_POSTGRESQL.execute(connection, parameters)
         else:
             connection.execute(_FINISH, parameters)
@@ -384,10 +396,21 @@ def requeue_ids(
         return list(connection.execute(select(table.c.id).where(*conditions).order_by(table.c.id)).scalars())
 
 
-def set_status(event_id: int, status: str, error: str | None = None, count_attempt: bool = True) -> None:
-    """Record the outcome of a replayed event, counting the attempt."""
+def set_status(
+    event_id: int,
+    status: str,
+    error: str | None = None,
+    count_attempt: bool = True,
+    warnings: list[str] | None = None,
+) -> None:
+    """Record the outcome of a replayed event and what applying it warned of, counting the attempt."""
     table = InboxEvent.__table__
-    values: dict[str, Any] = {"status": status, "last_error": error, "processed_at": utcnow()}
+    values: dict[str, Any] = {
+        "status": status,
+        "last_error": error,
+        "processed_at": utcnow(),
+        "warnings": warnings or None,
+    }
     if count_attempt:
         values["attempts"] = table.c.attempts + 1
     with connect() as connection:

@@ -106,6 +106,8 @@ class TrainingRun(Base):
     config_json: Mapped[dict[str, Any] | None] = mapped_column(Document)
     final_metrics_json: Mapped[dict[str, Any] | None] = mapped_column(Document)
     progress_json: Mapped[dict[str, Any] | None] = mapped_column(Document)
+    # Field -> why its value is not in its typed column (kept in the JSON instead); NULL when none.
+    warnings: Mapped[dict[str, str] | None] = mapped_column(Document)
 
 
 class RunObjective(Base):
@@ -197,6 +199,8 @@ class InboxEvent(Base):
     next_attempt_at: Mapped[timestamp]
     claimed_at: Mapped[timestamp]
     processed_at: Mapped[timestamp]
+    # What applying the event left out or found missing (a value too large for its column...).
+    warnings: Mapped[list[str] | None] = mapped_column(Document)
 
 
 class WandbSyncState(Base):

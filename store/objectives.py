@@ -13,7 +13,7 @@ from store import extract
 from store.database import read_transaction, transaction
 from store.models import RunObjective, TrainingRun
 from store.query import SCALAR_COLUMNS, check_limit
-from store.runs import RunState, objective_to_dict, set_objective_metrics
+from store.runs import RunState, objective_to_dict, set_objective_metrics, upsert_config_objectives
 
 THRESHOLD_OPERATORS = {
     "min": lambda x, v: x >= v,
@@ -35,6 +35,8 @@ def _metric_column(table: Any, metric: str) -> Any:
 def _check_name(objective_name: Any) -> str:
     if not isinstance(objective_name, str) or not objective_name:
         raise ValueError("objective_name must be a non-empty string")
+    if len(objective_name) > extract.OBJECTIVE_NAME_LENGTH:
+        raise ValueError(f"objective_name is longer than {extract.OBJECTIVE_NAME_LENGTH} characters")
     return objective_name
 
 
@@ -50,14 +52,26 @@ def insert_objective(
     _check_name(objective_name)
     if direction is not None and direction not in ("maximize", "minimize"):
         raise ValueError(f"direction must be 'maximize' or 'minimize', not {direction!r}")
+    row = {
+        "objective_name": objective_name,
+        "objective_alias": objective_alias,
+        "uniprot": uniprot,
+        "direction": direction,
+        "weight": extract.as_finite_float(weight) if weight is not None else None,
+    }
+    for field in ("objective_alias", "uniprot"):
+        row[field] = _objective_text(field, row[field])
     with transaction() as session, RunState(session, run_id) as state:
-        objective = state.objective(objective_name)
-        values = {"objective_alias": objective_alias, "uniprot": uniprot, "direction": direction}
-        values["weight"] = extract.as_finite_float(weight) if weight is not None else None
-        for field, value in values.items():
-            if value is not None:
-                setattr(objective, field, value)
+        upsert_config_objectives(state, [row], kept_in=None)
     return state.changed
+
+
+def _objective_text(field: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"{field} must be a string")
+    return extract.text_column(RunObjective.__table__.c[field])(value)
 
 
 def update_objective_metric(run_id: str, objective_name: str, metric_type: str, value: Any) -> bool:
@@ -66,7 +80,7 @@ def update_objective_metric(run_id: str, objective_name: str, metric_type: str, 
     if not isinstance(metric_type, str) or not metric_type:
         raise ValueError("metric_type must be a non-empty string")
     with transaction() as session, RunState(session, run_id) as state:
-        set_objective_metrics(state.objective(objective_name), {metric_type: value})
+        set_objective_metrics(state, state.objective(objective_name), {metric_type: value})
     return state.changed
 
 

@@ -6,7 +6,6 @@ yet creates its row: events arrive out of order, and nothing may be lost.
 
 from __future__ import annotations
 
-import math
 import operator
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -14,18 +13,18 @@ from datetime import UTC, datetime
 from itertools import repeat
 from typing import Any
 
-from sqlalchemy import Integer, String, bindparam, func, literal_column, select, true, update
+from sqlalchemy import Float, Integer, String, bindparam, func, literal_column, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from store import database, extract, jsoncodec
+from store import database, event_warnings, extract, jsoncodec
 from store.database import read_transaction, transaction
 from store.direct import Direct
 from store.models import RunObjective, TrainingRun
 from store.records import UNLOADED, ObjectiveRecord, Record, RunRecord, changes
 
 RUN_COLUMNS = RunRecord.columns
-JSON_COLUMNS = ("config_json", "final_metrics_json", "progress_json")
+JSON_COLUMNS = ("config_json", "final_metrics_json", "progress_json", "warnings")
 OBJECTIVE_FIELDS = (
     "objective_name",
     "objective_alias",
@@ -39,7 +38,7 @@ OBJECTIVE_FIELDS = (
     "extra_metrics_json",
 )
 # What insert_run accepts as **metadata: the typed columns a caller may set directly.
-METADATA_COLUMNS = frozenset(RUN_COLUMNS) - {"run_id", "updated_at", "progress_json", "last_step"}
+METADATA_COLUMNS = frozenset(RUN_COLUMNS) - {"run_id", "updated_at", "progress_json", "last_step", "warnings"}
 MAX_ID_LENGTH = 255
 _RUNS = TrainingRun.__table__
 
@@ -336,6 +335,20 @@ class RunState:
     def remove_objective(self, name: str) -> None:
         changes(self.session).delete(self.objectives.pop(name))
 
+    def warn(self, field: str, message: str) -> None:
+        """Record on the run, and for the event being applied, why ``field`` holds no value."""
+        event_warnings.say(f"run {self.run.run_id}: {field}: {message}")
+        warnings = self.run.warnings or {}
+        if warnings.get(field) != message:
+            # Replaced, not changed in place: a record's changes are found by comparing values.
+            self.run.warnings = {**warnings, field: message}
+
+    def unwarn(self, field: str) -> None:
+        """Drop the run's warning about ``field``, which holds a value again."""
+        warnings = self.run.warnings
+        if warnings and field in warnings:
+            self.run.warnings = {k: v for k, v in warnings.items() if k != field} or None
+
     def __enter__(self) -> RunState:
         self.before = self._state()
         return self
@@ -368,7 +381,17 @@ def parse_time(value: Any, field: str) -> datetime:
     raise ValueError(f"{field} must be a datetime or an ISO-8601 string")
 
 
+# Every typed column a value may be too large for: numbers, and text of a bounded length.
+_FIT = {
+    column.key: extract.column_converter(column)
+    for column in _RUNS.columns
+    if isinstance(column.type, Integer | Float) or (isinstance(column.type, String) and column.type.length)
+}
+
+
 def coerce_field(name: str, value: Any) -> Any:
+    """Return a value for a typed column, an ``extract.Unfit`` when it is too large for it, or raise
+    ValueError for a value of the wrong kind."""
     if value is None:
         return None
     column = TrainingRun.__table__.columns[name]
@@ -377,31 +400,67 @@ def coerce_field(name: str, value: Any) -> Any:
     if name.endswith("_at"):
         return parse_time(value, name)
     python_type = column.type.python_type
-    if python_type is int:
-        converted = extract.as_int(value)
-    elif python_type is float:
-        converted = (
-            extract.as_finite_float(value) if not (isinstance(value, float) and math.isnan(value)) else None
-        )
-        if converted is None and not isinstance(value, float):
+    if python_type is str and value == "":
+        return value
+    converted = _FIT[name](value)
+    if python_type is float:
+        if isinstance(converted, extract.Unfit) and isinstance(value, float):
+            return None  # NaN and the infinities: documented as no value
+        if converted is None:
             raise ValueError(f"{name} must be a number, not {value!r}")
         return converted
-    else:
-        converted = value if isinstance(value, str) else None
     if converted is None:
         raise ValueError(f"{name} must be of type {python_type.__name__}, not {value!r}")
     return converted
 
 
-def upsert_config_objectives(state: RunState, rows: list[dict[str, Any]]) -> None:
+def fit(name: str, value: Any) -> Any:
+    """Return ``value`` if the typed column ``name`` holds it, else an ``extract.Unfit`` saying why."""
+    if value is None or name not in _FIT:
+        return value
+    converted = _FIT[name](value)
+    return value if converted is None else converted
+
+
+def left_empty(reason: str, kept_in: str | None) -> str:
+    """Say that a value was left out of its typed column, and where it is kept."""
+    return f"{reason}; left empty" + (f", the value is kept in {kept_in}" if kept_in else "")
+
+
+def set_columns(state: RunState, columns: Mapping[str, Any], kept_in: str | None) -> None:
+    """Set typed columns; one whose value does not fit is emptied, with a warning naming where
+    the value is kept."""
+    run = state.run
+    warned = run.warnings
+    for name, value in columns.items():
+        if type(value) is extract.Unfit:
+            state.warn(name, left_empty(value.reason, kept_in))
+            value = None
+        elif warned and name in warned:
+            state.unwarn(name)
+        setattr(run, name, value)
+
+
+def upsert_config_objectives(
+    state: RunState, rows: list[dict[str, Any]], kept_in: str | None = "config_json"
+) -> None:
+    """Create or update the objectives of config rows; a value that does not fit is left out, with a
+    warning."""
     for row in rows:
-        objective = state.objective(row["objective_name"])
+        name = row["objective_name"]
+        if type(name) is extract.Unfit:
+            state.warn("objectives", left_empty(f"an objective's name: {name.reason}", kept_in))
+            continue
+        objective = state.objective(name)
         for field in ("objective_alias", "uniprot", "weight", "direction"):
-            if row.get(field) is not None:
-                setattr(objective, field, row[field])
+            value = row.get(field)
+            if type(value) is extract.Unfit:
+                state.warn(f"objectives.{name}.{field}", left_empty(value.reason, kept_in))
+            elif value is not None:
+                setattr(objective, field, value)
 
 
-def set_objective_metrics(objective: ObjectiveRecord, metrics: Mapping[str, Any]) -> None:
+def set_objective_metrics(state: RunState, objective: ObjectiveRecord, metrics: Mapping[str, Any]) -> None:
     """Set final statistics; what the typed columns cannot hold exactly goes to JSON."""
     extra: dict[str, Any] | None = None
     for metric_type, value in metrics.items():
@@ -411,6 +470,12 @@ def set_objective_metrics(objective: ObjectiveRecord, metrics: Mapping[str, Any]
                 setattr(objective, metric_type, number)
             if value is None or number is not None:
                 continue
+            unfit = extract.float_column(value)
+            if type(unfit) is extract.Unfit:
+                state.warn(
+                    f"objectives.{objective.objective_name}.{metric_type}",
+                    left_empty(unfit.reason, "extra_metrics_json"),
+                )
         if extra is None:
             extra = dict(objective.extra_metrics_json or {})
         extra[metric_type] = value
@@ -425,7 +490,15 @@ def apply_summary_objectives(state: RunState) -> None:
     }
     metrics = extract.summary_objective_metrics(state.run.final_metrics_json, alias_to_name)
     for name, values in metrics.items():
-        set_objective_metrics(state.objective(name), values)
+        if len(name) > extract.OBJECTIVE_NAME_LENGTH:
+            state.warn(
+                "objectives",
+                f"an objective name of {len(name)} characters is longer than "
+                f"{extract.OBJECTIVE_NAME_LENGTH}; its values are kept in final_metrics_json only",
+            )
+            continue
+        set_objective_metrics(state, state.objective(name), values)
+    _warn_of_missing_objective_values(state, metrics)
     # A summary that arrived before the launch config filed metrics under a name guessed
     # from the alias; once the config maps that alias to another name, the guess goes.
     guesses = {extract.objective_name_for_alias(alias, {}) for alias in alias_to_name} - set(
@@ -434,6 +507,22 @@ def apply_summary_objectives(state: RunState) -> None:
     for name in guesses & set(state.objectives):
         if state.objectives[name].direction is None and state.objectives[name].objective_alias is None:
             state.remove_objective(name)
+
+
+def _warn_of_missing_objective_values(state: RunState, metrics: Mapping[str, Any]) -> None:
+    """Say so when a completed run's summary holds no value for the objectives its config names."""
+    if metrics or state.run.status != "completed":
+        if state.run.warnings and "objectives.values" in state.run.warnings:
+            state.unwarn("objectives.values")
+        return
+    named = sorted(o.objective_alias or o.objective_name for o in state.objectives.values())
+    if named:
+        state.warn(
+            "objectives.values",
+            "the summary has no objectives/<alias>/<stat> key for "
+            + ", ".join(named)
+            + ": their values are empty",
+        )
 
 
 def insert_run(
@@ -449,21 +538,24 @@ def insert_run(
         raise ValueError(f"unknown run field(s): {', '.join(unknown)}")
     if config_dict is not None and not isinstance(config_dict, Mapping):
         raise ValueError("config_dict must be a mapping")
+    if wandb_run_id is not None and not isinstance(wandb_run_id, str):
+        raise ValueError("wandb_run_id must be a string")
+    if chain_of_custody_id is not None and not isinstance(chain_of_custody_id, str):
+        raise ValueError("chain_of_custody_id must be a string")
     columns = extract.config_columns(config_dict)
     explicit = {name: coerce_field(name, value) for name, value in metadata.items()}
     explicit.update(
         {
-            k: v
+            k: fit(k, v)
             for k, v in (("wandb_run_id", wandb_run_id), ("chain_of_custody_id", chain_of_custody_id))
             if v is not None
         }
     )
-    columns.update({k: v for k, v in explicit.items() if v is not None})
-    status = columns.pop("status", None)
+    status = explicit.pop("status", None)
     with transaction() as session, RunState(session, run_id) as state:
         run = state.run
-        for name, value in columns.items():
-            setattr(run, name, value)
+        set_columns(state, columns, "config_json")
+        set_columns(state, {k: v for k, v in explicit.items() if v is not None}, None)
         if config_dict is not None:
             run.config_json = dict(config_dict)
         if status is not None:
@@ -495,9 +587,7 @@ def update_run_status(
     }
     with transaction() as session, RunState(session, run_id) as state:
         apply_status(state, status, final_metrics_json)
-        for name, value in explicit.items():
-            if value is not None:
-                setattr(state.run, name, value)
+        set_columns(state, {k: v for k, v in explicit.items() if v is not None}, None)
     return state.changed
 
 
@@ -508,14 +598,14 @@ def apply_status(state: RunState, status: str, summary: Mapping[str, Any] | None
     raise_status(run, status)
     if summary is not None and take_summary:
         run.final_metrics_json = dict(summary)
-        for name, value in extract.summary_columns(summary).items():
-            setattr(run, name, value)
+        set_columns(state, extract.summary_columns(summary), "final_metrics_json")
         apply_summary_objectives(state)
 
 
-def _summary_step(summary: Mapping[str, Any] | None) -> float:
+def _summary_step(summary: Mapping[str, Any] | None) -> int | float:
     step = summary.get("_step") if isinstance(summary, Mapping) else None
-    return float(step) if isinstance(step, int | float) and not isinstance(step, bool) else -1.0
+    # Compared as they are: float() of an integer past a double's range raises.
+    return step if isinstance(step, int | float) and not isinstance(step, bool) and step == step else -1
 
 
 def _summary_wins(run: RunRecord, status: str, summary: Mapping[str, Any]) -> bool:
@@ -533,12 +623,19 @@ def record_progress(run_id: str, step: int, metrics: Mapping[str, Any] | None = 
     """Merge live training metrics at ``step`` into the run; older steps never overwrite newer ones."""
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:
         raise ValueError("step must be a non-negative integer")
+    fitted = fit("last_step", step)
     with transaction() as session, RunState(session, run_id, with_objectives=False) as state:
         run = state.run
         raise_status(run, "running")
-        if run.last_step is None or step > run.last_step:
+        if type(fitted) is extract.Unfit:
+            # Past any step a column holds, so the latest: its metrics are the run's progress.
+            set_columns(state, {"last_step": fitted}, None)
+            run.progress_json = dict(metrics or {})
+        elif run.last_step is None or step > run.last_step:
             run.last_step = step
             run.progress_json = dict(metrics or {})
+            if run.warnings:
+                state.unwarn("last_step")
         elif step == run.last_step:
             run.progress_json = {**(run.progress_json or {}), **(metrics or {})}
     return state.changed
@@ -549,9 +646,7 @@ def _attach(run_id: str, **keys: str | None) -> bool:
         if value is not None and not isinstance(value, str):
             raise ValueError(f"{name} must be a string")
     with transaction() as session, RunState(session, run_id, with_objectives=False) as state:
-        for name, value in keys.items():
-            if value:
-                setattr(state.run, name, value)
+        set_columns(state, {name: fit(name, value) for name, value in keys.items() if value}, None)
     return state.changed
 
 
@@ -586,9 +681,7 @@ def mark_crashed(
     }
     with transaction() as session, RunState(session, run_id, with_objectives=False) as state:
         raise_status(state.run, "crashed")
-        for name, value in keys.items():
-            if value:
-                setattr(state.run, name, value)
+        set_columns(state, {name: fit(name, value) for name, value in keys.items() if value}, None)
     return state.changed
 
 

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from store import extract
 from store.database import read_transaction, transaction
 from store.models import TrainingRun, WandbSyncState
-from store.runs import RunState, apply_status, upsert_config_objectives
+from store.runs import MAX_ID_LENGTH, RunState, apply_status, fit, set_columns, upsert_config_objectives
 
 # Keys under which the pipeline may log its own run id into the W&B config.
 RUN_ID_CONFIG_KEYS = ("run_id", "training_db_run_id")
@@ -40,7 +40,7 @@ def upsert_wandb_run(
             (
                 config[k]
                 for k in RUN_ID_CONFIG_KEYS
-                if config and isinstance(config.get(k), str) and config[k]
+                if config and isinstance(config.get(k), str) and 0 < len(config[k]) <= MAX_ID_LENGTH
             ),
             None,
         ) or session.scalar(
@@ -50,20 +50,33 @@ def upsert_wandb_run(
         )
         with RunState(session, run_id or wandb_run_id) as run_state:
             run = run_state.run
-            run.wandb_run_id = wandb_run_id
-            run.wandb_entity = run.wandb_entity or entity
-            run.wandb_project = run.wandb_project or project
+            reported = {"wandb_run_id": wandb_run_id, "wandb_entity": entity, "wandb_project": project}
+            _set_reported(run_state, reported)
             if run.config_json is None and config:
                 run.config_json = dict(config)
-                for name, value in extract.config_columns(config).items():
-                    if getattr(run, name) is None:
-                        setattr(run, name, value)
+                columns = extract.config_columns(config)
+                set_columns(
+                    run_state,
+                    {name: value for name, value in columns.items() if getattr(run, name) is None},
+                    "config_json",
+                )
                 upsert_config_objectives(run_state, extract.config_objectives(config))
-            run.run_name = run.run_name or run_name
+            _set_reported(run_state, {"run_name": run_name})
             if created_at is not None and (run.created_at is None or created_at < run.created_at):
                 run.created_at = created_at
             apply_status(run_state, status, summary)
     return run_state.changed
+
+
+def _set_reported(state: RunState, reported: dict[str, Any]) -> None:
+    """Set W&B's id of the run, and the fields the run does not have yet, from what W&B reports."""
+    run = state.run
+    chosen = {
+        name: fit(name, value)
+        for name, value in reported.items()
+        if value is not None and (name == "wandb_run_id" or getattr(run, name) is None)
+    }
+    set_columns(state, chosen, None)
 
 
 def wandb_sync_cursor(entity: str, project: str) -> datetime | None:

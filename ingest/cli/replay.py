@@ -34,8 +34,8 @@ from ingest.events import S3ObjectEvent, S3Objects, Source
 from ingest.intake import Intake, Receipt
 from ingest.wandb_api import WandbApiError, WandbClient
 from ingest.worker import PermanentError, handle, make_context
-from store import inbox
-from store.database import DatabaseUnavailable
+from store import event_warnings, inbox
+from store.database import DatabaseUnavailable, deterministic
 
 log = logging.getLogger("sqs")
 
@@ -160,8 +160,9 @@ def replay_inbox(
 ) -> None:
     """Run stored events through the handlers again, e.g. after a fix.
 
-    The current code handles each event again, and the attempt is recorded on it is recorded on the event: done, ignored, invalid (the handler refuses
-    it for good) or failed (the worker retries it), with the error. Exits 1 when any failed.
+    The current code handles each event again, and the attempt is recorded on the event: done or
+    ignored (with any warnings), invalid (the handler refuses it for good), dead (it failed in a way
+    that repeats) or failed (the worker retries it), with the error. Exits 1 when any failed.
     """
     settings = load_settings()
     if "all" in statuses or (event_ids and not statuses):
@@ -176,6 +177,7 @@ def replay_inbox(
                     f"would replay event {delivery.id}: {delivery.source} {delivery.kind} {delivery.status}, "
                     f"received {delivery.received_at:%Y-%m-%d %H:%M:%S}, {delivery.attempts} attempt(s)"
                     + (f", last error: {delivery.last_error}" if delivery.last_error else "")
+                    + (f", warnings: {'; '.join(delivery.warnings)}" if delivery.warnings else "")
                 )
         click.echo(f"would replay {len(ids)} event(s)")
         return
@@ -188,7 +190,8 @@ def replay_inbox(
             continue
         item = f"event {delivery.id} ({delivery.kind})"
         try:
-            outcome = handle(delivery.source, delivery.body, context)
+            with event_warnings.collecting() as warnings:
+                outcome = handle(delivery.source, delivery.body, context)
         except PermanentError as error:
             inbox.set_status(delivery.id, "invalid", str(error))
             tally.fail(item, error)
@@ -197,10 +200,11 @@ def replay_inbox(
             raise
         except Exception as error:
             message = f"{type(error).__name__}: {error}"
-            inbox.set_status(delivery.id, "failed", message)
+            # As the worker records it: a failure that would repeat is dead, not retried.
+            inbox.set_status(delivery.id, "dead" if deterministic(error) else "failed", message)
             tally.fail(item, message)
             continue
-        inbox.set_status(delivery.id, "ignored" if outcome is Outcome.IGNORED else "done")
+        inbox.set_status(delivery.id, "ignored" if outcome is Outcome.IGNORED else "done", warnings=warnings)
         tally.count(outcome)
     tally.report()
 

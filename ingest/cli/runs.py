@@ -291,7 +291,7 @@ def run(run_id: str, output_format: str) -> None:
         _echo_json(found)
         return
     crash = ("error_message", "error_log_s3_key", "crash_report_s3_key", "crash_analysis_s3_key")
-    shown_apart = {*DOCUMENTS.values(), *crash, "objectives"}
+    shown_apart = {*DOCUMENTS.values(), *crash, "objectives", "warnings"}
     fields = [(name, value) for name, value in found.items() if name not in shown_apart]
     _print_table(fields, ("field", "value"), title=f"run {run_id}")
     metrics = extract.OBJECTIVE_COLUMNS
@@ -305,6 +305,8 @@ def run(run_id: str, output_format: str) -> None:
     )
     if any(found[name] for name in crash):
         _print_table(((name, found[name]) for name in crash), ("crash", "value"), title="crash report")
+    if found["warnings"]:
+        _print_table(sorted(found["warnings"].items()), ("field", "warning"), title="warnings")
     for title, name in (("config", "config_json"), ("summary", "final_metrics_json")):
         click.echo(f"{title}:")
         click.echo(json.dumps(plain(found[name]), indent=2, sort_keys=True, ensure_ascii=False))
@@ -385,11 +387,12 @@ def events(status: str | None, source: str | None, limit: int, output_format: st
     deliveries = inbox.list_deliveries(status, source, limit)
     columns = ("id", "received_at", "source", "kind", "status", "attempts", "last_error")
     if output_format == "json":
-        _echo_json([{c: getattr(d, c) for c in (*columns, "dedupe_key", "processed_at")} for d in deliveries])
+        shown = (*columns, "warnings", "dedupe_key", "processed_at")
+        _echo_json([{c: getattr(d, c) for c in shown} for d in deliveries])
         return
     _print_table(
-        ([getattr(d, c) for c in columns] for d in deliveries),
-        ("id", "received", "source", "kind", "status", "attempts", "last error"),
+        ([*(getattr(d, c) for c in columns), "\n".join(d.warnings or ())] for d in deliveries),
+        ("id", "received", "source", "kind", "status", "attempts", "last error", "warnings"),
         title=f"{len(deliveries)} event(s)",
     )
 

@@ -19,6 +19,7 @@ import store
 from ingest.cli import main, runs
 from store import inbox
 from tests.factory import generate_runs
+from tests.webhooks import post_pipeline
 
 RUNS = list(generate_runs(24, seed=7))
 
@@ -400,3 +401,29 @@ def test_an_export_that_fails_leaves_no_file(db, tmp_path):
     assert result.exit_code == 1
     assert result.output == "Error: unknown field 'colour': use a column (" + result.output.split("(", 1)[1]
     assert not Path(output).exists()
+
+
+def test_warnings_show_on_the_event_and_on_the_run(client, worker, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "400")
+    body = (
+        b'{"type": "run.launched", "timestamp": "2026-11-20T10:00:00Z", "data": {"run_id": "big-seed",'
+        b' "config": {"training": {"seed": 12345678901234567890}}}}'
+    )
+    event_id = post_pipeline(client, body).json["event_id"]
+    worker.run_once()
+
+    events = invoke("events")
+    events_json = strict_json(invoke("events", "--format", "json").output)
+    shown = invoke("run", "big-seed")
+    as_json = strict_json(invoke("run", "big-seed", "--format", "json").output)
+
+    warning = "12345678901234567890 is out of range for a 64-bit integer; left empty, the value is kept in config_json"
+    assert events.exit_code == 0, events.output
+    assert re.search(rf"│ {event_id} +│ .* │ done +│ 1 +│ +│ run big-seed: seed: {re.escape(warning)} │", events.output)
+    assert events_json[0]["warnings"] == [f"run big-seed: seed: {warning}"]
+    assert shown.exit_code == 0, shown.output
+    assert re.search(r"warnings\s+┏━+┳━+┓\s+┃ field ┃ warning +┃", shown.output)
+    assert f"│ seed  │ {warning} │" in shown.output
+    assert as_json["seed"] is None
+    assert as_json["warnings"] == {"seed": warning}
+    assert as_json["config_json"] == {"training": {"seed": 12345678901234567890}}

@@ -220,3 +220,28 @@ class _Ok:
 
     def raise_for_status(self) -> None:
         return None
+
+
+def test_a_notification_with_values_no_column_holds_is_applied_with_warnings(client, worker):
+    def record(key: str, size: int, sequencer: str) -> dict:
+        obj = {"key": key, "size": size, "eTag": "e1", "sequencer": sequencer}
+        return {"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": "b"}, "object": obj}}
+
+    body = {
+        "Records": [
+            record("crash-reports/r1/error.log", 2**64, "0" * 100),
+            record(f"crash-reports/{'r' * 1100}/report.md", 1, "0A"),
+        ]
+    }
+    event_id = post_s3(client, body).json["event_id"]
+
+    worker.run_once()
+
+    delivery = inbox.get_delivery(event_id)
+    assert delivery.status == "done", delivery.last_error
+    assert delivery.warnings == [
+        "s3 object sequencer: a string of 100 characters is longer than 64; left empty",
+        "s3 object size: 18446744073709551616 is out of range for a 64-bit integer; left empty",
+        "s3 object key: a string of 1124 characters is too long; the notification is left out",
+    ]
+    assert store.get_run("r1")["error_log_s3_key"] == "crash-reports/r1/error.log"

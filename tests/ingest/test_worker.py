@@ -7,12 +7,14 @@ import time
 from datetime import timedelta
 
 import pytest
+from click.testing import CliRunner
 
 import store
 from handlers import HANDLERS, Outcome
+from ingest.cli import main
 from ingest.events import EventKind
 from ingest.worker import BATCH_ATTEMPTS, Worker
-from store import inbox
+from store import extract, inbox
 from tests.inbox import backdate, fill
 from tests.webhooks import fixture, pipeline_event, post_pipeline
 
@@ -324,3 +326,212 @@ def test_a_running_worker_archives_old_processed_deliveries_in_batches_and_keeps
         ("invalid", "invalid"),
         ("invalid", "run.started"),
     ]
+
+
+# --- values a typed column cannot hold, and failures that would repeat ---------------------------
+
+SEED = 12345678901234567890  # torch.initial_seed() returns 64 unsigned bits: past a signed bigint
+
+
+def _body(event_type: str, run_id: str, fields: str) -> bytes:
+    """An event body written by hand, so that numbers reach the app as the JSON text says them."""
+    head = f'{{"type": "{event_type}", "timestamp": "2026-11-20T10:00:00Z", "data": {{"run_id": "{run_id}", '
+    return (head + fields + "}}").encode()
+
+
+def _launch(run_id: str, config: str, objectives: str = "") -> bytes:
+    return _body("run.launched", run_id, '"config": {' + config + objectives + "}")
+
+
+def _finish(run_id: str, summary: str) -> bytes:
+    return _body("run.finished", run_id, '"summary": {' + summary + "}")
+
+
+def _progress(run_id: str, step: str) -> bytes:
+    return _body("run.progress", run_id, f'"step": {step}, "metrics": {{"train/loss": 0.5}}')
+
+
+def _objective(weight: str) -> str:
+    return ', "objectives": [{"name": "COMT_activity", "alias": "comt", "weight": ' + weight + "}]"
+
+
+@pytest.mark.parametrize(
+    ("bodies", "field", "where", "kept"),
+    [
+        (
+            [_launch("r1", f'"training": {{"seed": {SEED}}}')],
+            "seed",
+            "64-bit",
+            ("config_json", ["training", "seed"], SEED),
+        ),
+        (
+            [_launch("r1", '"training": {"batch_size": 2147483648}')],
+            "batch_size",
+            "32-bit",
+            ("config_json", ["training", "batch_size"], 2**31),
+        ),
+        (
+            [_launch("r1", '"max_steps": 1e20')],
+            "max_steps",
+            "64-bit",
+            ("config_json", ["max_steps"], 1e20),
+        ),
+        (
+            [_launch("r1", '"learning_rate": 1e400')],
+            "learning_rate",
+            "not a finite number",
+            ("config_json", ["learning_rate"], float("inf")),
+        ),
+        (
+            [_launch("r1", '"lr": 0.1', _objective("1e400"))],
+            "objectives.COMT_activity.weight",
+            "not a finite number",
+            ("config_json", ["objectives", 0, "weight"], float("inf")),
+        ),
+        (
+            [_finish("r1", '"_step": 9223372036854775808, "objectives/comt/raw_mean": 1e400')],
+            "total_training_steps",
+            "64-bit",
+            ("final_metrics_json", ["_step"], 2**63),
+        ),
+        (
+            [_finish("r1", '"_step": 5, "objectives/comt/raw_mean": 1e400')],
+            "objectives.comt.raw_mean",
+            "not a finite number",
+            ("final_metrics_json", ["objectives/comt/raw_mean"], float("inf")),
+        ),
+        (
+            [_progress("r1", "9223372036854775808")],
+            "last_step",
+            "64-bit",
+            ("progress_json", ["train/loss"], 0.5),
+        ),
+        (
+            [_launch("r1", '"training": {"gradient_method": "%s"}' % ("m" * 200))],
+            "gradient_method",
+            "longer than 128",
+            ("config_json", ["training", "gradient_method"], "m" * 200),
+        ),
+    ],
+    ids=["seed", "batch_size", "max_steps", "learning_rate", "weight", "_step", "raw_mean", "step", "long"],
+)
+def test_a_value_its_typed_column_cannot_hold_is_applied_kept_in_the_json_and_warned_of(
+    client, worker, bodies, field, where, kept
+):
+    ids = [post_pipeline(client, body).json["event_id"] for body in bodies]
+
+    worker.run_once()
+
+    delivery = inbox.get_delivery(ids[-1])
+    assert delivery.status == "done", delivery.last_error
+    (warning,) = [w for w in delivery.warnings if w.startswith(f"run r1: {field}: ")]
+    assert where in warning
+    run = store.get_run("r1")
+    assert where in run["warnings"][field]
+    column = field.rsplit(".", 1)[-1]
+    if field.startswith("objectives."):
+        assert {o["objective_name"]: o[column] for o in run["objectives"]}[field.split(".")[1]] is None
+    else:
+        assert run[column] is None
+    document, path, value = kept
+    node = run[document]
+    for part in path:
+        node = node[part]
+    assert node == value and type(node) is type(value)
+
+
+def test_the_issues_big_seed_launch_and_finish_make_a_completed_run_with_its_config(client, worker):
+    post_pipeline(client, _launch("big-seed", f'"training": {{"seed": {SEED}, "batch_size": 64}}'))
+    post_pipeline(client, _finish("big-seed", '"_step": 10, "train/loss": 0.25'))
+
+    worker.run_once()
+
+    run = store.get_run("big-seed")
+    assert (run["status"], run["seed"], run["batch_size"], run["final_loss"]) == ("completed", None, 64, 0.25)
+    assert run["config_json"] == {"training": {"seed": SEED, "batch_size": 64}}
+    assert inbox.counts() == {("pipeline", "done"): 2}
+
+
+def test_a_value_that_fits_again_clears_the_runs_warning(client, worker):
+    post_pipeline(client, _launch("r1", f'"seed": {SEED}'))
+    worker.run_once()
+    event_id = post_pipeline(client, _launch("r1", '"seed": 7')).json["event_id"]
+
+    worker.run_once()
+
+    assert (store.get_run("r1")["seed"], store.get_run("r1")["warnings"]) == (7, None)
+    assert inbox.get_delivery(event_id).warnings is None
+
+
+def test_a_completed_run_whose_summary_has_no_objective_values_is_warned_of(client, worker):
+    post_pipeline(client, _launch("r1", '"lr": 0.1', _objective("1.0")))
+    event_id = post_pipeline(client, _finish("r1", '"_step": 5, "COMT_activity": 0.9')).json["event_id"]
+
+    worker.run_once()
+
+    expected = "the summary has no objectives/<alias>/<stat> key for comt: their values are empty"
+    assert inbox.get_delivery(event_id).warnings == [f"run r1: objectives.values: {expected}"]
+    assert store.get_run("r1")["warnings"] == {"objectives.values": expected}
+
+
+def test_a_summary_with_objective_values_has_no_warning(client, worker):
+    post_pipeline(client, _launch("r1", '"lr": 0.1', _objective("1.0")))
+    event_id = post_pipeline(client, _finish("r1", '"_step": 5, "objectives/comt/raw_mean": 0.9')).json[
+        "event_id"
+    ]
+
+    worker.run_once()
+
+    assert inbox.get_delivery(event_id).warnings is None
+    assert store.get_run("r1")["warnings"] is None
+    assert store.get_run("r1")["objectives"][0]["raw_mean"] == 0.9
+
+
+def test_a_failure_that_would_repeat_is_dead_at_once_with_its_error(client, worker, monkeypatch):
+    from sqlalchemy.exc import DataError
+
+    refused = DataError("INSERT ...", {}, Exception('value "1" is out of range for type integer'))
+    calls = _break_handler(monkeypatch, EventKind.RUN_LAUNCHED, refused)
+    event_id = post_pipeline(client, fixture("pipeline", "run_launched__basic")).json["event_id"]
+    other = post_pipeline(client, pipeline_event("run.started", "r2")).json["event_id"]
+
+    worker.run_once()
+
+    dead = inbox.get_delivery(event_id)
+    assert (dead.status, dead.attempts) == ("dead", 1)
+    assert "DataError" in dead.last_error and "out of range for type integer" in dead.last_error
+    assert inbox.get_delivery(other).status == "done"
+    # Once in the batch, once alone: a failure in a batch may be another event's, written late.
+    assert len(calls) == 2
+
+
+def test_a_unique_violation_may_be_a_race_and_is_retried(client, worker, monkeypatch):
+    from sqlalchemy.exc import IntegrityError
+
+    _break_handler(monkeypatch, EventKind.RUN_LAUNCHED, IntegrityError("INSERT ...", {}, Exception("dup")))
+    event_id = post_pipeline(client, fixture("pipeline", "run_launched__basic")).json["event_id"]
+
+    worker.run_once()
+
+    assert inbox.get_delivery(event_id).status == "failed"
+
+
+def test_a_value_the_database_refuses_is_dead_at_once_and_replayed_after_the_fix(client, worker, monkeypatch):
+    # The worker as it was: the seed goes to its column unchecked, and the database refuses it.
+    paths, _ = extract.CONFIG_COLUMNS["seed"]
+    with monkeypatch.context() as before_the_fix:
+        before_the_fix.setitem(extract.CONFIG_COLUMNS, "seed", (paths, extract.as_int))
+        event_id = post_pipeline(client, _launch("big-seed", f'"seed": {SEED}')).json["event_id"]
+        worker.run_once()
+    dead = inbox.get_delivery(event_id)
+    assert (dead.status, dead.attempts) == ("dead", 1), dead.last_error
+    assert store.get_run("big-seed") is None
+
+    result = CliRunner().invoke(main, ["replay", "inbox"])
+
+    assert result.exit_code == 0, result.output
+    assert "seen 1: applied 1" in result.output
+    replayed = inbox.get_delivery(event_id)
+    assert (replayed.status, replayed.last_error) == ("done", None)
+    assert replayed.warnings and "seed" in replayed.warnings[0]
+    assert store.get_run("big-seed")["config_json"] == {"seed": SEED}

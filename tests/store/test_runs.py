@@ -311,3 +311,57 @@ def test_get_stats_counts_by_status_and_method_and_the_crash_rate(db):
 def test_get_stats_of_an_empty_database(db):
     assert store.get_stats()["total_runs"] == 0
     assert store.get_stats()["crash_rate"] == 0.0
+
+
+HUGE_CONFIG = {
+    "training": {"seed": 2**64 + 1, "batch_size": 2**31, "max_steps": 1e20, "learning_rate": 10**400},
+    "model": {"name": "m" * 300},
+    "objectives": [{"name": "COMT_activity", "alias": "comt", "weight": 10**400, "uniprot": "u" * 65}],
+}
+HUGE_SUMMARY = {"_step": 2**63, "train/loss": -(10**400), "_runtime": math.inf, "objectives/comt/raw_mean": 10**400}
+HUGE_COLUMNS = ("seed", "batch_size", "max_steps", "learning_rate", "model_name", "total_training_steps")
+
+
+def _check_huge_run(run_id: str) -> None:
+    run = store.get_run(run_id)
+    assert (run["config_json"], run["final_metrics_json"]) == (HUGE_CONFIG, HUGE_SUMMARY)
+    assert all(run[column] is None for column in (*HUGE_COLUMNS, "final_loss", "duration_seconds"))
+    (objective,) = run["objectives"]
+    assert (objective["weight"], objective["uniprot"], objective["raw_mean"]) == (None, None, None)
+    assert objective["extra_metrics_json"] == {"raw_mean": 10**400}
+    assert set(run["warnings"]) >= {
+        *HUGE_COLUMNS,
+        "final_loss",
+        "objectives.COMT_activity.weight",
+        "objectives.COMT_activity.uniprot",
+        "objectives.COMT_activity.raw_mean",
+    }
+
+
+def test_direct_calls_keep_values_no_column_holds_in_json_and_warn_on_the_run(db):
+    assert store.insert_run("r1", config_dict=HUGE_CONFIG, wandb_entity="e" * 300, chain_of_custody_id="c" * 300)
+    assert store.update_run_status("r1", "finished", final_metrics_json=HUGE_SUMMARY)
+    assert store.record_progress("r1", 2**70, {"loss": 10**400})
+    assert store.attach_blog_post("r1", "https://" + "b" * 3000)
+
+    _check_huge_run("r1")
+    run = store.get_run("r1")
+    assert (run["wandb_entity"], run["chain_of_custody_id"], run["last_step"], run["blog_post_url"]) == (None,) * 4
+    assert run["progress_json"] == {"loss": 10**400}
+    assert "longer than 255" in run["warnings"]["wandb_entity"]
+    assert "longer than 2048" in run["warnings"]["blog_post_url"]
+
+
+def test_load_runs_keeps_values_no_column_holds_in_json_and_warns_on_the_run(db):
+    record = {"run_id": "r1", "config": HUGE_CONFIG, "state": "finished", "summary": HUGE_SUMMARY}
+
+    assert store.load_runs([record, {**record, "run_id": "r2"}, record]) == 3
+
+    _check_huge_run("r1")
+    _check_huge_run("r2")
+
+
+def test_an_empty_string_given_for_a_text_column_is_kept(db):
+    assert store.insert_run("r1", run_name="", wandb_entity="")
+
+    assert (store.get_run("r1")["run_name"], store.get_run("r1")["wandb_entity"]) == ("", "")

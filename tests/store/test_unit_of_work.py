@@ -13,6 +13,8 @@ from sqlalchemy.pool import NullPool
 import store
 import store.direct
 import store.records
+import store.runs
+from store import extract
 from store.database import DatabaseUnavailable
 from tests.store.test_runs import CONFIG, SUMMARY
 
@@ -102,20 +104,30 @@ def test_a_unit_compares_documents_stored_before_it_and_writes_only_what_changed
     assert store.get_run("r1")["config_json"] == CONFIG
 
 
+def _unchecked(monkeypatch: pytest.MonkeyPatch, column: str) -> None:
+    """Let values of any length through to ``column``, which the store checks no longer fit."""
+    paths, _ = extract.CONFIG_COLUMNS[column]
+    monkeypatch.setitem(extract.CONFIG_COLUMNS, column, (paths, lambda value: value))
+    monkeypatch.setitem(store.runs._FIT, column, lambda value: value)
+
+
 # On PostgreSQL the locking reads, the updates and the new rows (COPY) go to the driver beside
 # SQLAlchemy (store/direct.py): their failures must reach callers as SQLAlchemy's always have.
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
-def test_a_new_row_the_database_refuses_fails_the_call_and_keeps_nothing_of_it(db):
+def test_a_new_row_the_database_refuses_fails_the_call_and_keeps_nothing_of_it(db, monkeypatch):
+    _unchecked(monkeypatch, "gradient_method")
+
     with pytest.raises(DataError, match="value too long"):
-        store.insert_run("r1", config_dict={"objectives": [{"name": "x" * 300}]})
+        store.insert_run("r1", config_dict={"gradient_method": "x" * 300})
 
     assert store.get_run("r1") is None
     assert store.insert_run("r1", config_dict=CONFIG)
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
-def test_an_update_the_database_refuses_fails_the_call_and_keeps_nothing_of_it(db):
+def test_an_update_the_database_refuses_fails_the_call_and_keeps_nothing_of_it(db, monkeypatch):
     store.insert_run("r1", config_dict=CONFIG)
+    _unchecked(monkeypatch, "wandb_entity")
 
     with pytest.raises(DataError, match="value too long"):
         store.insert_run("r1", wandb_entity="x" * 300)
