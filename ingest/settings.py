@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     # queryable after 32-33 ms (p50) with 20 ms, 13-23 ms with 5 ms (bench/RESULTS.md).
     worker_linger: float = Field(default=0.005, ge=0)
 
+    def wandb_syncs_impossible(self) -> bool:
+        """Tell whether W&B webhooks are taken while no API key lets the worker sync what they ask for."""
+        return bool(self.wandb_webhook_token or self.wandb_webhook_secret) and not self.wandb_api_key
+
     @field_validator("sns_topic_arns", "wandb_projects", mode="before")
     @classmethod
     def _split_list(cls, value: object) -> object:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import orjson
 from flask import Blueprint, Response, current_app, jsonify, request
 
@@ -12,6 +14,7 @@ from store import migrate
 from store.database import DatabaseUnavailable, unavailable_as_error
 
 blueprint = Blueprint("webhooks", __name__)
+log = logging.getLogger("ingest")
 
 
 def _answer(receipt: Receipt) -> Response:
@@ -67,7 +70,10 @@ def readyz() -> tuple[Response, int]:
         with unavailable_as_error():
             current = migrate.current_revision()
     except DatabaseUnavailable as error:
-        return jsonify(status="unavailable", error="database_unavailable", message=str(error)), 503
+        # The driver's message names the database's host and port: for the log, not for anyone.
+        log.error("readyz.database_unavailable error=%s", error)
+        message = "the database is unavailable; the log says why"
+        return jsonify(status="unavailable", error="database_unavailable", message=message), 503
     head = migrate.head_revision()
     if current != head:
         message = f"schema is at {current or 'nothing'}, newest is {head}: run `training-db migrate`"

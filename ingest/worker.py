@@ -12,7 +12,7 @@ from datetime import timedelta
 import store
 from handlers import HANDLERS, IGNORED, Context, Outcome
 from handlers.wandb import sync_project
-from ingest import metrics
+from ingest import WANDB_API_KEY_UNSET, metrics
 from ingest.events import EventKind
 from ingest.parsing import Invalid, Malformed, Parsed, parse_stored
 from ingest.settings import Settings
@@ -224,6 +224,8 @@ class Worker:
     def run(self, stop: threading.Event) -> None:
         """Process events until ``stop`` is set, looking for new ones every poll interval while idle."""
         log.info("worker.started database=%s", store.get_engine().dialect.name)
+        if self.settings.wandb_syncs_impossible():
+            log.warning(WANDB_API_KEY_UNSET)
         if autovacuum_off():
             # The inbox turns over every row it holds, and a batch's objectives are found by
             # run: without vacuum and fresh statistics both slow down as the tables grow.

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 import psycopg
-from sqlalchemy import BigInteger, Engine, and_, any_, bindparam, func, or_, select, update
+from sqlalchemy import BigInteger, Engine, String, and_, any_, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from store.database import DatabaseUnavailable, connect, get_engine, libpq_url
@@ -71,11 +71,15 @@ _INSERT_SQL = (
     " VALUES ($1, $2, $3, now(), $4, $5, $6, 0, $7, now())"
     " ON CONFLICT (source, dedupe_key) DO NOTHING RETURNING id"
 )
-_EARLIER_SQL = (
-    "SELECT id FROM inbox_events"
-    " WHERE source = $1 AND dedupe_key = ANY($2) AND received_at >= now() - $3 LIMIT 1"
-)
 _EXISTING_SQL = "SELECT id FROM inbox_events WHERE source = $1 AND dedupe_key = $2"
+# Past waiting: its handler has run or is running, so an identical delivery must run again.
+PAST_WAITING = ("processing", "done", "ignored", "dead")
+# The delivery past waiting gives up its key to the new one, keeping it made unique by its id.
+_SUPERSEDE_SQL = (
+    "UPDATE inbox_events SET dedupe_key = dedupe_key || '@' || id"
+    " WHERE source = $1 AND dedupe_key = $2"
+    " AND status IN ('processing', 'done', 'ignored', 'dead') RETURNING id"
+)
 
 
 # Every statement on these connections finds its rows by key, or in id order, through an index.
@@ -152,52 +156,43 @@ _connections = _Connections()
 atexit.register(_connections.close)
 
 
-def _record_on_postgresql(
-    delivery: dict[str, Any], duplicate_of: list[str], window: timedelta | None
-) -> tuple[int, bool]:
+def _record_on_postgresql(delivery: dict[str, Any], only_while_waiting: bool) -> tuple[int, bool]:
+    key = (delivery["source"], delivery["dedupe_key"])
+    values = [delivery[name] for name in ("source", "kind", "dedupe_key", "body")]
+    # The headers go as JSON text, which the column reads as jsonb: orjson writes them in a
+    # fraction of the time psycopg's Jsonb adapter takes through json.dumps.
+    values += [orjson.dumps(delivery["headers"]).decode(), delivery["status"], delivery["last_error"]]
     with _connections.cursor() as cursor:
-        if duplicate_of and window is not None:
-            earlier = cursor.execute(_EARLIER_SQL, (delivery["source"], duplicate_of, window)).fetchone()
-            if earlier is not None:
-                return earlier[0], False
-        values = [delivery[name] for name in ("source", "kind", "dedupe_key", "body")]
-        # The headers go as JSON text, which the column reads as jsonb: orjson writes them in a
-        # fraction of the time psycopg's Jsonb adapter takes through json.dumps.
-        values += [orjson.dumps(delivery["headers"]).decode(), delivery["status"], delivery["last_error"]]
-        inserted = cursor.execute(_INSERT_SQL, values).fetchone()
-        if inserted is not None:
-            return inserted[0], True
-        existing = cursor.execute(_EXISTING_SQL, (delivery["source"], delivery["dedupe_key"])).fetchone()
-        assert existing is not None
-        return existing[0], False
+        # Loops only while a concurrent identical delivery takes the key over in between.
+        while True:
+            inserted = cursor.execute(_INSERT_SQL, values).fetchone()
+            if inserted is not None:
+                return inserted[0], True
+            if only_while_waiting and cursor.execute(_SUPERSEDE_SQL, key).fetchone() is not None:
+                continue
+            existing = cursor.execute(_EXISTING_SQL, key).fetchone()
+            if existing is not None:
+                return existing[0], False
 
 
-def _record_on_sqlite(
-    delivery: dict[str, Any], duplicate_of: list[str], window: timedelta | None
-) -> tuple[int, bool]:
+def _record_on_sqlite(delivery: dict[str, Any], only_while_waiting: bool) -> tuple[int, bool]:
     now = utcnow()
     table = InboxEvent.__table__
+    same_key = (table.c.source == delivery["source"]) & (table.c.dedupe_key == delivery["dedupe_key"])
     with connect() as connection:
-        if duplicate_of and window is not None:
-            earlier = connection.execute(
-                select(table.c.id).where(
-                    table.c.source == delivery["source"],
-                    table.c.dedupe_key.in_(duplicate_of),
-                    table.c.received_at >= now - window,
-                )
-            ).first()
-            if earlier is not None:
-                return earlier.id, False
         row = {**delivery, "received_at": now, "attempts": 0, "next_attempt_at": now}
         new_id = connection.execute(_SQLITE_INSERT, row).scalar()
+        if new_id is None and only_while_waiting:
+            superseded = connection.execute(
+                update(table)
+                .where(same_key, table.c.status.in_(PAST_WAITING))
+                .values(dedupe_key=table.c.dedupe_key + "@" + table.c.id.cast(String))
+            ).rowcount
+            if superseded:
+                new_id = connection.execute(_SQLITE_INSERT, row).scalar()
         if new_id is not None:
             return new_id, True
-        existing = connection.execute(
-            select(table.c.id).where(
-                table.c.source == delivery["source"], table.c.dedupe_key == delivery["dedupe_key"]
-            )
-        ).scalar_one()
-        return existing, False
+        return connection.execute(select(table.c.id).where(same_key)).scalar_one(), False
 
 
 def record_delivery(
@@ -208,13 +203,13 @@ def record_delivery(
     headers: dict[str, Any],
     status: str = "pending",
     last_error: str | None = None,
-    also_duplicate_of: Sequence[str] = (),
-    duplicate_window: timedelta | None = None,
+    only_while_waiting: bool = False,
 ) -> tuple[int, bool]:
     """Commit one delivery; return its id and whether it is new (False: a duplicate).
 
-    ``also_duplicate_of`` names other dedupe keys that make this delivery a duplicate
-    when one was received within ``duplicate_window`` (W&B's time-bucketed keys).
+    With ``only_while_waiting``, a delivery is a duplicate of one with the same key only while
+    that one waits for its handler (pending, or failed and to be retried) or was refused as
+    invalid; once it is processing, done, ignored or dead, this one is stored anew.
     """
     if status not in STATUSES:
         raise ValueError(f"unknown inbox status {status!r}")
@@ -228,7 +223,19 @@ def record_delivery(
         "last_error": last_error,
     }
     record = _record_on_postgresql if get_engine().dialect.name == "postgresql" else _record_on_sqlite
-    return record(delivery, list(also_duplicate_of), duplicate_window)
+    return record(delivery, only_while_waiting)
+
+
+def refusal(event_id: int) -> str | None:
+    """Return the error recorded when the web refused this delivery as invalid, else None."""
+    table = InboxEvent.__table__
+    with connect(begin=False) as connection:
+        row = connection.execute(
+            select(table.c.kind, table.c.status, table.c.last_error).where(table.c.id == event_id)
+        ).first()
+    if row is None or row.kind != "invalid" or row.status != "invalid":
+        return None
+    return row.last_error or ""
 
 
 def claim(limit: int, lease: timedelta = timedelta(minutes=5)) -> list[Delivery]:

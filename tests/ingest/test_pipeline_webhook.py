@@ -212,6 +212,43 @@ def test_a_schema_violation_is_kept_as_invalid_and_answered_422_with_the_errors(
 
 
 @pytest.mark.parametrize(
+    ("body", "status", "error"),
+    [
+        (b'{"type": "run.launched", "data": ', 400, "malformed_json"),
+        (json.dumps(pipeline_event("run.launched", RUN_ID)).encode(), 422, "invalid_event"),
+    ],
+)
+def test_a_refused_delivery_sent_again_is_refused_again_in_the_same_words(client, body, status, error):
+    first = post_pipeline(client, body, webhook_id="msg_refused")
+    again = post_pipeline(client, body, webhook_id="msg_refused")
+    fixed = post_pipeline(client, fixture("pipeline", "run_launched__basic"), webhook_id="msg_refused")
+
+    assert (first.status_code, first.json["error"]) == (status, error)
+    assert (again.status_code, again.json) == (status, first.json)
+    # The id names the delivery that was refused: a corrected body needs an id of its own.
+    assert (fixed.status_code, fixed.json) == (status, first.json)
+    assert len(inbox.list_deliveries()) == 1
+
+
+def test_json_nested_to_the_limit_is_taken_and_deeper_is_refused_as_too_deep(client):
+    from ingest.parsing import MAX_JSON_DEPTH
+
+    def nested(levels: int) -> bytes:
+        # The top-level object and its data object are two levels; the rest are arrays.
+        deep = "[" * (levels - 2) + "]" * (levels - 2)
+        return f'{{"type": "run.started", "timestamp": "2026-11-20T10:00:00Z", "data": {{"run_id": "r", "x": {deep}}}}}'.encode()
+
+    deepest = post_pipeline(client, nested(MAX_JSON_DEPTH))
+    deeper = post_pipeline(client, nested(MAX_JSON_DEPTH + 1))
+
+    assert deepest.status_code == 202
+    assert deeper.status_code == 400
+    assert deeper.json["error"] == "nesting_too_deep"
+    assert deeper.json["message"] == f"body nests arrays and objects deeper than {MAX_JSON_DEPTH} levels"
+    assert inbox.get_delivery(deeper.json["event_id"]).status == "invalid"
+
+
+@pytest.mark.parametrize(
     "run_id", ["../../etc/passwd", "x'; DROP TABLE training_runs; --", "", "a" * 256, "a/b"]
 )
 def test_run_ids_that_are_not_plain_names_are_refused(client, run_id):

@@ -36,6 +36,19 @@ def test_readyz_answers_503_when_the_schema_is_behind(client, database_url):
     assert "training-db migrate" in response.json["message"]
 
 
+def test_readyz_keeps_where_the_database_is_for_the_log(settings, sns_signer, caplog):
+    down = settings.model_copy(update={"database_url": "postgresql+psycopg://postgres@127.0.0.1:1/none"})
+    client = create_app(down, fetch_pem=sns_signer.fetch_pem).test_client()
+
+    ready = client.get("/readyz")
+
+    assert ready.status_code == 503
+    assert ready.json["error"] == "database_unavailable"
+    assert "127.0.0.1" not in ready.get_data(as_text=True)
+    assert ":1" not in ready.json["message"]
+    assert "127.0.0.1" in caplog.text
+
+
 def test_readyz_and_webhooks_answer_503_when_the_database_is_unreachable(settings, sns_signer):
     down = settings.model_copy(update={"database_url": "postgresql+psycopg://postgres@127.0.0.1:1/none"})
     client = create_app(down, fetch_pem=sns_signer.fetch_pem).test_client()
@@ -92,3 +105,13 @@ def test_unknown_paths_and_methods_answer_json(client):
     assert client.get("/nowhere").json["error"] == "not_found"
     assert client.get("/webhooks/pipeline").status_code == 405
     assert "error" in client.get("/webhooks/pipeline").json
+
+
+def test_a_method_not_allowed_is_answered_with_the_methods_that_are(client):
+    refused = client.put("/webhooks/wandb", data=b"{}")
+    refused_get = client.delete("/readyz")
+
+    assert refused.status_code == 405
+    assert set(refused.headers["Allow"].split(", ")) == {"POST", "OPTIONS"}
+    assert refused_get.status_code == 405
+    assert set(refused_get.headers["Allow"].split(", ")) == {"GET", "HEAD", "OPTIONS"}
