@@ -35,8 +35,23 @@ def _receive(source: Source) -> Response:
     intake: Intake = current_app.extensions["intake"]
     environ = request.environ
     headers = {name: value for name, key in _ENVIRON_KEYS.items() if (value := environ.get(key)) is not None}
+    webhook_id = headers.get("webhook-id")
+    if webhook_id is not None and not webhook_id.isascii():
+        headers["webhook-id"] = _as_sent(webhook_id)
     # Raw bytes, never get_json(): signatures cover the exact bytes, and SNS posts text/plain.
     return _answer(intake.receive(source, request.get_data(cache=False), headers))
+
+
+def _as_sent(value: str) -> str:
+    """Return a header value as its sender wrote it, in UTF-8, where the server decoded it as Latin-1.
+
+    WSGI servers hand header bytes over decoded as Latin-1 (PEP 3333); a Standard Webhooks sender
+    signs its webhook-id in UTF-8.
+    """
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return value
 
 
 @blueprint.post("/webhooks/pipeline")

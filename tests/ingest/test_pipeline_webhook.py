@@ -164,6 +164,44 @@ def test_during_a_secret_rotation_one_matching_signature_of_several_is_enough(cl
     assert response.status_code == 202
 
 
+def signed_environ(client, raw: bytes, headers: dict[str, str], **wsgi_values: str) -> dict:
+    """Return the WSGI environ of a POST of ``raw``, with values set as a WSGI server sets them."""
+    from werkzeug.test import EnvironBuilder
+
+    environ = EnvironBuilder(
+        path="/webhooks/pipeline", method="POST", data=raw, headers=headers
+    ).get_environ()
+    return {**environ, **wsgi_values}
+
+
+@pytest.mark.parametrize("joined", [", ", ","])
+def test_two_signature_headers_joined_by_the_server_are_each_checked(client, joined):
+    raw = fixture("pipeline", "run_launched__basic")
+    headers = pipeline_headers(raw, "msg_twice")
+    old = pipeline_headers(raw, "msg_twice", secret="whsec_" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo=")
+    both = joined.join([old["webhook-signature"], headers["webhook-signature"]])
+
+    response = client.open(signed_environ(client, raw, headers, HTTP_WEBHOOK_SIGNATURE=both))
+
+    assert response.status_code == 202
+
+
+def test_a_signed_webhook_id_with_non_ascii_characters_is_accepted_as_sent(client):
+    raw = fixture("pipeline", "run_launched__basic")
+    webhook_id = "msg_été_✓"
+    headers = pipeline_headers(raw, webhook_id)
+    # gunicorn, as PEP 3333 says, hands header bytes over decoded as Latin-1.
+    as_received = webhook_id.encode().decode("latin-1")
+    headers["webhook-id"] = "placeholder"
+
+    response = client.open(signed_environ(client, raw, headers, HTTP_WEBHOOK_ID=as_received))
+    again = client.open(signed_environ(client, raw, headers, HTTP_WEBHOOK_ID=as_received))
+
+    assert response.status_code == 202
+    assert again.json == {"status": "duplicate", "event_id": response.json["event_id"]}
+    assert inbox.get_delivery(response.json["event_id"]).dedupe_key == f"webhook:{webhook_id}"
+
+
 @pytest.mark.parametrize("age", [timedelta(minutes=6), timedelta(minutes=-6)])
 def test_a_timestamp_outside_five_minutes_is_refused(client, age):
     response = post_pipeline(client, fixture("pipeline", "run_launched__basic"), when=datetime.now(UTC) - age)

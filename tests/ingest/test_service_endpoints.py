@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from sqlalchemy import create_engine, text
 
 from ingest import create_app
@@ -115,3 +117,22 @@ def test_a_method_not_allowed_is_answered_with_the_methods_that_are(client):
     assert set(refused.headers["Allow"].split(", ")) == {"POST", "OPTIONS"}
     assert refused_get.status_code == 405
     assert set(refused_get.headers["Allow"].split(", ")) == {"GET", "HEAD", "OPTIONS"}
+
+
+def test_the_document_refuses_the_nul_the_endpoints_refuse(client):
+    from tests.faults.test_fuzz_openapi import valid_under_the_document
+    from tests.webhooks import fixture_json, pipeline_event, post_wandb
+
+    document = client.get("/openapi.json").json
+    wandb = fixture_json("wandb", "run_state__finished")
+    started = pipeline_event("run.started", "run-1")
+    cases = [
+        ("/webhooks/wandb", {**wandb, "event_author": "a\x00b"}, post_wandb),
+        ("/webhooks/wandb", {**wandb, "extra": {"a\x00": 1}}, post_wandb),
+        ("/webhooks/pipeline", {**started, "data": {**started["data"], "note": ["\x00"]}}, post_pipeline),
+    ]
+    for path, body, post in cases:
+        raw = json.dumps(body).encode()
+        assert not valid_under_the_document(document, path, raw)
+        assert post(client, raw).status_code == 422
+    assert valid_under_the_document(document, "/webhooks/wandb", json.dumps(wandb).encode())
