@@ -110,6 +110,27 @@ def test_a_crash_keeps_the_error_and_crash_keys(client, worker):
     assert run["crash_report_s3_key"] == "crash-reports/run-000-0000042/report.md"
 
 
+@pytest.mark.parametrize(
+    ("name", "status"),
+    [
+        ("run_attachment__both", "unknown"),
+        ("run_started__basic", "running"),
+        ("run_progress__step_500", "running"),
+        ("run_finished__with_summary", "completed"),
+        ("run_crashed__with_keys", "crashed"),
+    ],
+)
+def test_an_event_before_the_launch_gives_the_run_the_state_it_tells_or_unknown(client, worker, name, status):
+    post_pipeline(client, fixture("pipeline", name))
+    worker.run_once()
+    before_launch = store.get_run(RUN_ID)["status"]
+    post_pipeline(client, fixture("pipeline", "run_launched__basic"))
+    worker.run_once()
+
+    assert before_launch == status
+    assert store.get_run(RUN_ID)["status"] == ("launched" if status == "unknown" else status)
+
+
 def test_attachments_record_the_conversation_and_blog_post(client, worker):
     post_pipeline(client, fixture("pipeline", "run_attachment__both"))
     worker.run_once()
