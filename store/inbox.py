@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import atexit
 import random
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import psycopg
@@ -26,6 +25,7 @@ from store.direct import Direct
 from store.models import UNFINISHED, InboxEvent
 from store.runs import utcnow
 
+T = TypeVar("T")
 STATUSES = ("pending", "processing", "done", "ignored", "failed", "dead", "invalid")
 RETRYABLE = ("pending", "failed")
 
@@ -119,26 +119,46 @@ class _Connections:
         # list.pop and list.append are atomic: threads share the idle list without a lock.
         self.idle: list[tuple[Engine, psycopg.RawCursor[Any]]] = []
 
-    @contextmanager
-    def cursor(self) -> Iterator[psycopg.RawCursor[Any]]:
+    def _take_idle(self, engine: Engine) -> psycopg.RawCursor[Any] | None:
+        while True:
+            try:
+                owner, cursor = self.idle.pop()
+            except IndexError:
+                return None
+            if owner is engine and not cursor.connection.closed:
+                return cursor
+            cursor.connection.close()
+
+    @staticmethod
+    def _connect() -> psycopg.RawCursor[Any]:
+        # Autocommit: the insert is atomic on its own, and BEGIN and COMMIT around it would cost
+        # two more round trips. Raw cursors take $n placeholders as they are.
+        connection = psycopg.connect(
+            libpq_url(), autocommit=True, connect_timeout=10, cursor_factory=psycopg.RawCursor
+        )
+        connection.execute(_INDEX_SCANS_ONLY)
+        return connection.cursor()
+
+    def run(self, work: Callable[[psycopg.RawCursor[Any]], T]) -> T:
+        """Return ``work(cursor)``; connection failures raise DatabaseUnavailable.
+
+        A connection that fails after it sat idle (the server restarted meanwhile, or ended it)
+        is replaced and the work runs once more: the first delivery after a restart succeeds.
+        A ping before each use would find it too, at the cost of a round trip per request. The
+        work must be safe to run twice: every statement here is idempotent or a claim.
+        """
         engine = get_engine()
-        cursor = None
-        while self.idle and cursor is None:
-            owner, candidate = self.idle.pop()
-            if owner is engine and not candidate.connection.closed:
-                cursor = candidate
-            else:
-                candidate.connection.close()
+        cursor = self._take_idle(engine)
         try:
-            if cursor is None:
-                # Autocommit: the insert is atomic on its own, and BEGIN and COMMIT around it
-                # would cost two more round trips. Raw cursors take $n placeholders as they are.
-                connection = psycopg.connect(
-                    libpq_url(), autocommit=True, connect_timeout=10, cursor_factory=psycopg.RawCursor
-                )
-                connection.execute(_INDEX_SCANS_ONLY)
-                cursor = connection.cursor()
-            yield cursor
+            if cursor is not None:
+                try:
+                    return work(cursor)
+                except psycopg.OperationalError:
+                    cursor.connection.close()
+                    # The other idle connections most likely went the same way.
+                    self.close()
+            cursor = self._connect()
+            return work(cursor)
         except psycopg.OperationalError as error:
             if cursor is not None:
                 cursor.connection.close()
@@ -148,8 +168,13 @@ class _Connections:
                 self.idle.append((engine, cursor))
 
     def close(self) -> None:
-        while self.idle:
-            self.idle.pop()[1].connection.close()
+        """Close every idle connection."""
+        while True:
+            try:
+                _, cursor = self.idle.pop()
+            except IndexError:
+                return
+            cursor.connection.close()
 
 
 _connections = _Connections()
@@ -162,7 +187,8 @@ def _record_on_postgresql(delivery: dict[str, Any], only_while_waiting: bool) ->
     # The headers go as JSON text, which the column reads as jsonb: orjson writes them in a
     # fraction of the time psycopg's Jsonb adapter takes through json.dumps.
     values += [orjson.dumps(delivery["headers"]).decode(), delivery["status"], delivery["last_error"]]
-    with _connections.cursor() as cursor:
+
+    def record(cursor: psycopg.RawCursor[Any]) -> tuple[int, bool]:
         # Loops only while a concurrent identical delivery takes the key over in between.
         while True:
             inserted = cursor.execute(_INSERT_SQL, values).fetchone()
@@ -173,6 +199,8 @@ def _record_on_postgresql(delivery: dict[str, Any], only_while_waiting: bool) ->
             existing = cursor.execute(_EXISTING_SQL, key).fetchone()
             if existing is not None:
                 return existing[0], False
+
+    return _connections.run(record)
 
 
 def _record_on_sqlite(delivery: dict[str, Any], only_while_waiting: bool) -> tuple[int, bool]:
@@ -249,10 +277,11 @@ def claim(limit: int, lease: timedelta = timedelta(minutes=5)) -> list[Delivery]
 
 
 def _claim_on_postgresql(limit: int, now: datetime, lease: timedelta) -> list[Delivery]:
-    with _connections.cursor() as cursor:
-        # In binary: as text, each body would travel hex-encoded, twice its size, and decoding
-        # it cost the worker more instructions than validating it.
-        rows = cursor.execute(_CLAIM_SQL, (now, now - lease, limit), binary=True).fetchall()
+    # In binary: as text, each body would travel hex-encoded, twice its size, and decoding it
+    # cost the worker more instructions than validating it.
+    rows = _connections.run(
+        lambda cursor: cursor.execute(_CLAIM_SQL, (now, now - lease, limit), binary=True).fetchall()
+    )
     return [Delivery(*row) for row in rows]
 
 
