@@ -270,7 +270,7 @@ def claim(limit: int, lease: timedelta = timedelta(minutes=5)) -> list[Delivery]
     """Claim up to ``limit`` due events for this worker, oldest first.
 
     PostgreSQL skips rows other workers hold (SKIP LOCKED); an event whose claim is
-    older than ``lease`` (its worker died) is claimed again.
+    older than ``lease`` (its worker died, and stopped renewing it) is claimed again.
     """
     on = _claim_on_postgresql if get_engine().dialect.name == "postgresql" else _claim_on_sqlite
     return sorted(on(limit, utcnow(), lease), key=lambda d: d.id)
@@ -303,6 +303,22 @@ def _claim_on_sqlite(limit: int, now: datetime, lease: timedelta) -> list[Delive
     )
     with connect() as connection:
         return [_delivery(row) for row in connection.execute(statement)]
+
+
+def renew(event_ids: Iterable[int]) -> None:
+    """Renew this worker's claim on events it still processes, so that no other worker takes them."""
+    table = InboxEvent.__table__
+    # Rows a batch is finishing are locked by its transaction, and skipped: waiting for them
+    # could deadlock with that transaction, and they are done once it commits.
+    held = (
+        select(table.c.id)
+        .where(table.c.id.in_(list(event_ids)), table.c.status == "processing")
+        .with_for_update(skip_locked=True)
+    )
+    with connect() as connection:
+        connection.execute(
+            update(table).where(table.c.id.in_(held.scalar_subquery())).values(claimed_at=utcnow())
+        )
 
 
 def _finish(ids: Any) -> Any:
