@@ -205,14 +205,26 @@ class Intake:
             parsed = parse(body)
         except Malformed as error:
             return self._store_invalid(
-                source, body, headers, dedupe_key, str(error), 400, error=error.error,
+                source,
+                body,
+                headers,
+                dedupe_key,
+                str(error),
+                400,
+                error=error.error,
                 only_while_waiting=only_while_waiting,
-            )  # fmt: skip
+            )
         except Invalid as error:
             return self._store_invalid(
-                source, body, headers, dedupe_key, str(error), invalid_status, error.errors,
+                source,
+                body,
+                headers,
+                dedupe_key,
+                str(error),
+                invalid_status,
+                error.errors,
                 only_while_waiting=only_while_waiting,
-            )  # fmt: skip
+            )
         return self._store(
             source, body, headers, Parsed(parsed.kind, parsed.event, dedupe_key), only_while_waiting
         )
@@ -268,10 +280,7 @@ class Intake:
         try:
             refusal = inbox.refusal(event_id)
         except DatabaseUnavailable as failure:
-            log.error("inbox.unavailable source=%s error=%s", source, failure)
-            raise Rejected(
-                503, "database_unavailable", "the inbox database is unavailable; retry later"
-            ) from None
+            raise _unavailable(source, failure) from None
         if refusal is None:
             return Receipt(200, {"status": "duplicate", "event_id": event_id})
         return _refused(event_id, _stored_refusal(source, refusal))
@@ -299,10 +308,12 @@ class Intake:
                 only_while_waiting=only_while_waiting,
             )
         except DatabaseUnavailable as failure:
-            log.error("inbox.unavailable source=%s error=%s", source, failure)
-            raise Rejected(
-                503, "database_unavailable", "the inbox database is unavailable; retry later"
-            ) from None
+            raise _unavailable(source, failure) from None
+
+
+def _unavailable(source: Source, failure: DatabaseUnavailable) -> Rejected:
+    log.error("inbox.unavailable source=%s error=%s", source, failure)
+    return Rejected(503, "database_unavailable", "the inbox database is unavailable; retry later")
 
 
 def _refused(event_id: int, refusal: dict[str, Any]) -> Receipt:
