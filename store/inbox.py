@@ -77,9 +77,17 @@ PAST_WAITING = ("processing", "done", "ignored", "dead")
 # The delivery past waiting gives up its key to the new one, keeping it made unique by its id.
 _SUPERSEDE_SQL = (
     "UPDATE inbox_events SET dedupe_key = dedupe_key || '@' || id"
-    " WHERE source = $1 AND dedupe_key = $2"
-    " AND status IN ('processing', 'done', 'ignored', 'dead') RETURNING id"
+    " WHERE source = $1 AND dedupe_key = $2 AND status = ANY($3) RETURNING id"
 )
+
+
+def _superseded(status: str) -> list[str]:
+    """Return the statuses of an earlier delivery with the same key that a new one replaces.
+
+    A delivery refused as invalid stays the answer to the same bytes refused again; bytes that
+    now validate (the schema was fixed since) replace it.
+    """
+    return list(PAST_WAITING) if status == "invalid" else [*PAST_WAITING, "invalid"]
 
 
 # Every statement on these connections finds its rows by key, or in id order, through an index.
@@ -194,7 +202,8 @@ def _record_on_postgresql(delivery: dict[str, Any], only_while_waiting: bool) ->
             inserted = cursor.execute(_INSERT_SQL, values).fetchone()
             if inserted is not None:
                 return inserted[0], True
-            if only_while_waiting and cursor.execute(_SUPERSEDE_SQL, key).fetchone() is not None:
+            superseding = (*key, _superseded(delivery["status"]))
+            if only_while_waiting and cursor.execute(_SUPERSEDE_SQL, superseding).fetchone() is not None:
                 continue
             existing = cursor.execute(_EXISTING_SQL, key).fetchone()
             if existing is not None:
@@ -213,7 +222,7 @@ def _record_on_sqlite(delivery: dict[str, Any], only_while_waiting: bool) -> tup
         if new_id is None and only_while_waiting:
             superseded = connection.execute(
                 update(table)
-                .where(same_key, table.c.status.in_(PAST_WAITING))
+                .where(same_key, table.c.status.in_(_superseded(delivery["status"])))
                 .values(dedupe_key=table.c.dedupe_key + "@" + table.c.id.cast(String))
             ).rowcount
             if superseded:
@@ -236,8 +245,9 @@ def record_delivery(
     """Commit one delivery; return its id and whether it is new (False: a duplicate).
 
     With ``only_while_waiting``, a delivery is a duplicate of one with the same key only while
-    that one waits for its handler (pending, or failed and to be retried) or was refused as
-    invalid; once it is processing, done, ignored or dead, this one is stored anew.
+    that one waits for its handler (pending, or failed and to be retried), or when both are
+    invalid; once it is processing, done, ignored or dead, or refused as invalid where this one is
+    valid, this one is stored anew.
     """
     if status not in STATUSES:
         raise ValueError(f"unknown inbox status {status!r}")

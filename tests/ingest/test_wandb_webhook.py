@@ -9,6 +9,7 @@ import pytest
 
 import store
 from handlers import Context
+from ingest.parsing import body_hash
 from ingest.wandb_api import WandbClient
 from ingest.worker import Worker
 from store import inbox
@@ -161,6 +162,19 @@ def test_a_refused_payload_sent_again_is_refused_again(client):
 
     assert first.status_code == 422
     assert (again.status_code, again.json) == (422, first.json)
+
+
+def test_a_payload_refused_before_a_fix_of_the_schema_is_stored_anew_once_it_validates(client):
+    payload = fixture("wandb", "run_state__finished")
+    refused = inbox.record_delivery(
+        "wandb", "invalid", f"body:{body_hash(payload)}", payload, {}, "invalid", "{}"
+    )[0]
+
+    again = post_wandb(client, payload)
+
+    assert again.status_code == 202
+    assert again.json["event_id"] != refused
+    assert inbox.get_delivery(refused).status == "invalid"
 
 
 def test_webhooks_without_an_api_key_to_sync_with_are_warned_about_at_start(settings, caplog):
