@@ -16,6 +16,7 @@ from ingest.events import (
     SnsEnvelope,
     WandbAutomation,
 )
+from ingest.parsing import MAX_JSON_DEPTH
 
 blueprint = Blueprint("openapi", __name__)
 
@@ -117,7 +118,10 @@ def _webhook(
             "description": "Stored durably; processed by a worker",
             **_json(_schema(Accepted, components)),
         },
-        "400": _error("Body is not a JSON object (kept in the inbox as invalid)", components),
+        "400": _error(
+            f"Body is not a JSON object, or nests deeper than {MAX_JSON_DEPTH} levels (kept in the inbox as invalid)",
+            components,
+        ),
         "401": _error("Missing or bad credentials, signature or timestamp", components),
         "403": _error("SNS topic not allowed", components),
         "413": _error("Body larger than MAX_BODY_BYTES", components),
