@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import time
 
+import pytest
 from sqlalchemy import create_engine, text
 
 from ingest import create_app
@@ -136,3 +138,23 @@ def test_the_document_refuses_the_nul_the_endpoints_refuse(client):
         assert not valid_under_the_document(document, path, raw)
         assert post(client, raw).status_code == 422
     assert valid_under_the_document(document, "/webhooks/wandb", json.dumps(wandb).encode())
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_deliveries_and_readiness_survive_the_server_ending_idle_connections(client, database_url):
+    import psycopg
+
+    from store.database import libpq_url
+
+    assert post_pipeline(client, fixture("pipeline", "run_started__basic")).status_code == 202
+    assert client.get("/readyz").status_code == 200
+    # What a restart of the server does to every connection the app keeps between requests.
+    with psycopg.connect(libpq_url(), autocommit=True) as admin:
+        others = "FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        admin.execute(f"SELECT pg_terminate_backend(pid) {others}")
+        deadline = time.monotonic() + 10
+        while admin.execute(f"SELECT count(*) {others}").fetchone()[0] and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    assert post_pipeline(client, fixture("pipeline", "run_launched__basic")).status_code == 202
+    assert client.get("/readyz").status_code == 200
