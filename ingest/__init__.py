@@ -6,11 +6,12 @@ import logging
 from collections.abc import Callable
 
 from flask import Flask, Response, jsonify, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from ingest.settings import Settings
 
 log = logging.getLogger("ingest")
+WANDB_API_KEY_UNSET = "config.unset WANDB_API_KEY: W&B webhooks are stored but their syncs fail until dead"
 
 
 def create_app(settings: Settings | None = None, fetch_pem: Callable[[str], bytes] | None = None) -> Flask:
@@ -44,7 +45,11 @@ def create_app(settings: Settings | None = None, fetch_pem: Callable[[str], byte
             message = f"body is larger than MAX_BODY_BYTES ({settings.max_body_bytes} bytes)"
         else:
             message = error.description or name
-        return jsonify(error=name, message=message), code
+        response = jsonify(error=name, message=message)
+        if isinstance(error, MethodNotAllowed) and error.valid_methods:
+            # RFC 9110 requires it on a 405: the methods the resource does take.
+            response.headers["Allow"] = ", ".join(error.valid_methods)
+        return response, code
 
     @app.errorhandler(Exception)
     def unexpected_error(error: Exception) -> tuple[Response, int]:
@@ -65,6 +70,8 @@ def _warn_unconfigured(settings: Settings) -> None:
         log.warning(
             "config.unset WANDB_WEBHOOK_TOKEN/WANDB_WEBHOOK_SECRET: /webhooks/wandb refuses every request"
         )
+    if settings.wandb_syncs_impossible():
+        log.warning(WANDB_API_KEY_UNSET)
     if not settings.s3_webhook_token:
         log.warning("config.unset S3_WEBHOOK_TOKEN: /webhooks/s3 refuses EventBridge and bare S3 events")
     if not settings.sns_topic_arns:

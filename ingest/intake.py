@@ -9,10 +9,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 from handlers import IGNORED
@@ -50,7 +48,6 @@ KEPT_HEADERS = (
 )
 # Every header a step of the intake reads; the web endpoints pass on only these.
 READ_HEADERS = (*KEPT_HEADERS, "webhook-signature", "authorization", "x-wandb-signature")
-WANDB_DEDUPE_WINDOW = timedelta(minutes=10)
 MAX_DEDUPE_KEY = 255
 
 
@@ -139,17 +136,11 @@ class Intake:
                 body,
                 headers,
             )
-        # W&B sends no delivery id: the same body within ten minutes is the same delivery.
-        digest = body_hash(body)
-        bucket = int(time.time() // WANDB_DEDUPE_WINDOW.total_seconds())
+        # W&B sends no delivery id, and its body names only a project: the same body is the
+        # same delivery only while that one waits for its sync. Once the sync has begun, it
+        # may have read W&B before the change this body announces (another run's, say).
         return self._store_validated(
-            Source.WANDB,
-            body,
-            headers,
-            f"body:{digest}:{bucket}",
-            parse_wandb,
-            422,
-            also_duplicate_of=(f"body:{digest}:{bucket - 1}",),
+            Source.WANDB, body, headers, f"body:{body_hash(body)}", parse_wandb, 422, only_while_waiting=True
         )
 
     def _s3(self, body: bytes, headers: Mapping[str, str], trusted: bool) -> Receipt:
@@ -163,7 +154,9 @@ class Intake:
                 raise Rejected(
                     401, "missing_credentials", "send a signed SNS message or a bearer token"
                 ) from None
-            return self._store_invalid(Source.S3, body, headers, f"body:{body_hash(body)}", str(error), 400)
+            return self._store_invalid(
+                Source.S3, body, headers, f"body:{body_hash(body)}", str(error), 400, error=error.error
+            )
         if is_sns_envelope(document):
             return self._sns(document, body, headers, trusted)
         if not (bearer or trusted):
@@ -206,18 +199,34 @@ class Intake:
         dedupe_key: str,
         parse: Any,
         invalid_status: int,
-        also_duplicate_of: tuple[str, ...] = (),
+        only_while_waiting: bool = False,
     ) -> Receipt:
         try:
             parsed = parse(body)
         except Malformed as error:
-            return self._store_invalid(source, body, headers, dedupe_key, str(error), 400)
+            return self._store_invalid(
+                source,
+                body,
+                headers,
+                dedupe_key,
+                str(error),
+                400,
+                error=error.error,
+                only_while_waiting=only_while_waiting,
+            )
         except Invalid as error:
             return self._store_invalid(
-                source, body, headers, dedupe_key, str(error), invalid_status, error.errors
+                source,
+                body,
+                headers,
+                dedupe_key,
+                str(error),
+                invalid_status,
+                error.errors,
+                only_while_waiting=only_while_waiting,
             )
         return self._store(
-            source, body, headers, Parsed(parsed.kind, parsed.event, dedupe_key), also_duplicate_of
+            source, body, headers, Parsed(parsed.kind, parsed.event, dedupe_key), only_while_waiting
         )
 
     def _store(
@@ -226,16 +235,15 @@ class Intake:
         body: bytes,
         headers: Mapping[str, str],
         parsed: Parsed,
-        also_duplicate_of: tuple[str, ...] = (),
+        only_while_waiting: bool = False,
     ) -> Receipt:
         dedupe_key = parsed.dedupe_key or f"body:{body_hash(body)}"
         status = "ignored" if parsed.kind in IGNORED else "pending"
         event_id, new = self._record(
-            source, parsed.kind, dedupe_key, body, headers, status, None, also_duplicate_of
+            source, parsed.kind, dedupe_key, body, headers, status, None, only_while_waiting
         )
         if not new:
-            metrics.duplicate(source)
-            return Receipt(200, {"status": "duplicate", "event_id": event_id})
+            return self._duplicate(source, event_id)
         return Receipt(
             202, {"status": "accepted" if status == "pending" else "ignored", "event_id": event_id}
         )
@@ -249,23 +257,33 @@ class Intake:
         message: str,
         status: int,
         errors: list[dict[str, Any]] | None = None,
+        error: str = "malformed_json",
+        only_while_waiting: bool = False,
     ) -> Receipt:
-        error = "malformed_json" if status == 400 else "invalid_event"
-        details = {"message": message, "errors": errors or []}
+        refusal = {
+            "answer": status,
+            "error": error if status == 400 else "invalid_event",
+            "message": message,
+            "errors": errors or [],
+        }
         event_id, new = self._record(
-            source, "invalid", dedupe_key, body, headers, "invalid", _json_text(details)
+            source, "invalid", dedupe_key, body, headers, "invalid", _json_text(refusal), only_while_waiting
         )
         if not new:
-            metrics.duplicate(source)
+            return self._duplicate(source, event_id)
+        metrics.rejected(source, refusal["error"])
+        return _refused(event_id, refusal)
+
+    def _duplicate(self, source: Source, event_id: int) -> Receipt:
+        metrics.duplicate(source)
+        # A sender that retries what was refused must hear the refusal again, never a success.
+        try:
+            refusal = inbox.refusal(event_id)
+        except DatabaseUnavailable as failure:
+            raise _unavailable(source, failure) from None
+        if refusal is None:
             return Receipt(200, {"status": "duplicate", "event_id": event_id})
-        metrics.rejected(source, error)
-        if status == 202:
-            return Receipt(
-                202, {"status": "invalid", "event_id": event_id, "message": message, "errors": errors or []}
-            )
-        return Receipt(
-            status, {"error": error, "message": message, "details": errors or [], "event_id": event_id}
-        )
+        return _refused(event_id, _stored_refusal(source, refusal))
 
     def _record(
         self,
@@ -276,7 +294,7 @@ class Intake:
         headers: Mapping[str, str],
         status: str,
         error: str | None,
-        also_duplicate_of: tuple[str, ...] = (),
+        only_while_waiting: bool = False,
     ) -> tuple[int, bool]:
         try:
             return inbox.record_delivery(
@@ -287,14 +305,38 @@ class Intake:
                 kept_headers(headers),
                 status=status,
                 last_error=error,
-                also_duplicate_of=also_duplicate_of,
-                duplicate_window=WANDB_DEDUPE_WINDOW if also_duplicate_of else None,
+                only_while_waiting=only_while_waiting,
             )
         except DatabaseUnavailable as failure:
-            log.error("inbox.unavailable source=%s error=%s", source, failure)
-            raise Rejected(
-                503, "database_unavailable", "the inbox database is unavailable; retry later"
-            ) from None
+            raise _unavailable(source, failure) from None
+
+
+def _unavailable(source: Source, failure: DatabaseUnavailable) -> Rejected:
+    log.error("inbox.unavailable source=%s error=%s", source, failure)
+    return Rejected(503, "database_unavailable", "the inbox database is unavailable; retry later")
+
+
+def _refused(event_id: int, refusal: dict[str, Any]) -> Receipt:
+    if refusal["answer"] == 202:
+        # SNS and EventBridge drop a message answered 4xx: the refusal is told in a 2xx.
+        body = {"status": "invalid", "event_id": event_id, "message": refusal["message"]}
+        return Receipt(202, {**body, "errors": refusal["errors"]})
+    body = {"error": refusal["error"], "message": refusal["message"], "details": refusal["errors"]}
+    return Receipt(refusal["answer"], {**body, "event_id": event_id})
+
+
+def _stored_refusal(source: Source, last_error: str) -> dict[str, Any]:
+    """Read back how a delivery was refused, from its inbox row's error."""
+    try:
+        refusal = json.loads(last_error)
+    except ValueError:
+        refusal = None
+    if not isinstance(refusal, dict):
+        refusal = {"message": last_error}
+    # Rows refused before the answer was recorded with the error get the schema's answer: still
+    # a refusal, never a success.
+    fallback = {"answer": 202 if source is Source.S3 else 422, "error": "invalid_event"}
+    return {**fallback, "message": "", "errors": [], **refusal}
 
 
 def _bounded(dedupe_key: str) -> str:

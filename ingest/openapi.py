@@ -16,6 +16,7 @@ from ingest.events import (
     SnsEnvelope,
     WandbAutomation,
 )
+from ingest.parsing import MAX_JSON_DEPTH
 
 blueprint = Blueprint("openapi", __name__)
 
@@ -50,10 +51,50 @@ S3Notification = SnsEnvelope | EventBridgeS3Event | S3Records | S3TestEvent
 REF = "#/components/schemas/{model}"
 
 
-def _schema(annotation: Any, components: dict[str, Any]) -> dict[str, Any]:
+# The pipeline and W&B endpoints refuse a body holding NUL (\u0000) in any string or key,
+# which PostgreSQL text cannot store (ingest/parsing.py): their schemas say so of every string,
+# key and free-form value.
+NO_NUL = "^[^\\x00]*$"
+JSON_WITHOUT_NUL = "JsonWithoutNul"
+_JSON_WITHOUT_NUL_REF = {"$ref": REF.format(model=JSON_WITHOUT_NUL)}
+_JSON_WITHOUT_NUL = {
+    "description": "Any JSON value without NUL (\\u0000) in its strings and keys",
+    "anyOf": [
+        {"type": "string", "pattern": NO_NUL},
+        {"type": ["number", "boolean", "null"]},
+        {"type": "array", "items": _JSON_WITHOUT_NUL_REF},
+        {
+            "type": "object",
+            "propertyNames": {"pattern": NO_NUL},
+            "additionalProperties": _JSON_WITHOUT_NUL_REF,
+        },
+    ],
+}
+
+
+def _schema(annotation: Any, components: dict[str, Any], refuses_nul: bool = False) -> dict[str, Any]:
     schema = TypeAdapter(annotation).json_schema(ref_template=REF, by_alias=True)
+    if refuses_nul:
+        _refuse_nul(schema)
+        components[JSON_WITHOUT_NUL] = _JSON_WITHOUT_NUL
     components.update(schema.pop("$defs", {}))
     return schema
+
+
+def _refuse_nul(schema: Any) -> None:
+    """Make every string, key and free-form value under ``schema`` refuse NUL."""
+    if isinstance(schema, dict):
+        if schema.get("type") == "string" and "pattern" not in schema and "const" not in schema:
+            schema["pattern"] = NO_NUL
+        if schema.get("type") == "object":
+            schema["propertyNames"] = {"pattern": NO_NUL}
+            if schema.get("additionalProperties", True) is True:
+                schema["additionalProperties"] = _JSON_WITHOUT_NUL_REF
+        for value in list(schema.values()):
+            _refuse_nul(value)
+    elif isinstance(schema, list):
+        for value in schema:
+            _refuse_nul(value)
 
 
 def _json(schema: dict[str, Any]) -> dict[str, Any]:
@@ -65,7 +106,11 @@ def _error(description: str, components: dict[str, Any]) -> dict[str, Any]:
 
 
 def _webhook(
-    summary: str, body: Any, security: list[dict[str, list[str]]], components: dict[str, Any]
+    summary: str,
+    body: Any,
+    security: list[dict[str, list[str]]],
+    components: dict[str, Any],
+    refuses_nul: bool = True,
 ) -> Any:
     responses = {
         "200": {"description": "Already received; nothing changed", **_json(_schema(Duplicate, components))},
@@ -73,7 +118,10 @@ def _webhook(
             "description": "Stored durably; processed by a worker",
             **_json(_schema(Accepted, components)),
         },
-        "400": _error("Body is not a JSON object (kept in the inbox as invalid)", components),
+        "400": _error(
+            f"Body is not a JSON object, or nests deeper than {MAX_JSON_DEPTH} levels (kept in the inbox as invalid)",
+            components,
+        ),
         "401": _error("Missing or bad credentials, signature or timestamp", components),
         "403": _error("SNS topic not allowed", components),
         "413": _error("Body larger than MAX_BODY_BYTES", components),
@@ -84,7 +132,7 @@ def _webhook(
         "post": {
             "summary": summary,
             "security": security,
-            "requestBody": {"required": True, **_json(_schema(body, components))},
+            "requestBody": {"required": True, **_json(_schema(body, components, refuses_nul))},
             "responses": responses,
         }
     }
@@ -113,6 +161,7 @@ def document() -> dict[str, Any]:
             S3Notification,
             [{}, {"s3Token": []}],
             components,
+            refuses_nul=False,
         ),
         "/healthz": {"get": {"summary": "The process is alive", "responses": {"200": health}}},
         "/readyz": {

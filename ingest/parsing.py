@@ -27,8 +27,18 @@ from store.jsoncodec import has_nul_escape
 _json_object = TypeAdapter(dict[str, Any])
 
 
+# How deep arrays and objects may nest in a body, the top-level object included. pydantic's JSON
+# parser stops there, before a hostile body can exhaust the stack; no config or summary comes
+# near it. tests/ingest/test_parsing.py holds the parser to this number.
+MAX_JSON_DEPTH = 201
+
+
 class Malformed(Exception):
-    """The body is not a JSON object (400)."""
+    """The body is not a JSON object (400); ``error`` names why for the answer."""
+
+    def __init__(self, message: str, error: str = "malformed_json") -> None:
+        super().__init__(message)
+        self.error = error
 
 
 class Invalid(Exception):
@@ -59,14 +69,26 @@ def _errors(error: ValidationError) -> list[dict[str, Any]]:
     ]
 
 
+def _not_json(error: ValidationError) -> Malformed | None:
+    """Return the Malformed to raise when ``error`` says the body is not JSON the parser takes."""
+    for detail in error.errors():
+        if detail["type"] == "json_invalid":
+            if "recursion limit exceeded" in detail["msg"]:
+                return Malformed(
+                    f"body nests arrays and objects deeper than {MAX_JSON_DEPTH} levels", "nesting_too_deep"
+                )
+            return Malformed(f"body is not valid JSON: {detail['msg']}")
+    return None
+
+
 def _validate(adapter: Any, body: bytes) -> Any:
     if b"\\u0000" in body and has_nul_escape(body.decode("utf-8", "replace")):
         raise Invalid("strings must not contain NUL (\\u0000): the database cannot store it")
     try:
         return adapter.validate_json(body)
     except ValidationError as error:
-        if any(e["type"] == "json_invalid" for e in error.errors()):
-            raise Malformed(f"body is not valid JSON: {error.errors()[0]['msg']}") from None
+        if (malformed := _not_json(error)) is not None:
+            raise malformed from None
         raise Invalid("body does not match the event schema", _errors(error)) from None
 
 
@@ -75,9 +97,7 @@ def json_object(body: bytes) -> dict[str, Any]:
     try:
         return _json_object.validate_json(body)
     except ValidationError as error:
-        if any(e["type"] == "json_invalid" for e in error.errors()):
-            raise Malformed(f"body is not valid JSON: {error.errors()[0]['msg']}") from None
-        raise Malformed("body must be a JSON object") from None
+        raise _not_json(error) or Malformed("body must be a JSON object") from None
 
 
 def parse_pipeline(body: bytes) -> Parsed:

@@ -44,6 +44,13 @@ class Settings(BaseSettings):
     # Every event of the next batch waits this long too: at half the end-to-end rate, runs were
     # queryable after 32-33 ms (p50) with 20 ms, 13-23 ms with 5 ms (bench/RESULTS.md).
     worker_linger: float = Field(default=0.005, ge=0)
+    # A worker renews the claim on the events it holds every quarter of this; events whose claim
+    # is older (their worker died) are claimed again by another: within it, plus a poll interval.
+    worker_lease: float = Field(default=20.0, ge=1)
+
+    def wandb_syncs_impossible(self) -> bool:
+        """Tell whether W&B webhooks are taken while no API key lets the worker sync what they ask for."""
+        return bool(self.wandb_webhook_token or self.wandb_webhook_secret) and not self.wandb_api_key
 
     # Processed and ignored deliveries older than this are archived, then deleted from the inbox.
     inbox_retention_days: float = Field(default=30.0, ge=0)

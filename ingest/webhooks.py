@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import orjson
 from flask import Blueprint, Response, current_app, jsonify, request
 
@@ -12,6 +14,7 @@ from store import migrate
 from store.database import DatabaseUnavailable, unavailable_as_error
 
 blueprint = Blueprint("webhooks", __name__)
+log = logging.getLogger("ingest")
 
 
 def _answer(receipt: Receipt) -> Response:
@@ -32,8 +35,23 @@ def _receive(source: Source) -> Response:
     intake: Intake = current_app.extensions["intake"]
     environ = request.environ
     headers = {name: value for name, key in _ENVIRON_KEYS.items() if (value := environ.get(key)) is not None}
+    webhook_id = headers.get("webhook-id")
+    if webhook_id is not None and not webhook_id.isascii():
+        headers["webhook-id"] = _as_sent(webhook_id)
     # Raw bytes, never get_json(): signatures cover the exact bytes, and SNS posts text/plain.
     return _answer(intake.receive(source, request.get_data(cache=False), headers))
+
+
+def _as_sent(value: str) -> str:
+    """Return a header value as its sender wrote it, in UTF-8, where the server decoded it as Latin-1.
+
+    WSGI servers hand header bytes over decoded as Latin-1 (PEP 3333); a Standard Webhooks sender
+    signs its webhook-id in UTF-8.
+    """
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return value
 
 
 @blueprint.post("/webhooks/pipeline")
@@ -67,7 +85,10 @@ def readyz() -> tuple[Response, int]:
         with unavailable_as_error():
             current = migrate.current_revision()
     except DatabaseUnavailable as error:
-        return jsonify(status="unavailable", error="database_unavailable", message=str(error)), 503
+        # The driver's message names the database's host and port: for the log, not for anyone.
+        log.error("readyz.database_unavailable error=%s", error)
+        message = "the database is unavailable; the log says why"
+        return jsonify(status="unavailable", error="database_unavailable", message=message), 503
     head = migrate.head_revision()
     if current != head:
         message = f"schema is at {current or 'nothing'}, newest is {head}: run `training-db migrate`"

@@ -12,7 +12,7 @@ from datetime import timedelta
 import store
 from handlers import HANDLERS, IGNORED, Context, Outcome
 from handlers.wandb import sync_project
-from ingest import metrics
+from ingest import WANDB_API_KEY_UNSET, metrics
 from ingest.archive import Archiver
 from ingest.events import EventKind
 from ingest.parsing import Invalid, Malformed, Parsed, parse_stored
@@ -102,6 +102,8 @@ class Worker:
         self.archiver = Archiver(settings.inbox_archive) if settings.inbox_archive else None
         self.next_archiving = 0.0
         self.unfinished: list[int] = []
+        # The events of the batch being processed, whose claim the heartbeat renews.
+        self.holding: list[int] = []
         plan_statements_once()
 
     def run_once(self) -> int:
@@ -111,13 +113,31 @@ class Worker:
             # rather than leave them waiting for their lease to run out.
             inbox.release(self.unfinished)
             self.unfinished = []
-        batch = inbox.claim(self.settings.worker_batch_size)
+        batch = inbox.claim(self.settings.worker_batch_size, timedelta(seconds=self.settings.worker_lease))
+        self.holding = [delivery.id for delivery in batch]
         try:
             self._process(batch)
         except DatabaseUnavailable:
-            self.unfinished = [delivery.id for delivery in batch]
+            self.unfinished = self.holding
             raise
+        finally:
+            self.holding = []
         return len(batch)
+
+    def heartbeat(self, stop: threading.Event) -> None:
+        """Renew the claim on the events being processed every quarter lease, until ``stop`` is set.
+
+        A batch may take longer than the lease (a slow W&B sync): renewed, its events stay this
+        worker's, and the lease can be short, so that a dead worker's events are taken over soon.
+        """
+        while not stop.wait(self.settings.worker_lease / 4):
+            holding = self.holding
+            if not holding:
+                continue
+            try:
+                inbox.renew(holding)
+            except Exception as error:
+                log.warning("lease.renew_failed events=%d error=%s", len(holding), error)
 
     def _process(self, batch: list[inbox.Delivery]) -> None:
         together: list[Item] = []
@@ -279,7 +299,12 @@ class Worker:
 
     def run(self, stop: threading.Event) -> None:
         """Process events until ``stop`` is set, looking for new ones every poll interval while idle."""
+        stopped = threading.Event()
+        heartbeat = threading.Thread(target=self.heartbeat, args=(stopped,), name="heartbeat", daemon=True)
+        heartbeat.start()
         log.info("worker.started database=%s", store.get_engine().dialect.name)
+        if self.settings.wandb_syncs_impossible():
+            log.warning(WANDB_API_KEY_UNSET)
         if autovacuum_off():
             # The inbox turns over every row it holds, and a batch's objectives are found by
             # run: without vacuum and fresh statistics both slow down as the tables grow.
@@ -305,4 +330,6 @@ class Worker:
                     log.error("worker.database_unavailable error=%s", error)
                     stop.wait(1.0)
         finally:
+            stopped.set()
+            heartbeat.join()
             log.info("worker.stopped")

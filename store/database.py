@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import select
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,6 +14,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import (
     DataError,
     DBAPIError,
+    DisconnectionError,
     InterfaceError,
     NotSupportedError,
     OperationalError,
@@ -59,14 +61,26 @@ def make_engine(url: str) -> Engine:
         "json_deserializer": jsoncodec.loads,
     }
     if backend == "postgresql":
-        # No pre-ping: it costs a round trip per request. A connection that died is
-        # invalidated on its first error (the request gets 503 and the sender retries).
+        # No pre-ping: it costs a round trip per checkout. _hung_up finds what a restart of
+        # the server left in the pool without one.
         options.update(pool_size=5, max_overflow=10, pool_recycle=1800)
     engine = create_engine(url, **options)
+    if backend == "postgresql":
+        event.listen(engine, "checkout", _hung_up)
     if backend == "sqlite":
         event.listen(engine, "connect", _configure_sqlite)
         event.listen(engine, "begin", _begin_immediate)
     return engine
+
+
+def _hung_up(dbapi_connection, _record, _proxy) -> None:  # type: ignore[no-untyped-def]
+    # An idle connection has nothing to read, unless the server ended it: a restart or shutdown
+    # sends "terminating connection" and closes the socket. A poll tells so without a round
+    # trip; the pool then opens a new connection instead (DisconnectionError).
+    poller = select.poll()
+    poller.register(dbapi_connection.fileno(), select.POLLIN)
+    if poller.poll(0):
+        raise DisconnectionError("the server closed this connection while it sat in the pool")
 
 
 def _configure_sqlite(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]

@@ -15,11 +15,16 @@ from sqlalchemy import BigInteger, Column, Float, Integer, String
 
 from store.models import RunObjective, TrainingRun
 
-STATUSES = ("launched", "running", "completed", "failed", "crashed", "killed", "preempted")
+STATUSES = ("unknown", "launched", "running", "completed", "failed", "crashed", "killed", "preempted")
+# A run known only from what arrived before its launch (crash-report keys, an attachment, an
+# objective set through the API): it may never have been launched. Comparisons and statistics
+# leave it out unless asked for it.
+UNKNOWN = "unknown"
 
 # Events arrive out of order: a status only moves up this ladder, so a late "running"
 # never overwrites "completed". Among final states the most informative one wins.
 STATUS_RANK = {
+    UNKNOWN: -1,
     "launched": 0,
     "running": 1,
     "preempted": 2,

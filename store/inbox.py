@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import atexit
 import random
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import psycopg
-from sqlalchemy import BigInteger, Engine, and_, any_, bindparam, delete, func, or_, select, update
+from sqlalchemy import BigInteger, Engine, String, and_, any_, bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from store.database import DatabaseUnavailable, connect, get_engine, libpq_url
@@ -27,6 +26,7 @@ from store.direct import Direct
 from store.models import UNFINISHED, InboxEvent
 from store.runs import utcnow
 
+T = TypeVar("T")
 STATUSES = ("pending", "processing", "done", "ignored", "failed", "dead", "invalid")
 RETRYABLE = ("pending", "failed")
 
@@ -74,11 +74,23 @@ _INSERT_SQL = (
     " VALUES ($1, $2, $3, now(), $4, $5, $6, 0, $7, now())"
     " ON CONFLICT (source, dedupe_key) DO NOTHING RETURNING id"
 )
-_EARLIER_SQL = (
-    "SELECT id FROM inbox_events"
-    " WHERE source = $1 AND dedupe_key = ANY($2) AND received_at >= now() - $3 LIMIT 1"
-)
 _EXISTING_SQL = "SELECT id FROM inbox_events WHERE source = $1 AND dedupe_key = $2"
+# Past waiting: its handler has run or is running, so an identical delivery must run again.
+PAST_WAITING = ("processing", "done", "ignored", "dead")
+# The delivery past waiting gives up its key to the new one, keeping it made unique by its id.
+_SUPERSEDE_SQL = (
+    "UPDATE inbox_events SET dedupe_key = dedupe_key || '@' || id"
+    " WHERE source = $1 AND dedupe_key = $2 AND status = ANY($3) RETURNING id"
+)
+
+
+def _superseded(status: str) -> list[str]:
+    """Return the statuses of an earlier delivery with the same key that a new one replaces.
+
+    A delivery refused as invalid stays the answer to the same bytes refused again; bytes that
+    now validate (the schema was fixed since) replace it.
+    """
+    return list(PAST_WAITING) if status == "invalid" else [*PAST_WAITING, "invalid"]
 
 
 # Every statement on these connections finds its rows by key, or in id order, through an index.
@@ -118,26 +130,46 @@ class _Connections:
         # list.pop and list.append are atomic: threads share the idle list without a lock.
         self.idle: list[tuple[Engine, psycopg.RawCursor[Any]]] = []
 
-    @contextmanager
-    def cursor(self) -> Iterator[psycopg.RawCursor[Any]]:
+    def _take_idle(self, engine: Engine) -> psycopg.RawCursor[Any] | None:
+        while True:
+            try:
+                owner, cursor = self.idle.pop()
+            except IndexError:
+                return None
+            if owner is engine and not cursor.connection.closed:
+                return cursor
+            cursor.connection.close()
+
+    @staticmethod
+    def _connect() -> psycopg.RawCursor[Any]:
+        # Autocommit: the insert is atomic on its own, and BEGIN and COMMIT around it would cost
+        # two more round trips. Raw cursors take $n placeholders as they are.
+        connection = psycopg.connect(
+            libpq_url(), autocommit=True, connect_timeout=10, cursor_factory=psycopg.RawCursor
+        )
+        connection.execute(_INDEX_SCANS_ONLY)
+        return connection.cursor()
+
+    def run(self, work: Callable[[psycopg.RawCursor[Any]], T]) -> T:
+        """Return ``work(cursor)``; connection failures raise DatabaseUnavailable.
+
+        A connection that fails after it sat idle (the server restarted meanwhile, or ended it)
+        is replaced and the work runs once more: the first delivery after a restart succeeds.
+        A ping before each use would find it too, at the cost of a round trip per request. The
+        work must be safe to run twice: every statement here is idempotent or a claim.
+        """
         engine = get_engine()
-        cursor = None
-        while self.idle and cursor is None:
-            owner, candidate = self.idle.pop()
-            if owner is engine and not candidate.connection.closed:
-                cursor = candidate
-            else:
-                candidate.connection.close()
+        cursor = self._take_idle(engine)
         try:
-            if cursor is None:
-                # Autocommit: the insert is atomic on its own, and BEGIN and COMMIT around it
-                # would cost two more round trips. Raw cursors take $n placeholders as they are.
-                connection = psycopg.connect(
-                    libpq_url(), autocommit=True, connect_timeout=10, cursor_factory=psycopg.RawCursor
-                )
-                connection.execute(_INDEX_SCANS_ONLY)
-                cursor = connection.cursor()
-            yield cursor
+            if cursor is not None:
+                try:
+                    return work(cursor)
+                except psycopg.OperationalError:
+                    cursor.connection.close()
+                    # The other idle connections most likely went the same way.
+                    self.close()
+            cursor = self._connect()
+            return work(cursor)
         except psycopg.OperationalError as error:
             if cursor is not None:
                 cursor.connection.close()
@@ -147,60 +179,60 @@ class _Connections:
                 self.idle.append((engine, cursor))
 
     def close(self) -> None:
-        while self.idle:
-            self.idle.pop()[1].connection.close()
+        """Close every idle connection."""
+        while True:
+            try:
+                _, cursor = self.idle.pop()
+            except IndexError:
+                return
+            cursor.connection.close()
 
 
 _connections = _Connections()
 atexit.register(_connections.close)
 
 
-def _record_on_postgresql(
-    delivery: dict[str, Any], duplicate_of: list[str], window: timedelta | None
-) -> tuple[int, bool]:
-    with _connections.cursor() as cursor:
-        if duplicate_of and window is not None:
-            earlier = cursor.execute(_EARLIER_SQL, (delivery["source"], duplicate_of, window)).fetchone()
-            if earlier is not None:
-                return earlier[0], False
-        values = [delivery[name] for name in ("source", "kind", "dedupe_key", "body")]
-        # The headers go as JSON text, which the column reads as jsonb: orjson writes them in a
-        # fraction of the time psycopg's Jsonb adapter takes through json.dumps.
-        values += [orjson.dumps(delivery["headers"]).decode(), delivery["status"], delivery["last_error"]]
-        inserted = cursor.execute(_INSERT_SQL, values).fetchone()
-        if inserted is not None:
-            return inserted[0], True
-        existing = cursor.execute(_EXISTING_SQL, (delivery["source"], delivery["dedupe_key"])).fetchone()
-        assert existing is not None
-        return existing[0], False
+def _record_on_postgresql(delivery: dict[str, Any], only_while_waiting: bool) -> tuple[int, bool]:
+    key = (delivery["source"], delivery["dedupe_key"])
+    values = [delivery[name] for name in ("source", "kind", "dedupe_key", "body")]
+    # The headers go as JSON text, which the column reads as jsonb: orjson writes them in a
+    # fraction of the time psycopg's Jsonb adapter takes through json.dumps.
+    values += [orjson.dumps(delivery["headers"]).decode(), delivery["status"], delivery["last_error"]]
+
+    def record(cursor: psycopg.RawCursor[Any]) -> tuple[int, bool]:
+        # Loops only while a concurrent identical delivery takes the key over in between.
+        while True:
+            inserted = cursor.execute(_INSERT_SQL, values).fetchone()
+            if inserted is not None:
+                return inserted[0], True
+            superseding = (*key, _superseded(delivery["status"]))
+            if only_while_waiting and cursor.execute(_SUPERSEDE_SQL, superseding).fetchone() is not None:
+                continue
+            existing = cursor.execute(_EXISTING_SQL, key).fetchone()
+            if existing is not None:
+                return existing[0], False
+
+    return _connections.run(record)
 
 
-def _record_on_sqlite(
-    delivery: dict[str, Any], duplicate_of: list[str], window: timedelta | None
-) -> tuple[int, bool]:
+def _record_on_sqlite(delivery: dict[str, Any], only_while_waiting: bool) -> tuple[int, bool]:
     now = utcnow()
     table = InboxEvent.__table__
+    same_key = (table.c.source == delivery["source"]) & (table.c.dedupe_key == delivery["dedupe_key"])
     with connect() as connection:
-        if duplicate_of and window is not None:
-            earlier = connection.execute(
-                select(table.c.id).where(
-                    table.c.source == delivery["source"],
-                    table.c.dedupe_key.in_(duplicate_of),
-                    table.c.received_at >= now - window,
-                )
-            ).first()
-            if earlier is not None:
-                return earlier.id, False
         row = {**delivery, "received_at": now, "attempts": 0, "next_attempt_at": now}
         new_id = connection.execute(_SQLITE_INSERT, row).scalar()
+        if new_id is None and only_while_waiting:
+            superseded = connection.execute(
+                update(table)
+                .where(same_key, table.c.status.in_(_superseded(delivery["status"])))
+                .values(dedupe_key=table.c.dedupe_key + "@" + table.c.id.cast(String))
+            ).rowcount
+            if superseded:
+                new_id = connection.execute(_SQLITE_INSERT, row).scalar()
         if new_id is not None:
             return new_id, True
-        existing = connection.execute(
-            select(table.c.id).where(
-                table.c.source == delivery["source"], table.c.dedupe_key == delivery["dedupe_key"]
-            )
-        ).scalar_one()
-        return existing, False
+        return connection.execute(select(table.c.id).where(same_key)).scalar_one(), False
 
 
 def record_delivery(
@@ -211,13 +243,14 @@ def record_delivery(
     headers: dict[str, Any],
     status: str = "pending",
     last_error: str | None = None,
-    also_duplicate_of: Sequence[str] = (),
-    duplicate_window: timedelta | None = None,
+    only_while_waiting: bool = False,
 ) -> tuple[int, bool]:
     """Commit one delivery; return its id and whether it is new (False: a duplicate).
 
-    ``also_duplicate_of`` names other dedupe keys that make this delivery a duplicate
-    when one was received within ``duplicate_window`` (W&B's time-bucketed keys).
+    With ``only_while_waiting``, a delivery is a duplicate of one with the same key only while
+    that one waits for its handler (pending, or failed and to be retried), or when both are
+    invalid; once it is processing, done, ignored or dead, or refused as invalid where this one is
+    valid, this one is stored anew.
     """
     if status not in STATUSES:
         raise ValueError(f"unknown inbox status {status!r}")
@@ -231,24 +264,37 @@ def record_delivery(
         "last_error": last_error,
     }
     record = _record_on_postgresql if get_engine().dialect.name == "postgresql" else _record_on_sqlite
-    return record(delivery, list(also_duplicate_of), duplicate_window)
+    return record(delivery, only_while_waiting)
+
+
+def refusal(event_id: int) -> str | None:
+    """Return the error recorded when the web refused this delivery as invalid, else None."""
+    table = InboxEvent.__table__
+    with connect(begin=False) as connection:
+        row = connection.execute(
+            select(table.c.kind, table.c.status, table.c.last_error).where(table.c.id == event_id)
+        ).first()
+    if row is None or row.kind != "invalid" or row.status != "invalid":
+        return None
+    return row.last_error or ""
 
 
 def claim(limit: int, lease: timedelta = timedelta(minutes=5)) -> list[Delivery]:
     """Claim up to ``limit`` due events for this worker, oldest first.
 
     PostgreSQL skips rows other workers hold (SKIP LOCKED); an event whose claim is
-    older than ``lease`` (its worker died) is claimed again.
+    older than ``lease`` (its worker died, and stopped renewing it) is claimed again.
     """
     on = _claim_on_postgresql if get_engine().dialect.name == "postgresql" else _claim_on_sqlite
     return sorted(on(limit, utcnow(), lease), key=lambda d: d.id)
 
 
 def _claim_on_postgresql(limit: int, now: datetime, lease: timedelta) -> list[Delivery]:
-    with _connections.cursor() as cursor:
-        # In binary: as text, each body would travel hex-encoded, twice its size, and decoding
-        # it cost the worker more instructions than validating it.
-        rows = cursor.execute(_CLAIM_SQL, (now, now - lease, limit), binary=True).fetchall()
+    # In binary: as text, each body would travel hex-encoded, twice its size, and decoding it
+    # cost the worker more instructions than validating it.
+    rows = _connections.run(
+        lambda cursor: cursor.execute(_CLAIM_SQL, (now, now - lease, limit), binary=True).fetchall()
+    )
     return [Delivery(*row) for row in rows]
 
 
@@ -270,6 +316,22 @@ def _claim_on_sqlite(limit: int, now: datetime, lease: timedelta) -> list[Delive
     )
     with connect() as connection:
         return [_delivery(row) for row in connection.execute(statement)]
+
+
+def renew(event_ids: Iterable[int]) -> None:
+    """Renew this worker's claim on events it still processes, so that no other worker takes them."""
+    table = InboxEvent.__table__
+    # Rows a batch is finishing are locked by its transaction, and skipped: waiting for them
+    # could deadlock with that transaction, and they are done once it commits.
+    held = (
+        select(table.c.id)
+        .where(table.c.id.in_(list(event_ids)), table.c.status == "processing")
+        .with_for_update(skip_locked=True)
+    )
+    with connect() as connection:
+        connection.execute(
+            update(table).where(table.c.id.in_(held.scalar_subquery())).values(claimed_at=utcnow())
+        )
 
 
 def _finish(ids: Any) -> Any:

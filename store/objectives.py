@@ -137,12 +137,14 @@ def query_runs_by_objectives(
     status: str | None = None,
     metric: str = "raw_mean",
     limit: int | None = 100,
+    include_unknown: bool = False,
 ) -> list[dict[str, Any]]:
     """Return runs meeting every objective threshold, each with its objective values.
 
     ``objective_filters`` maps an objective name to ``{'min': x}`` / ``{'max': x}``
     (inclusive), ``{'gt': x}`` / ``{'lt': x}`` (strict) or a bare number (a minimum).
-    Runs come best first: by the sum of the filtered objectives' values.
+    Runs come best first: by the sum of the filtered objectives' values. Runs of status
+    ``unknown`` come only when ``status`` names it or with ``include_unknown``.
     """
     if not isinstance(objective_filters, Mapping) or not objective_filters:
         raise ValueError("objective_filters must map at least one objective name to thresholds")
@@ -168,6 +170,8 @@ def query_runs_by_objectives(
         statement = statement.where(TrainingRun.gradient_method == gradient_method)
     if status is not None:
         statement = statement.where(TrainingRun.status == extract.normalize_status(status))
+    elif not include_unknown:
+        statement = statement.where(TrainingRun.status != extract.UNKNOWN)
     assert total is not None
     statement = statement.order_by(total.desc(), TrainingRun.run_id).limit(limit)
     with read_transaction() as session:
@@ -182,12 +186,19 @@ def query_runs_by_objectives(
 
 
 def _value_conditions(
-    table: Any, objective_name: str, metric: str, status: str | None, gradient_method: str | None = None
+    table: Any,
+    objective_name: str,
+    metric: str,
+    status: str | None,
+    gradient_method: str | None = None,
+    include_unknown: bool = False,
 ) -> list[Any]:
     value = _metric_column(table, metric)
     conditions = [table.objective_name == _check_name(objective_name), value.is_not(None)]
     if status is not None:
         conditions.append(table.status == extract.normalize_status(status))
+    elif not include_unknown:
+        conditions.append(table.status.is_distinct_from(extract.UNKNOWN))
     if gradient_method is not None:
         conditions.append(table.gradient_method == gradient_method)
     return conditions
@@ -221,15 +232,21 @@ def _std(row: Any) -> float | None:
 
 
 def compare_gradient_methods(
-    objective_name: str, metric: str = "raw_mean", status: str | None = "completed"
+    objective_name: str,
+    metric: str = "raw_mean",
+    status: str | None = "completed",
+    include_unknown: bool = False,
 ) -> list[dict[str, Any]]:
-    """Compare gradient methods on one objective in one query, best average first (direction-aware)."""
+    """Compare gradient methods on one objective in one query, best average first (direction-aware).
+
+    With ``status=None`` every status counts but ``unknown``, unless ``include_unknown``.
+    """
     value = _metric_column(RunObjective, metric)
     with read_transaction() as session:
         dialect = session.get_bind().dialect.name
         totals = (
             select(RunObjective.gradient_method, *_summary_columns(value, dialect))
-            .where(*_value_conditions(RunObjective, objective_name, metric, status))
+            .where(*_value_conditions(RunObjective, objective_name, metric, status, None, include_unknown))
             .group_by(RunObjective.gradient_method)
             .subquery("totals")
         )
@@ -241,7 +258,7 @@ def compare_gradient_methods(
         best_run_id = (
             select(func.min(other.run_id))
             .where(
-                *_value_conditions(other, objective_name, metric, status),
+                *_value_conditions(other, objective_name, metric, status, None, include_unknown),
                 _metric_column(other, metric) == best_value,
                 other.gradient_method.is_not_distinct_from(signed.c.gradient_method),
             )
@@ -272,10 +289,16 @@ def get_objective_statistics(
     metric: str = "raw_mean",
     status: str | None = "completed",
     gradient_method: str | None = None,
+    include_unknown: bool = False,
 ) -> dict[str, Any]:
-    """Return count, avg, std, min, max, median and best_run_id of one objective."""
+    """Return count, avg, std, min, max, median and best_run_id of one objective.
+
+    With ``status=None`` every status counts but ``unknown``, unless ``include_unknown``.
+    """
     value = _metric_column(RunObjective, metric)
-    conditions = _value_conditions(RunObjective, objective_name, metric, status, gradient_method)
+    conditions = _value_conditions(
+        RunObjective, objective_name, metric, status, gradient_method, include_unknown
+    )
     with read_transaction() as session:
         dialect = session.get_bind().dialect.name
         row = session.execute(select(*_summary_columns(value, dialect)).where(*conditions)).one()

@@ -86,7 +86,7 @@ def lock_runs(session: Session, run_ids: Iterable[str]) -> tuple[dict[str, RunRe
     runs = _select_for_update(session, wanted)
     now = utcnow()
     created = {
-        run_id: RunRecord({"run_id": run_id, "status": "launched", "created_at": now, "updated_at": now})
+        run_id: RunRecord({"run_id": run_id, "status": extract.UNKNOWN, "created_at": now, "updated_at": now})
         for run_id in wanted
         if run_id not in runs
     }
@@ -361,7 +361,7 @@ class RunState:
 
 
 def raise_status(run: RunRecord, status: str) -> None:
-    if extract.STATUS_RANK[status] > extract.STATUS_RANK.get(run.status, -1):
+    if extract.STATUS_RANK[status] > extract.STATUS_RANK[run.status]:
         run.status = status
         if status in extract.FINAL_STATUSES and run.completed_at is None:
             run.completed_at = utcnow()
@@ -532,7 +532,10 @@ def insert_run(
     chain_of_custody_id: str | None = None,
     **metadata: Any,
 ) -> bool:
-    """Insert or update a run from its launch config; return whether anything changed."""
+    """Insert or update a run from its launch config; return whether anything changed.
+
+    The run is launched at least: a run created by anything else before its launch is ``unknown``.
+    """
     unknown = sorted(set(metadata) - METADATA_COLUMNS)
     if unknown:
         raise ValueError(f"unknown run field(s): {', '.join(unknown)}")
@@ -558,6 +561,7 @@ def insert_run(
         set_columns(state, {k: v for k, v in explicit.items() if v is not None}, None)
         if config_dict is not None:
             run.config_json = dict(config_dict)
+        raise_status(run, "launched")
         if status is not None:
             raise_status(run, status)
         objectives = extract.config_objectives(config_dict)
@@ -721,21 +725,35 @@ def get_run(run_id: str) -> dict[str, Any] | None:
         return result
 
 
-def get_stats() -> dict[str, Any]:
-    """Return counts by status and gradient method, the crash rate and the time range."""
+def get_stats(include_unknown: bool = False) -> dict[str, Any]:
+    """Return counts by status and gradient method, the crash rate and the time range.
+
+    Runs of status ``unknown`` (never launched, as far as the database knows) count only with
+    ``include_unknown``.
+    """
+    counted = [] if include_unknown else [TrainingRun.status != extract.UNKNOWN]
     with read_transaction() as session:
         total, oldest, newest = session.execute(
-            select(func.count(), func.min(TrainingRun.created_at), func.max(TrainingRun.created_at))
+            select(func.count(), func.min(TrainingRun.created_at), func.max(TrainingRun.created_at)).where(
+                *counted
+            )
         ).one()
         by_status = dict(
-            session.execute(select(TrainingRun.status, func.count()).group_by(TrainingRun.status)).all()
+            session.execute(
+                select(TrainingRun.status, func.count()).where(*counted).group_by(TrainingRun.status)
+            ).all()
         )
         by_method = dict(
             session.execute(
-                select(TrainingRun.gradient_method, func.count()).group_by(TrainingRun.gradient_method)
+                select(TrainingRun.gradient_method, func.count())
+                .where(*counted)
+                .group_by(TrainingRun.gradient_method)
             ).all()
         )
-        num_objectives = session.scalar(select(func.count(func.distinct(RunObjective.objective_name))))
+        objectives = select(func.count(func.distinct(RunObjective.objective_name)))
+        if not include_unknown:
+            objectives = objectives.where(RunObjective.status.is_distinct_from(extract.UNKNOWN))
+        num_objectives = session.scalar(objectives)
     return {
         "total_runs": total,
         "runs_by_status": {s: by_status[s] for s in extract.STATUSES if s in by_status},

@@ -38,6 +38,9 @@ class FakeWandb:
         self.requests: list[dict[str, Any]] = []
         self._runs: dict[tuple[str, str, str], dict[str, Any]] = {}
         self._failures: list[int] = []
+        self._holds = 0
+        self.holding = threading.Event()
+        self._released = threading.Event()
         self._lock = threading.Lock()
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
@@ -50,7 +53,8 @@ class FakeWandb:
 
     def start(self) -> FakeWandb:
         """Listen on an ephemeral port in a daemon thread."""
-        self._server = make_server("127.0.0.1", 0, self._wsgi, request_handler=_QuietHandler)
+        # Threaded: a request held back (hold_next) must not keep the others waiting.
+        self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True, request_handler=_QuietHandler)
         self.url = f"http://127.0.0.1:{self._server.port}"
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
@@ -62,6 +66,7 @@ class FakeWandb:
         """Stop serving and close the listening socket."""
         if self._server is None or self._thread is None:
             return
+        self.release()
         self._server.shutdown()
         self._thread.join()
         self._server.server_close()
@@ -108,6 +113,15 @@ class FakeWandb:
         with self._lock:
             self._failures.extend([status] * count)
 
+    def hold_next(self, count: int = 1) -> None:
+        """Keep the next `count` requests waiting, unanswered, until `release` (a slow W&B)."""
+        with self._lock:
+            self._holds += count
+
+    def release(self) -> None:
+        """Let every held request be answered, and those to come."""
+        self._released.set()
+
     def _wsgi(self, environ: dict[str, Any], start_response: Any) -> Any:
         return self._respond(Request(environ))(environ, start_response)
 
@@ -119,6 +133,11 @@ class FakeWandb:
             query, variables = body["query"], body.get("variables") or {}
         except (ValueError, KeyError, TypeError):
             return _json({"errors": [{"message": "request body must be a GraphQL JSON object"}]}, 400)
+        with self._lock:
+            held, self._holds = self._holds > 0, max(self._holds - 1, 0)
+        if held:
+            self.holding.set()
+            self._released.wait(120)
         with self._lock:
             self.requests.append({"query": query, "variables": variables})
             failure = self._failures.pop(0) if self._failures else None

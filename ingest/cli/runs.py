@@ -323,16 +323,23 @@ def run(run_id: str, output_format: str) -> None:
     help="Only runs of this status.",
 )
 @click.option(
+    "--include-unknown",
+    is_flag=True,
+    help="Count runs of status unknown too (known only from crash reports or attachments, never launched).",
+)
+@click.option(
     "--format", "output_format", type=click.Choice(("table", "json")), default="table", show_default=True
 )
 @user_errors
-def compare(objective: str, metric: str, status: str, output_format: str) -> None:
+def compare(objective: str, metric: str, status: str, include_unknown: bool, output_format: str) -> None:
     """Compare gradient methods on one objective, best first.
 
     Best is the highest average, or the lowest for an objective its runs minimize.
     """
     load_settings()
-    results = store.compare_gradient_methods(objective, metric, None if status == "any" else status)
+    results = store.compare_gradient_methods(
+        objective, metric, None if status == "any" else status, include_unknown=include_unknown
+    )
     if output_format == "json":
         _echo_json(results)
         return
@@ -348,13 +355,18 @@ def compare(objective: str, metric: str, status: str, output_format: str) -> Non
 
 @click.command()
 @click.option(
+    "--include-unknown",
+    is_flag=True,
+    help="Count runs of status unknown too (known only from crash reports or attachments, never launched).",
+)
+@click.option(
     "--format", "output_format", type=click.Choice(("table", "json")), default="table", show_default=True
 )
 @user_errors
-def stats(output_format: str) -> None:
+def stats(include_unknown: bool, output_format: str) -> None:
     """Count runs by status and gradient method; show the crash rate."""
     load_settings()
-    numbers = store.get_stats()
+    numbers = store.get_stats(include_unknown=include_unknown)
     if output_format == "json":
         _echo_json(numbers)
         return

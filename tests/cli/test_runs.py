@@ -273,6 +273,23 @@ def test_stats_counts_runs_by_status_and_method(loaded):
     assert f"│ runs       │ {len(loaded)} " in table.output
 
 
+def test_stats_and_compare_count_runs_never_launched_only_when_asked(loaded):
+    store.update_objective_metric("never-launched", "COMT_activity", "raw_mean", 0.5)
+
+    counted = strict_json(invoke("stats", "--format", "json").output)
+    every = strict_json(invoke("stats", "--include-unknown", "--format", "json").output)
+    compared = strict_json(invoke("compare", "COMT_activity", "--status", "any", "--format", "json").output)
+    compared_every = invoke(
+        "compare", "COMT_activity", "--status", "any", "--include-unknown", "--format", "json"
+    )
+
+    assert counted["total_runs"] == len(loaded)
+    assert "unknown" not in counted["runs_by_status"]
+    assert (every["total_runs"], every["runs_by_status"]["unknown"]) == (len(loaded) + 1, 1)
+    assert None not in [r["gradient_method"] for r in compared]
+    assert None in [r["gradient_method"] for r in strict_json(compared_every.output)]
+
+
 def test_events_lists_the_inbox_newest_first_by_status_and_source(db, monkeypatch):
     monkeypatch.setenv("COLUMNS", "250")
     inbox.record_delivery("pipeline", "run.started", "k1", b"{}", {}, status="done")

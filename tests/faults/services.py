@@ -104,10 +104,13 @@ def web_server(database_url: str, logs: Path, workers: int = 2) -> Iterator[WebS
 
 
 @contextmanager
-def event_worker(database_url: str, logs: Path, timeout: float = 60.0) -> Iterator[subprocess.Popen[bytes]]:
+def event_worker(
+    database_url: str, logs: Path, timeout: float = 60.0, name: str = "worker", **extra_env: str
+) -> Iterator[subprocess.Popen[bytes]]:
     """Run ``training-db worker`` as the Procfile's worker line does, once it has started."""
-    log = logs / "worker.log"
-    with running([str(BIN / "training-db"), "worker"], service_env(database_url), log) as worker:
+    log = logs / f"{name}.log"
+    env = service_env(database_url, **extra_env)
+    with running([str(BIN / "training-db"), "worker"], env, log) as worker:
         deadline = time.monotonic() + timeout
         while "worker.started" not in log.read_text(errors="replace"):
             if worker.poll() is not None or time.monotonic() > deadline:

@@ -110,6 +110,27 @@ def test_a_crash_keeps_the_error_and_crash_keys(client, worker):
     assert run["crash_report_s3_key"] == "crash-reports/run-000-0000042/report.md"
 
 
+@pytest.mark.parametrize(
+    ("name", "status"),
+    [
+        ("run_attachment__both", "unknown"),
+        ("run_started__basic", "running"),
+        ("run_progress__step_500", "running"),
+        ("run_finished__with_summary", "completed"),
+        ("run_crashed__with_keys", "crashed"),
+    ],
+)
+def test_an_event_before_the_launch_gives_the_run_the_state_it_tells_or_unknown(client, worker, name, status):
+    post_pipeline(client, fixture("pipeline", name))
+    worker.run_once()
+    before_launch = store.get_run(RUN_ID)["status"]
+    post_pipeline(client, fixture("pipeline", "run_launched__basic"))
+    worker.run_once()
+
+    assert before_launch == status
+    assert store.get_run(RUN_ID)["status"] == ("launched" if status == "unknown" else status)
+
+
 def test_attachments_record_the_conversation_and_blog_post(client, worker):
     post_pipeline(client, fixture("pipeline", "run_attachment__both"))
     worker.run_once()
@@ -164,6 +185,44 @@ def test_during_a_secret_rotation_one_matching_signature_of_several_is_enough(cl
     assert response.status_code == 202
 
 
+def signed_environ(client, raw: bytes, headers: dict[str, str], **wsgi_values: str) -> dict:
+    """Return the WSGI environ of a POST of ``raw``, with values set as a WSGI server sets them."""
+    from werkzeug.test import EnvironBuilder
+
+    environ = EnvironBuilder(
+        path="/webhooks/pipeline", method="POST", data=raw, headers=headers
+    ).get_environ()
+    return {**environ, **wsgi_values}
+
+
+@pytest.mark.parametrize("joined", [", ", ","])
+def test_two_signature_headers_joined_by_the_server_are_each_checked(client, joined):
+    raw = fixture("pipeline", "run_launched__basic")
+    headers = pipeline_headers(raw, "msg_twice")
+    old = pipeline_headers(raw, "msg_twice", secret="whsec_" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo=")
+    both = joined.join([old["webhook-signature"], headers["webhook-signature"]])
+
+    response = client.open(signed_environ(client, raw, headers, HTTP_WEBHOOK_SIGNATURE=both))
+
+    assert response.status_code == 202
+
+
+def test_a_signed_webhook_id_with_non_ascii_characters_is_accepted_as_sent(client):
+    raw = fixture("pipeline", "run_launched__basic")
+    webhook_id = "msg_été_✓"
+    headers = pipeline_headers(raw, webhook_id)
+    # gunicorn, as PEP 3333 says, hands header bytes over decoded as Latin-1.
+    as_received = webhook_id.encode().decode("latin-1")
+    headers["webhook-id"] = "placeholder"
+
+    response = client.open(signed_environ(client, raw, headers, HTTP_WEBHOOK_ID=as_received))
+    again = client.open(signed_environ(client, raw, headers, HTTP_WEBHOOK_ID=as_received))
+
+    assert response.status_code == 202
+    assert again.json == {"status": "duplicate", "event_id": response.json["event_id"]}
+    assert inbox.get_delivery(response.json["event_id"]).dedupe_key == f"webhook:{webhook_id}"
+
+
 @pytest.mark.parametrize("age", [timedelta(minutes=6), timedelta(minutes=-6)])
 def test_a_timestamp_outside_five_minutes_is_refused(client, age):
     response = post_pipeline(client, fixture("pipeline", "run_launched__basic"), when=datetime.now(UTC) - age)
@@ -209,6 +268,43 @@ def test_a_schema_violation_is_kept_as_invalid_and_answered_422_with_the_errors(
         {k: e[k] for k in ("loc", "type")} for e in response.json["details"]
     ]
     assert inbox.get_delivery(response.json["event_id"]).status == "invalid"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "error"),
+    [
+        (b'{"type": "run.launched", "data": ', 400, "malformed_json"),
+        (json.dumps(pipeline_event("run.launched", RUN_ID)).encode(), 422, "invalid_event"),
+    ],
+)
+def test_a_refused_delivery_sent_again_is_refused_again_in_the_same_words(client, body, status, error):
+    first = post_pipeline(client, body, webhook_id="msg_refused")
+    again = post_pipeline(client, body, webhook_id="msg_refused")
+    fixed = post_pipeline(client, fixture("pipeline", "run_launched__basic"), webhook_id="msg_refused")
+
+    assert (first.status_code, first.json["error"]) == (status, error)
+    assert (again.status_code, again.json) == (status, first.json)
+    # The id names the delivery that was refused: a corrected body needs an id of its own.
+    assert (fixed.status_code, fixed.json) == (status, first.json)
+    assert len(inbox.list_deliveries()) == 1
+
+
+def test_json_nested_to_the_limit_is_taken_and_deeper_is_refused_as_too_deep(client):
+    from ingest.parsing import MAX_JSON_DEPTH
+
+    def nested(levels: int) -> bytes:
+        # The top-level object and its data object are two levels; the rest are arrays.
+        deep = "[" * (levels - 2) + "]" * (levels - 2)
+        return f'{{"type": "run.started", "timestamp": "2026-11-20T10:00:00Z", "data": {{"run_id": "r", "x": {deep}}}}}'.encode()
+
+    deepest = post_pipeline(client, nested(MAX_JSON_DEPTH))
+    deeper = post_pipeline(client, nested(MAX_JSON_DEPTH + 1))
+
+    assert deepest.status_code == 202
+    assert deeper.status_code == 400
+    assert deeper.json["error"] == "nesting_too_deep"
+    assert deeper.json["message"] == f"body nests arrays and objects deeper than {MAX_JSON_DEPTH} levels"
+    assert inbox.get_delivery(deeper.json["event_id"]).status == "invalid"
 
 
 @pytest.mark.parametrize(

@@ -22,6 +22,24 @@ def test_a_bare_s3_event_attaches_the_crash_report_to_its_run(client, worker):
     assert store.get_run(RUN_ID)["crash_analysis_s3_key"] == "crash-reports/run-000-0000042/analysis.md"
 
 
+def test_a_crash_report_of_a_run_never_launched_makes_it_unknown_until_the_launch(client, worker):
+    from tests.webhooks import post_pipeline
+
+    post_s3(client, fixture("s3", "object_created__put"))
+    worker.run_once()
+    before, counted_before = store.get_run(RUN_ID), store.get_stats()["total_runs"]
+    post_pipeline(client, fixture("pipeline", "run_launched__basic"))
+    worker.run_once()
+    after = store.get_run(RUN_ID)
+
+    assert (before["status"], before["gradient_method"]) == ("unknown", None)
+    assert counted_before == 0
+    assert after["status"] == "launched"
+    assert after["gradient_method"] is not None
+    assert after["crash_analysis_s3_key"] == "crash-reports/run-000-0000042/analysis.md"
+    assert store.get_stats()["runs_by_status"] == {"launched": 1}
+
+
 def test_an_eventbridge_event_attaches_the_error_log(client, worker):
     response = post_s3(client, fixture("s3", "eventbridge__object_created"))
     worker.run_once()

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import time
+
+import pytest
 from sqlalchemy import create_engine, text
 
 from ingest import create_app
@@ -34,6 +38,19 @@ def test_readyz_answers_503_when_the_schema_is_behind(client, database_url):
     assert response.status_code == 503
     assert response.json["error"] == "schema_behind"
     assert "training-db migrate" in response.json["message"]
+
+
+def test_readyz_keeps_where_the_database_is_for_the_log(settings, sns_signer, caplog):
+    down = settings.model_copy(update={"database_url": "postgresql+psycopg://postgres@127.0.0.1:1/none"})
+    client = create_app(down, fetch_pem=sns_signer.fetch_pem).test_client()
+
+    ready = client.get("/readyz")
+
+    assert ready.status_code == 503
+    assert ready.json["error"] == "database_unavailable"
+    assert "127.0.0.1" not in ready.get_data(as_text=True)
+    assert ":1" not in ready.json["message"]
+    assert "127.0.0.1" in caplog.text
 
 
 def test_readyz_and_webhooks_answer_503_when_the_database_is_unreachable(settings, sns_signer):
@@ -92,3 +109,52 @@ def test_unknown_paths_and_methods_answer_json(client):
     assert client.get("/nowhere").json["error"] == "not_found"
     assert client.get("/webhooks/pipeline").status_code == 405
     assert "error" in client.get("/webhooks/pipeline").json
+
+
+def test_a_method_not_allowed_is_answered_with_the_methods_that_are(client):
+    refused = client.put("/webhooks/wandb", data=b"{}")
+    refused_get = client.delete("/readyz")
+
+    assert refused.status_code == 405
+    assert set(refused.headers["Allow"].split(", ")) == {"POST", "OPTIONS"}
+    assert refused_get.status_code == 405
+    assert set(refused_get.headers["Allow"].split(", ")) == {"GET", "HEAD", "OPTIONS"}
+
+
+def test_the_document_refuses_the_nul_the_endpoints_refuse(client):
+    from tests.faults.test_fuzz_openapi import valid_under_the_document
+    from tests.webhooks import fixture_json, pipeline_event, post_wandb
+
+    document = client.get("/openapi.json").json
+    wandb = fixture_json("wandb", "run_state__finished")
+    started = pipeline_event("run.started", "run-1")
+    cases = [
+        ("/webhooks/wandb", {**wandb, "event_author": "a\x00b"}, post_wandb),
+        ("/webhooks/wandb", {**wandb, "extra": {"a\x00": 1}}, post_wandb),
+        ("/webhooks/pipeline", {**started, "data": {**started["data"], "note": ["\x00"]}}, post_pipeline),
+    ]
+    for path, body, post in cases:
+        raw = json.dumps(body).encode()
+        assert not valid_under_the_document(document, path, raw)
+        assert post(client, raw).status_code == 422
+    assert valid_under_the_document(document, "/webhooks/wandb", json.dumps(wandb).encode())
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_deliveries_and_readiness_survive_the_server_ending_idle_connections(client, database_url):
+    import psycopg
+
+    from store.database import libpq_url
+
+    assert post_pipeline(client, fixture("pipeline", "run_started__basic")).status_code == 202
+    assert client.get("/readyz").status_code == 200
+    # What a restart of the server does to every connection the app keeps between requests.
+    with psycopg.connect(libpq_url(), autocommit=True) as admin:
+        others = "FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        admin.execute(f"SELECT pg_terminate_backend(pid) {others}")
+        deadline = time.monotonic() + 10
+        while admin.execute(f"SELECT count(*) {others}").fetchone()[0] and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    assert post_pipeline(client, fixture("pipeline", "run_launched__basic")).status_code == 202
+    assert client.get("/readyz").status_code == 200

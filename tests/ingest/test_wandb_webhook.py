@@ -9,6 +9,7 @@ import pytest
 
 import store
 from handlers import Context
+from ingest.parsing import body_hash
 from ingest.wandb_api import WandbClient
 from ingest.worker import Worker
 from store import inbox
@@ -114,12 +115,77 @@ def test_the_next_sync_asks_only_for_runs_updated_since_the_last_one_minus_the_o
     assert "heartbeatAt" in filters[-1]
 
 
-def test_the_same_payload_within_ten_minutes_is_a_duplicate(client):
+def test_the_same_payload_while_the_first_waits_for_its_sync_is_a_duplicate(client):
     first = post_wandb(client, fixture("wandb", "run_state__finished"))
     second = post_wandb(client, fixture("wandb", "run_state__finished"))
 
     assert (first.status_code, second.status_code) == (202, 200)
-    assert second.json["status"] == "duplicate"
+    assert second.json == {"status": "duplicate", "event_id": first.json["event_id"]}
+
+
+def test_the_same_payload_after_the_first_was_synced_syncs_again(client, syncing_worker, fake_wandb):
+    fake_wandb.add_run(ENTITY, PROJECT, "first001", config={}, state="finished")
+    first = post_wandb(client, fixture("wandb", "run_state__finished"))
+    syncing_worker.run_once()
+    # Another run of the project changes state: W&B sends the very same body.
+    fake_wandb.add_run(ENTITY, PROJECT, "second01", config={}, state="crashed")
+    second = post_wandb(client, fixture("wandb", "run_state__finished"))
+    syncing_worker.run_once()
+
+    assert second.status_code == 202
+    assert second.json["event_id"] != first.json["event_id"]
+    assert inbox.get_delivery(first.json["event_id"]).status == "done"
+    assert inbox.get_delivery(second.json["event_id"]).status == "done"
+    assert store.get_run("second01")["status"] == "crashed"
+
+
+def test_the_same_payload_after_the_first_went_dead_is_stored_to_sync_again(client, settings):
+    first = post_wandb(client, fixture("wandb", "run_state__finished"))
+    Worker(settings.model_copy(update={"worker_max_attempts": 1})).run_once()
+    assert inbox.get_delivery(first.json["event_id"]).status == "dead"
+
+    second = post_wandb(client, fixture("wandb", "run_state__finished"))
+    third = post_wandb(client, fixture("wandb", "run_state__finished"))
+
+    assert second.status_code == 202
+    assert second.json["event_id"] != first.json["event_id"]
+    assert third.json == {"status": "duplicate", "event_id": second.json["event_id"]}
+    assert inbox.get_delivery(first.json["event_id"]).status == "dead"
+
+
+def test_a_refused_payload_sent_again_is_refused_again(client):
+    payload = fixture_json("wandb", "run_state__finished")
+    del payload["project_name"]
+
+    first = post_wandb(client, payload)
+    again = post_wandb(client, payload)
+
+    assert first.status_code == 422
+    assert (again.status_code, again.json) == (422, first.json)
+
+
+def test_a_payload_refused_before_a_fix_of_the_schema_is_stored_anew_once_it_validates(client):
+    payload = fixture("wandb", "run_state__finished")
+    refused = inbox.record_delivery(
+        "wandb", "invalid", f"body:{body_hash(payload)}", payload, {}, "invalid", "{}"
+    )[0]
+
+    again = post_wandb(client, payload)
+
+    assert again.status_code == 202
+    assert again.json["event_id"] != refused
+    assert inbox.get_delivery(refused).status == "invalid"
+
+
+def test_webhooks_without_an_api_key_to_sync_with_are_warned_about_at_start(settings, caplog):
+    from ingest import create_app
+
+    create_app(settings)
+    create_app(settings.model_copy(update={"wandb_api_key": "wandb-api-key"}))
+
+    assert [r.message for r in caplog.records if "WANDB_API_KEY" in r.message] == [
+        "config.unset WANDB_API_KEY: W&B webhooks are stored but their syncs fail until dead"
+    ]
 
 
 def test_a_sync_that_fails_is_retried_later(client, settings, fake_wandb):

@@ -15,8 +15,9 @@ from ingest.cli import main
 from ingest.events import EventKind
 from ingest.worker import BATCH_ATTEMPTS, Worker
 from store import extract, inbox
+from tests.fake_wandb import FakeWandb
 from tests.inbox import backdate, fill
-from tests.webhooks import fixture, pipeline_event, post_pipeline
+from tests.webhooks import fixture, pipeline_event, post_pipeline, post_wandb
 
 
 def _break_handler(monkeypatch, kind: EventKind, error: Exception) -> list[int]:
@@ -90,6 +91,37 @@ def test_an_event_claimed_by_a_worker_that_died_is_claimed_again_after_the_lease
 
     assert [d.id for d in again] == [claimed.id]
     assert again[0].attempts == 2
+
+
+def test_a_live_worker_keeps_its_slow_events_past_the_lease(client, settings):
+    with FakeWandb(api_key="wandb-api-key") as fake:
+        fake.add_run("mango-lab", "mango-moo", "slow0001", config={}, state="finished")
+        fake.hold_next()
+        short = settings.model_copy(
+            update={"wandb_base_url": fake.url, "wandb_api_key": "wandb-api-key", "worker_lease": 1.0}
+        )
+        event_id = post_wandb(client, fixture("wandb", "run_state__finished")).json["event_id"]
+        stop = threading.Event()
+        slow, other = Worker(short), Worker(short)
+        running = threading.Thread(target=slow.run, args=(stop,))
+        running.start()
+        try:
+            assert fake.holding.wait(10)
+            # Three leases: without renewals the other worker would take the event over.
+            deadline = time.monotonic() + 3 * short.worker_lease
+            while time.monotonic() < deadline:
+                assert other.run_once() == 0
+                time.sleep(0.1)
+            fake.release()
+            while inbox.get_delivery(event_id).status == "processing" and time.monotonic() < deadline + 10:
+                time.sleep(0.05)
+        finally:
+            stop.set()
+            running.join(timeout=10)
+
+    delivery = inbox.get_delivery(event_id)
+    assert (delivery.status, delivery.attempts) == ("done", 1)
+    assert store.get_run("slow0001")["status"] == "completed"
 
 
 def test_two_workers_never_claim_the_same_event(client):

@@ -27,8 +27,12 @@ def test_a_claim_is_an_index_scan_in_id_order_even_without_statistics(db):
     waiting = sorted(delivery.id for delivery in inbox.list_deliveries("pending", limit=300))
 
     now = inbox.utcnow()
-    with inbox._connections.cursor() as cursor:
-        plan = "\n".join(row[0] for row in cursor.execute("EXPLAIN " + inbox._CLAIM_SQL, (now, now, 50)))
+    plan = "\n".join(
+        row[0]
+        for row in inbox._connections.run(
+            lambda cursor: cursor.execute("EXPLAIN " + inbox._CLAIM_SQL, (now, now, 50))
+        )
+    )
 
     # A bitmap scan would read every index entry the finished events left behind, then sort.
     assert "Index Scan using ix_inbox_events_unfinished" in plan

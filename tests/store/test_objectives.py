@@ -179,6 +179,38 @@ def test_objective_statistics_with_an_even_count_and_a_method_filter(runs):
     assert (stats["count"], stats["median"], stats["best_run_id"]) == (2, pytest.approx(0.825), "p1")
 
 
+@pytest.fixture
+def with_unknown(runs):
+    """Add a run never launched whose objective values arrived through the API."""
+    store.update_objective_metric("u1", "COMT_activity", "raw_mean", 0.99)
+    return runs
+
+
+def test_runs_never_launched_are_left_out_of_comparisons_unless_asked_for(with_unknown):
+    methods = [r["gradient_method"] for r in store.compare_gradient_methods("COMT_activity", status=None)]
+    every = store.compare_gradient_methods("COMT_activity", status=None, include_unknown=True)
+    unknown = store.compare_gradient_methods("COMT_activity", status="unknown")
+
+    assert None not in methods
+    assert (every[0]["gradient_method"], every[0]["best_run_id"]) == (None, "u1")
+    assert [(r["gradient_method"], r["num_runs"]) for r in unknown] == [(None, 1)]
+
+
+def test_runs_never_launched_are_left_out_of_statistics_unless_asked_for(with_unknown):
+    assert store.get_objective_statistics("COMT_activity", status=None)["count"] == 6
+    assert store.get_objective_statistics("COMT_activity", status=None, include_unknown=True)["count"] == 7
+    assert store.get_objective_statistics("COMT_activity", status="unknown")["best_run_id"] == "u1"
+
+
+def test_runs_never_launched_are_left_out_of_threshold_queries_unless_asked_for(with_unknown):
+    def found(**options):
+        return [r["run_id"] for r in store.query_runs_by_objectives({"COMT_activity": 0.9}, **options)]
+
+    assert found() == ["m3", "m1"]
+    assert found(include_unknown=True) == ["u1", "m3", "m1"]
+    assert found(status="unknown") == ["u1"]
+
+
 def test_statistics_of_an_unknown_objective_are_empty(runs):
     assert store.get_objective_statistics("nothing")["count"] == 0
     assert store.compare_gradient_methods("nothing") == []

@@ -196,6 +196,37 @@ def test_calls_on_a_run_that_does_not_exist_create_it_and_the_launch_fills_the_r
     assert (comt["raw_mean"], comt["direction"]) == (0.7, "maximize")
 
 
+def test_a_run_known_only_from_what_came_before_its_launch_is_unknown_and_left_out_of_stats(db):
+    store.attach_crash_data("r1", error_log_s3_key="crash-reports/r1/error.log")
+    store.update_objective_metric("r1", "QED", "raw_mean", 0.5)
+    store.insert_run("r2", config_dict={"gradient_method": "mgda"})
+
+    assert store.get_run("r1")["status"] == "unknown"
+    assert store.get_stats()["total_runs"] == 1
+    assert store.get_stats()["runs_by_status"] == {"launched": 1}
+    assert store.get_stats()["num_objectives"] == 0
+    every = store.get_stats(include_unknown=True)
+    assert (every["total_runs"], every["runs_by_status"]) == (2, {"unknown": 1, "launched": 1})
+    assert every["num_objectives"] == 1
+
+
+def test_unknown_is_below_launched_on_the_status_ladder(db):
+    store.attach_blog_post("r1", "https://blog/r1")
+    store.update_run_status("r1", "unknown")
+    store.insert_run("r1")
+    store.update_run_status("r1", "unknown")
+
+    assert store.get_run("r1")["status"] == "launched"
+
+
+def test_a_wandb_synced_run_takes_its_wandb_state(db):
+    store.upsert_wandb_run("w1", "mango-lab", "mango-moo", "running", config={}, summary={})
+    store.upsert_wandb_run("w2", "mango-lab", "mango-moo", "pending", config={}, summary={})
+
+    assert store.get_run("w1")["status"] == "running"
+    assert store.get_run("w2")["status"] == "launched"
+
+
 def test_attachments_are_stored(db):
     store.attach_crash_data("r1", "e.log", "report.md", "analysis.md")
     store.attach_conversation("r1", "conversations/r1.json")
