@@ -3,6 +3,7 @@
 from store.bulk import load_runs
 from store.crash_reports import record_crash_report_object
 from store.database import configure, get_engine
+from store.filters import FilterError, compile_filter
 from store.migrate import init_db
 from store.objectives import (
     compare_gradient_methods,
@@ -36,7 +37,9 @@ __all__ = [
     "attach_crash_data",
     "compare_gradient_methods",
     "configure",
+    "compile_filter",
     "delete_run_objectives",
+    "FilterError",
     "get_engine",
     "get_objective_statistics",
     "get_objectives_of_runs",
