@@ -15,13 +15,12 @@ from store.objectives import (
     query_runs_by_objectives,
     update_objective_metric,
 )
-from store.query import iter_runs, query_runs
+from store.query import get_stats, iter_runs, query_runs
 from store.runs import (
     attach_blog_post,
     attach_conversation,
     attach_crash_data,
     get_run,
-    get_stats,
     insert_run,
     mark_crashed,
     record_progress,

@@ -40,6 +40,7 @@ from sqlalchemy import (
     Float,
     Integer,
     Numeric,
+    Select,
     String,
     and_,
     case,
@@ -487,6 +488,15 @@ def parse(text: str) -> Node | None:
 # Compiling
 
 
+def matching_run_ids(text: str | None, dialect: str) -> Select[tuple[str]] | None:
+    """Return ``SELECT run_id`` of the runs a filter matches, for ``run_id IN (...)`` in statements
+    over other tables (``run_objectives``); None for a blank or None filter."""
+    node = parse(text) if text is not None else None
+    if node is None:
+        return None
+    return select(TrainingRun.run_id).where(_compile(node, True, dialect))
+
+
 def compile_filter(text: str | None, dialect: str) -> ColumnElement[bool]:
     """Compile a filter to a condition on ``TrainingRun`` for ``dialect`` (``sqlite`` or
     ``postgresql``); a blank or None filter is ``true()``. Raise FilterError when it is not valid.
@@ -496,10 +506,10 @@ def compile_filter(text: str | None, dialect: str) -> ColumnElement[bool]:
         dialect = session.get_bind().dialect.name
         select(func.count()).select_from(TrainingRun).where(compile_filter(text, dialect))
 
-    and over ``run_objectives`` through the run ids:
-    ``RunObjective.run_id.in_(select(TrainingRun.run_id).where(compile_filter(text, dialect)))``.
-    The condition correlates only with ``training_runs``, so it can sit in a query that also
-    reads ``run_objectives``.
+    and over ``run_objectives`` through the run ids (matching_run_ids). The condition correlates
+    only with ``training_runs``, so it can sit in a query that also reads ``run_objectives``. It is
+    true where the filter is true, and false or NULL elsewhere: to negate it, compile
+    ``not (...)`` rather than negating the SQL.
     """
     node = parse(text) if text is not None else None
     if node is None:

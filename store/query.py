@@ -10,15 +10,15 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, false, or_, select, true
+from sqlalchemy import ColumnElement, and_, false, func, or_, select, true
 
 from store import extract
 from store.database import read_transaction
 from store.fields import DOCUMENTS as DOCUMENTS
 from store.fields import SCALAR_COLUMNS as SCALAR_COLUMNS
 from store.fields import Field, JsonAccess, is_number, resolve
-from store.filters import compile_filter
-from store.models import TrainingRun, UTCDateTime
+from store.filters import compile_filter, matching_run_ids
+from store.models import RunObjective, TrainingRun, UTCDateTime
 from store.runs import parse_time, run_to_dict
 
 OPERATORS = ("eq", "ne", "gt", "gte", "lt", "lte", "min", "max", "in", "like")
@@ -218,3 +218,45 @@ def iter_runs(
         for run in session.scalars(statement):
             yield run_to_dict(run)
             session.expunge(run)
+
+
+def get_stats(where: str | None = None) -> dict[str, Any]:
+    """Return counts by status and gradient method, crash rates and the time range of the runs the
+    ``where`` filter string matches (all runs without one)."""
+    with read_transaction() as session:
+        dialect = session.get_bind().dialect.name
+        # One scan of the runs for every count: by method and status, with each group's time range.
+        groups = session.execute(
+            select(
+                TrainingRun.gradient_method,
+                TrainingRun.status,
+                func.count(),
+                func.min(TrainingRun.created_at),
+                func.max(TrainingRun.created_at),
+            )
+            .where(compile_filter(where, dialect))
+            .group_by(TrainingRun.gradient_method, TrainingRun.status)
+        ).all()
+        objectives = select(func.count(func.distinct(RunObjective.objective_name)))
+        matching = matching_run_ids(where, dialect)
+        if matching is not None:
+            objectives = objectives.where(RunObjective.run_id.in_(matching))
+        num_objectives = session.scalar(objectives)
+    by_status: dict[str, int] = {}
+    by_method: dict[str | None, int] = {}
+    crashed: dict[str | None, int] = {}
+    for method, status, count, _, _ in groups:
+        by_status[status] = by_status.get(status, 0) + count
+        by_method[method] = by_method.get(method, 0) + count
+        crashed[method] = crashed.get(method, 0) + (count if status == "crashed" else 0)
+    total = sum(by_status.values())
+    return {
+        "total_runs": total,
+        "runs_by_status": {s: by_status[s] for s in extract.STATUSES if s in by_status},
+        "runs_by_gradient_method": by_method,
+        "crash_rate_by_gradient_method": {method: crashed[method] / runs for method, runs in by_method.items()},
+        "num_objectives": num_objectives or 0,
+        "crash_rate": (by_status.get("crashed", 0) / total) if total else 0.0,
+        "oldest_run_at": min((group[3] for group in groups), default=None),
+        "newest_run_at": max((group[4] for group in groups), default=None),
+    }

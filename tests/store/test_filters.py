@@ -414,6 +414,47 @@ def test_compile_filter_serves_other_statements(runs):
     assert objectives == ["COMT", "DRD5"]
 
 
+def test_compare_gradient_methods_takes_a_filter(runs):
+    compared = store.compare_gradient_methods("DRD5", status=None, where="run_name like 'b%'")
+    assert [(c["gradient_method"], c["num_runs"], c["best_run_id"]) for c in compared] == [("mgda", 1, "b")]
+    everything = store.compare_gradient_methods("DRD5", status=None, where="  ")
+    assert [(c["gradient_method"], c["num_runs"]) for c in everything] == [("mgda", 2)]
+
+
+def test_get_objective_statistics_takes_a_filter(runs):
+    statistics = store.get_objective_statistics(
+        "COMT", status=None, where="not objective.DRD5.raw_mean > 0.85"
+    )
+    assert (statistics["count"], statistics["median"], statistics["best_run_id"]) == (1, 0.9, "a")
+
+
+def test_get_stats_takes_a_filter_and_gives_the_crash_rate_by_method(runs):
+    stats = store.get_stats(where="gradient_method = 'mgda' or gradient_method is null")
+    assert stats["total_runs"] == 3
+    assert stats["runs_by_status"] == {"running": 1, "completed": 1, "crashed": 1}
+    assert stats["runs_by_gradient_method"] == {"mgda": 2, None: 1}
+    assert stats["crash_rate_by_gradient_method"] == {"mgda": 0.5, None: 0.0}
+    assert stats["num_objectives"] == 2
+    assert stats["oldest_run_at"] == datetime(2026, 1, 1, tzinfo=UTC)
+    assert stats["newest_run_at"] == datetime(2026, 1, 4, tzinfo=UTC)
+    assert store.get_stats(where="run_id = 'nope'")["num_objectives"] == 0
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: store.query_runs(where="batchsize = 1"),
+        lambda: list(store.iter_runs(where="batchsize = 1")),
+        lambda: store.compare_gradient_methods("COMT", where="batchsize = 1"),
+        lambda: store.get_objective_statistics("COMT", where="batchsize = 1"),
+        lambda: store.get_stats(where="batchsize = 1"),
+    ],
+)
+def test_every_read_function_reports_a_bad_filter(runs, call):
+    with pytest.raises(FilterError, match="unknown field 'batchsize' at 1:1; did you mean 'batch_size'"):
+        call()
+
+
 # Generated filters against a Python evaluator
 
 UNKNOWN = None
