@@ -11,7 +11,7 @@ from sqlalchemy.orm import aliased
 
 from store import extract
 from store.database import read_transaction, transaction
-from store.filters import matching_run_ids
+from store.filters import compile_filter, matching_run_ids
 from store.models import RunObjective, TrainingRun
 from store.query import SCALAR_COLUMNS, check_limit
 from store.runs import RunState, objective_to_dict, set_objective_metrics
@@ -124,8 +124,10 @@ def query_runs_by_objectives(
     status: str | None = None,
     metric: str = "raw_mean",
     limit: int | None = 100,
+    where: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Return runs meeting every objective threshold, each with its objective values.
+    """Return runs meeting every objective threshold (and the ``where`` filter string), each with
+    its objective values.
 
     ``objective_filters`` maps an objective name to ``{'min': x}`` / ``{'max': x}``
     (inclusive), ``{'gt': x}`` / ``{'lt': x}`` (strict) or a bare number (a minimum).
@@ -158,6 +160,7 @@ def query_runs_by_objectives(
     assert total is not None
     statement = statement.order_by(total.desc(), TrainingRun.run_id).limit(limit)
     with read_transaction() as session:
+        statement = statement.where(compile_filter(where, session.get_bind().dialect.name))
         runs = [dict(row._mapping) for row in session.execute(statement)]
     objectives = get_objectives_of_runs([run["run_id"] for run in runs])
     for run in runs:
