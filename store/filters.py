@@ -476,6 +476,16 @@ def _as_float(value: int | float, target: Target, refuse: Callable[[str], Filter
         raise refuse(f"{value} is out of the range of {target.name}") from None
 
 
+def parse_field(name: str) -> Target:
+    """Resolve one field name as the filter language writes it, or raise FilterError."""
+    if not isinstance(name, str):
+        raise FilterError(f"a field must be a string, not {type(name).__name__}", "", 0)
+    tokens = _tokens(name)
+    if len(tokens) != 2 or tokens[0].kind != "field":
+        raise FilterError(f"{name!r} is not a field", name, tokens[0].position)
+    return _target(tokens[0].value, name, 0)
+
+
 def parse(text: str) -> Node | None:
     """Parse and check a filter; None when it is blank. Raise FilterError when it is not valid."""
     if not isinstance(text, str):
@@ -609,6 +619,30 @@ def _missing(target: Target, dialect: str) -> ColumnElement[bool]:
     if target.kind == "json":
         return _JsonValue(target, dialect).missing()
     return target.column.is_(None)
+
+
+def select_field(target: Target, dialect: str, objectives: dict[str, Any]) -> ColumnElement[Any]:
+    """Return the SQL that reads a field's value, decoded like the column it comes from.
+
+    An objective's statistic is read from an alias of ``run_objectives`` in ``objectives``
+    (by objective name), created here when missing: join each to ``training_runs`` with
+    objective_join.
+    """
+    if target.kind == "column":
+        return target.column
+    if target.kind == "objective":
+        if target.objective not in objectives:
+            objectives[target.objective] = aliased(RunObjective)
+        return getattr(objectives[target.objective], target.column)
+    if dialect == "postgresql":
+        return target.column.op("#>")(_pg_path(target.path))
+    # SQLite's -> gives JSON text (json_extract would give a string and an object alike as text).
+    return type_coerce(target.column.op("->")(sqlite_path(target.path)), target.column.type)
+
+
+def objective_join(name: str, objective: Any) -> Any:
+    """The condition joining an alias of ``run_objectives`` (select_field) to its run."""
+    return and_(objective.run_id == TrainingRun.run_id, objective.objective_name == name)
 
 
 class _JsonValue(JsonAccess):

@@ -6,21 +6,24 @@ Filters come as a mapping of field to value or ``{operator: value}``, or as a fi
 
 from __future__ import annotations
 
+import gc
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, false, func, or_, select, true
+from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select, true
 
 from store import extract
 from store.database import read_transaction
 from store.fields import DOCUMENTS as DOCUMENTS
 from store.fields import SCALAR_COLUMNS as SCALAR_COLUMNS
 from store.fields import Field, JsonAccess, is_number, resolve
-from store.filters import compile_filter, matching_run_ids
+from store.filters import compile_filter, matching_run_ids, objective_join, parse_field, select_field
 from store.models import RunObjective, TrainingRun, UTCDateTime
-from store.runs import parse_time, run_to_dict
+from store.runs import RUN_COLUMNS, parse_time
 
+_RUNS = TrainingRun.__table__
 OPERATORS = ("eq", "ne", "gt", "gte", "lt", "lte", "min", "max", "in", "like")
 
 
@@ -183,21 +186,57 @@ def query_runs(
     where: str | None = None,
 ) -> list[dict[str, Any]]:
     """Return runs matching every filter and the ``where`` filter string, as dicts of their
-    fields (all, or ``columns``)."""
+    fields: all of them, or ``columns`` (typed columns, JSON paths such as ``summary.train/loss``
+    and ``objective.NAME.STAT``, as the filter language names them) under the names given."""
     limit = check_limit(limit)
     with read_transaction() as session:
         dialect = session.get_bind().dialect.name
-        conditions = [*conditions_of(filters, dialect), compile_filter(where, dialect)]
-        statement = select(TrainingRun).where(*conditions).order_by(*ordering(order_by, dialect))
-        if columns is not None:
-            wanted = [resolve(c) for c in columns]
-            if any(f.is_json for f in wanted):
-                raise ValueError("columns must name run fields, not JSON paths")
-            statement = (
-                select(*[f.column for f in wanted]).where(*conditions).order_by(*ordering(order_by, dialect))
-            )
-            return [dict(row._mapping) for row in session.execute(statement.limit(limit))]
-        return [run_to_dict(run) for run in session.scalars(statement.limit(limit))]
+        names, statement = _selection(columns, dialect)
+        statement = (
+            statement.where(*conditions_of(filters, dialect), compile_filter(where, dialect))
+            .order_by(*ordering(order_by, dialect))
+            .limit(limit)
+        )
+        with _collector_paused():
+            rows = session.connection().execute(statement)
+            return [dict(zip(names, row, strict=True)) for row in rows]
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause Python's cycle collector while runs are read into dicts.
+
+    Their documents are tens of thousands of fresh dicts and lists, none in a cycle; the collector
+    would traverse them again and again as they pile up: a third of reading 3,600 whole runs
+    (bench/query.py). Pausing is process-wide, and short: the collector resumes at the end.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _selection(columns: Sequence[str] | None, dialect: str) -> tuple[list[str], Select[Any]]:
+    """Return the names of the fields to read and the SELECT of them, from ``training_runs`` and
+    an outer join of ``run_objectives`` per objective named."""
+    if columns is None:
+        names = list(RUN_COLUMNS)
+    elif isinstance(columns, str) or not isinstance(columns, Sequence) or not columns:
+        raise ValueError(f"columns must be a non-empty list of field names, not {columns!r}")
+    else:
+        names = list(dict.fromkeys(columns))
+    objectives: dict[str, Any] = {}
+    fields = [
+        _RUNS.c[name] if name in RUN_COLUMNS else select_field(parse_field(name), dialect, objectives)
+        for name in names
+    ]
+    source: Any = _RUNS
+    for name, objective in objectives.items():
+        source = source.outerjoin(objective, objective_join(name, objective))
+    return names, select(*fields).select_from(source)
 
 
 def iter_runs(
@@ -209,15 +248,14 @@ def iter_runs(
     """Yield every run matching the filters and ``where`` as a dict, reading the database in batches."""
     with read_transaction() as session:
         dialect = session.get_bind().dialect.name
+        names, statement = _selection(None, dialect)
         statement = (
-            select(TrainingRun)
-            .where(*conditions_of(filters, dialect), compile_filter(where, dialect))
+            statement.where(*conditions_of(filters, dialect), compile_filter(where, dialect))
             .order_by(*ordering(order_by, dialect))
             .execution_options(yield_per=batch_size)
         )
-        for run in session.scalars(statement):
-            yield run_to_dict(run)
-            session.expunge(run)
+        for row in session.connection().execute(statement):
+            yield dict(zip(names, row, strict=True))
 
 
 def get_stats(where: str | None = None) -> dict[str, Any]:

@@ -455,6 +455,76 @@ def test_every_read_function_reports_a_bad_filter(runs, call):
         call()
 
 
+def test_columns_project_typed_fields_json_paths_and_objectives(runs):
+    rows = store.query_runs(
+        where="run_id in ('a', 'c', 'd')",
+        order_by="run_id",
+        limit=None,
+        columns=[
+            "run_id",
+            "batch_size",
+            "config.training",
+            "config.name",
+            "summary.train/loss",
+            "summary.eval/igd",
+            "summary.big",
+            "summary.`odd key`",
+            "objective.COMT.raw_mean",
+            "objective.COMT.weight",
+            "objective.DRD5.raw_mean",
+            "run_id",
+        ],
+    )
+
+    assert [list(row) for row in rows] == [list(rows[0])] * 3
+    assert list(rows[0]) == [
+        "run_id",
+        "batch_size",
+        "config.training",
+        "config.name",
+        "summary.train/loss",
+        "summary.eval/igd",
+        "summary.big",
+        "summary.`odd key`",
+        "objective.COMT.raw_mean",
+        "objective.COMT.weight",
+        "objective.DRD5.raw_mean",
+    ]
+    a, c, d = rows
+    assert a["config.training"] == {"gradient_method": "mgda", "batch_size": 64, "learning_rate": 1e-3}
+    assert (a["config.name"], c["config.name"], d["config.name"]) == ("Alpha", "50%_off", None)
+    assert (a["summary.train/loss"], c["summary.train/loss"], d["summary.train/loss"]) == (0.3, None, None)
+    assert math.isnan(a["summary.eval/igd"])
+    assert (a["summary.big"], a["summary.`odd key`"]) == (1e17, 5)
+    assert [(r["objective.COMT.raw_mean"], r["objective.COMT.weight"]) for r in rows] == [
+        (0.9, 1.0),
+        (None, 2.0),
+        (None, None),
+    ]
+    assert [r["objective.DRD5.raw_mean"] for r in rows] == [0.8, None, None]
+
+
+def test_whole_runs_have_every_field(runs):
+    (run,) = store.query_runs(where="run_id = 'b'")
+    assert run == {name: value for name, value in store.get_run("b").items() if name != "objectives"}
+
+
+@pytest.mark.parametrize(
+    ("columns", "message"),
+    [
+        (["batchsize"], "unknown field 'batchsize' at 1:1; did you mean 'batch_size'?"),
+        (["objective.QED.mean"], "unknown objective statistic 'mean' at 1:1; did you mean 'raw_mean'?"),
+        (["batch_size = 1"], "'batch_size = 1' is not a field at 1:1"),
+        ([], "columns must be a non-empty list of field names, not []"),
+        ("run_id", "columns must be a non-empty list of field names, not 'run_id'"),
+    ],
+)
+def test_bad_columns_are_refused_naming_them(runs, columns, message):
+    with pytest.raises(ValueError) as raised:
+        store.query_runs(columns=columns)
+    assert str(raised.value) == message
+
+
 # Generated filters against a Python evaluator
 
 UNKNOWN = None
