@@ -275,11 +275,15 @@ def get_stats(where: str | None = None) -> dict[str, Any]:
             .where(compile_filter(where, dialect))
             .group_by(TrainingRun.gradient_method, TrainingRun.status)
         ).all()
-        objectives = select(func.count(func.distinct(RunObjective.objective_name)))
         matching = matching_run_ids(where, dialect)
-        if matching is not None:
-            objectives = objectives.where(RunObjective.run_id.in_(matching))
-        num_objectives = session.scalar(objectives)
+        if matching is None:
+            num_objectives = session.scalar(_count_objective_names())
+        else:
+            num_objectives = session.scalar(
+                select(func.count(func.distinct(RunObjective.objective_name))).where(
+                    RunObjective.run_id.in_(matching)
+                )
+            )
     by_status: dict[str, int] = {}
     by_method: dict[str | None, int] = {}
     crashed: dict[str | None, int] = {}
@@ -298,3 +302,18 @@ def get_stats(where: str | None = None) -> dict[str, Any]:
         "oldest_run_at": min((group[3] for group in groups), default=None),
         "newest_run_at": max((group[4] for group in groups), default=None),
     }
+
+
+def _count_objective_names() -> Select[tuple[int]]:
+    """Count the distinct objective names by skipping from one to the next along an index that
+    starts with the name: a probe per name, where COUNT(DISTINCT) read every objective row
+    (360,000 at 100,000 runs: most of get_stats' time)."""
+    first = select(func.min(RunObjective.objective_name).label("name")).cte("names", recursive=True)
+    previous = first.alias("previous")
+    following = select(
+        select(func.min(RunObjective.objective_name))
+        .where(RunObjective.objective_name > previous.c.name)
+        .scalar_subquery()
+    ).where(previous.c.name.is_not(None))
+    names = first.union_all(following)
+    return select(func.count(names.c.name))
