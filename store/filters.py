@@ -528,7 +528,8 @@ def compile_filter(text: str | None, dialect: str) -> ColumnElement[bool]:
 
 
 def _compile(node: Node, truth: bool, dialect: str) -> ColumnElement[bool]:
-    """Compile ``node is true`` (or ``node is false``): never unknown, so it can be combined freely."""
+    """Compile "``node`` is true" (or "is false"): TRUE where it is, FALSE or NULL elsewhere; no NOT
+    over what may be NULL, so AND and OR of such conditions treat NULL as FALSE, as WHERE does."""
     if isinstance(node, Not):
         return _compile(node.item, not truth, dialect)
     if isinstance(node, All | Any_):
@@ -673,13 +674,11 @@ class _JsonValue(JsonAccess):
         return self.text()
 
     def boolean(self) -> ColumnElement[Any]:
+        """'true' or 'false' where the value is a boolean."""
         kind = self.json_type()
-        return case((kind.in_(["true", "false", "boolean"]), self._rendered_boolean()))
-
-    def _rendered_boolean(self) -> ColumnElement[Any]:
         if self.dialect == "postgresql":
-            return self._text_at(self.field.path)
-        return self.json_type()
+            return case((kind == "boolean", self._text_at(self.field.path)))
+        return case((kind.in_(["true", "false"]), kind))
 
     def numeric(self) -> ColumnElement[Any]:
         """The number at the path, or the finite float of a ``{"$float": ...}`` marker there."""
