@@ -138,10 +138,23 @@ def dumps(value: Any, sort_keys: bool = False) -> str:
     return text
 
 
+# Each digit to 0, the decimal point kept, every other byte to a space: 19 digits in a row not
+# after a point may be an integer beyond 64 bits, which orjson would read as a float. (Fractions
+# have longer runs, 0.00019887927164895935; integral floats of 1e16 and more are markers.)
+_DIGIT_RUNS = bytes(0x30 if 0x30 <= b <= 0x39 else b if b == 0x2E else 0x20 for b in range(256))
+_LONG_INTEGER = b"0" * 19
+
+
 def loads(text: str | bytes) -> Any:
     """Parse JSON written by :func:`dumps` (or any JSON, bare NaN tokens included)."""
-    if isinstance(text, bytes | bytearray | memoryview):
-        text = bytes(text).decode("utf-8")
-    if '"$' not in text:
-        return json.loads(text)
-    return json.loads(text, object_hook=_unescape_object)
+    data = text.encode() if isinstance(text, str) else bytes(text)
+    # orjson reads a document several times faster than json, the most of reading runs in bulk.
+    # It cannot call a hook for the "$float" markers, it reads an integer beyond 64 bits as a
+    # float and it refuses bare NaN tokens and lone surrogates: those go through json.
+    digits = data.translate(_DIGIT_RUNS)
+    if b'"$' not in data and b" " + _LONG_INTEGER not in digits and not digits.startswith(_LONG_INTEGER):
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(data, object_hook=_unescape_object if b'"$' in data else None)

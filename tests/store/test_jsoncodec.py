@@ -89,3 +89,26 @@ def nested(levels: int) -> list:
 )
 def test_documents_beyond_the_fast_writer_still_come_back_exactly(document, expected):
     assert same(jsoncodec.loads(jsoncodec.dumps(document)), expected)
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        {"hash": 2**64 + 1, "negative": -(2**63) - 1, "in": [10**30]},
+        12345678901234567890123,
+        {"tiny": 1e-20, "small": 0.00019887927164895935, "text": "12345678901234567890"},
+        [float("nan"), {"$float": "x"}],
+    ],
+)
+def test_documents_orjson_cannot_read_exactly_come_back_exactly(document):
+    text = jsoncodec.dumps(document)
+    for written in (text, text.encode(), memoryview(text.encode())):
+        assert same(jsoncodec.loads(written), document)
+
+
+def test_an_escaped_lone_surrogate_still_reads():
+    assert jsoncodec.loads('["\\ud800"]') == ["\ud800"]
+
+
+def test_bare_nan_tokens_still_read():
+    assert same(jsoncodec.loads("[NaN, Infinity, -Infinity, 1]"), [math.nan, math.inf, -math.inf, 1])
