@@ -183,7 +183,7 @@ def test_a_blank_filter_is_no_filter():
         ("status = 'finised'", "unknown status 'finised' at 1:10; did you mean 'finished'?"),
         (
             "status in ('completed', 'zzz')",
-            "unknown status 'zzz' at 1:25; expected one of launched, running, completed, failed, crashed, "
+            "unknown status 'zzz' at 1:25; expected one of unknown, launched, running, completed, failed, crashed, "
             "killed, preempted",
         ),
         (
