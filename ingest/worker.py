@@ -160,9 +160,10 @@ class Worker:
         without it; after a few such failures the rest are left to apply alone, so that a
         handler failing on many events does not have the batch applied over and over. A
         failure while locking or committing blames no event: they are all left to apply alone.
+        An event that fails in a way that would repeat is left to apply alone too, before it
+        is given up on: the changes a call makes are written by the next statement, whichever
+        event that belongs to, and alone each event's failure is its own.
         """
-        # Events whose failure may be another's: the changes a call makes are written by the next
-        # statement, whichever event it belongs to. Alone, each one's failure is its own.
         suspects: list[Item] = []
         for _ in range(BATCH_ATTEMPTS):
             if not items:
