@@ -7,6 +7,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 
 import store
@@ -75,6 +76,35 @@ def apply(parsed: Parsed, context: Context) -> Outcome:
 def handle(source: str, body: bytes, context: Context) -> Outcome:
     """Run one stored delivery through its handler."""
     return apply(read(source, body), context)
+
+
+@dataclass(frozen=True)
+class Replayed:
+    """What replaying one stored delivery did: its new status, and the error when it failed."""
+
+    status: str
+    outcome: Outcome | None = None
+    error: str | None = None
+
+
+def replay_delivery(delivery: inbox.Delivery, context: Context) -> Replayed:
+    """Run one stored delivery through its handler again and record the attempt on it.
+
+    It ends done or ignored, invalid (its handler refuses it for good) or failed (the worker
+    retries it), with the error. DatabaseUnavailable is raised, and nothing recorded.
+    """
+    try:
+        outcome = handle(delivery.source, delivery.body, context)
+    except PermanentError as error:
+        replayed = Replayed("invalid", error=str(error))
+    except DatabaseUnavailable:
+        raise
+    except Exception as error:
+        replayed = Replayed("failed", error=f"{type(error).__name__}: {error}")
+    else:
+        replayed = Replayed(finished_status(outcome), outcome=outcome)
+    inbox.set_status(delivery.id, replayed.status, replayed.error)
+    return replayed
 
 
 def runs_of(parsed: Parsed) -> list[str]:

@@ -28,6 +28,8 @@ from store.runs import utcnow
 
 STATUSES = ("pending", "processing", "done", "ignored", "failed", "dead", "invalid")
 RETRYABLE = ("pending", "failed")
+# The worker owns pending and processing events: replaying them would race it.
+REPLAYABLE = ("done", "ignored", "failed", "dead", "invalid")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,142 @@
+"""The read API: JSON answers over every matching run, and replaying a stored delivery."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+from flask import Blueprint, Response, current_app, g
+
+from ingest.settings import Settings
+from store import inbox, reads
+from store.database import DatabaseUnavailable
+from web import auth
+
+blueprint = Blueprint("api", __name__, url_prefix="/api")
+blueprint.before_request(auth.api_guard)
+
+
+class BadParameter(ValueError):
+    """A query parameter the API cannot take: 400, naming it."""
+
+    def __init__(self, parameter: str, message: str) -> None:
+        super().__init__(message)
+        self.parameter = parameter
+
+
+def answer(body: dict[str, Any], status: int = 200) -> Response:
+    """Serialise an answer with orjson (ISO-8601 times), saying how long the request took."""
+    if "started" in g:
+        body["query_ms"] = round((time.perf_counter() - g.started) * 1000, 2)
+    return Response(orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS), status, mimetype="application/json")
+
+
+@blueprint.before_request
+def start_clock() -> None:
+    g.started = time.perf_counter()
+
+
+@blueprint.errorhandler(ValueError)
+def bad_parameter(error: ValueError) -> Response:
+    body: dict[str, Any] = {"error": "bad_parameter", "message": str(error)}
+    if isinstance(error, BadParameter):
+        body["parameter"] = error.parameter
+    for detail in ("position", "line", "column", "expected", "suggestion"):
+        if (value := getattr(error, detail, None)) is not None:
+            body[detail] = value
+    return answer(body, 400)
+
+
+@blueprint.errorhandler(DatabaseUnavailable)
+def database_unavailable(error: DatabaseUnavailable) -> Response:
+    return answer({"error": "database_unavailable", "message": str(error)}, 503)
+
+
+def not_found(what: str) -> Response:
+    return answer({"error": "not_found", "message": f"{what} not found"}, 404)
+
+
+def _settings() -> Settings:
+    settings: Settings = current_app.config["SETTINGS"]
+    return settings
+
+
+@blueprint.get("/objectives")
+def objectives() -> Response:
+    """Each objective's name, direction and number of runs."""
+    return answer({"objectives": reads.list_objectives()})
+
+
+def wandb_url(run: dict[str, Any]) -> str | None:
+    """Link to the run's page on W&B, when the run came with its W&B coordinates."""
+    if run.get("wandb_entity") and run.get("wandb_project") and run.get("wandb_run_id"):
+        return f"https://wandb.ai/{run['wandb_entity']}/{run['wandb_project']}/runs/{run['wandb_run_id']}"
+    return None
+
+
+@blueprint.get("/runs/<path:run_id>")
+def run(run_id: str) -> Response:
+    """One run whole: fields, documents, objectives, crash reports and attachments with links."""
+    found = reads.run_detail(run_id)
+    if found is None:
+        return not_found(f"run {run_id!r}")
+    found["wandb_url"] = wandb_url(found)
+    found["links"] = presigned_links(found, _settings())
+    return answer({"run": found})
+
+
+LINKED_KEYS = ("error_log_s3_key", "crash_report_s3_key", "crash_analysis_s3_key", "conversation_s3_key")
+
+
+def presigned_links(run: dict[str, Any], settings: Settings) -> dict[str, str | None]:
+    """Presigned GET URLs for the run's S3 objects (None when CRASH_REPORT_BUCKET is unset)."""
+    keys = {name: run[name] for name in LINKED_KEYS if run.get(name)}
+    if not keys or not settings.crash_report_bucket:
+        return {name: None for name in keys}
+    client = s3_client()
+    return {
+        name: client.generate_presigned_url(
+            "get_object",
+            Params={"Bucket": settings.crash_report_bucket, "Key": key},
+            ExpiresIn=settings.presigned_url_seconds,
+        )
+        for name, key in keys.items()
+    }
+
+
+def s3_client() -> Any:
+    """One boto3 S3 client per app: it signs URLs locally, with the environment's credentials."""
+    client = current_app.extensions.get("s3_presigner")
+    if client is None:
+        import boto3
+
+        client = current_app.extensions["s3_presigner"] = boto3.client("s3")
+    return client
+
+
+@blueprint.post("/events/<int:event_id>/replay")
+def replay_event(event_id: int) -> Response:
+    """Run one stored delivery through its handler again, as `training-db replay inbox --event-id` does."""
+    from ingest.worker import make_context, replay_delivery
+
+    delivery = inbox.get_delivery(event_id)
+    if delivery is None:
+        return not_found(f"event {event_id}")
+    if delivery.status not in inbox.REPLAYABLE:
+        return answer(
+            {
+                "error": "not_replayable",
+                "message": f"event {event_id} is {delivery.status}: the worker owns it until it finishes",
+            },
+            409,
+        )
+    replayed = replay_delivery(delivery, make_context(_settings()))
+    return answer(
+        {
+            "event_id": event_id,
+            "status": replayed.status,
+            "outcome": replayed.outcome.value if replayed.outcome else None,
+            "error": replayed.error,
+        }
+    )
