@@ -67,10 +67,12 @@ def api(path: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
 
 
 def _error_for_page(error: ApiError) -> dict[str, Any]:
-    """Keep what a form shows inline: the message, and where in the filter it went wrong."""
+    """Keep what a form shows: the message, and for a filter where in it things went wrong."""
     if error.status >= 500:
         abort(error.status, error.body.get("message"))
-    return error.body
+    body = dict(error.body)
+    body["in_filter"] = body.get("parameter") == "filter" or "column" in body or "position" in body
+    return body
 
 
 @blueprint.app_template_filter("number")
