@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import gzip
+import io
 import re
 from html import unescape
 
@@ -59,7 +61,8 @@ def test_the_runs_page_shows_the_total_a_page_of_runs_and_a_link_to_the_next(
     assert f"<strong>{RUNS}</strong> runs match" in html
     assert len(rows(html, "runs")) == 50
     assert re.search(r'<a rel="next" href="/\?cursor=[^"]+">Next page', html)
-    assert 'href="/api/runs?' in html and "format=jsonl" in html and "format=csv" in html
+    assert re.search(r'href="/api/runs\?[^"]*format=jsonl" download', html)
+    assert re.search(r'href="/runs.csv\?[^"]*" download', html)
 
 
 def test_a_filter_narrows_the_runs_to_its_matches(client: FlaskClient, seeded: dict[str, int]) -> None:
@@ -83,6 +86,32 @@ def test_a_mistyped_field_is_shown_inline_with_its_position_and_the_closest_fiel
     assert "batchsize" in alert.group(1) and "batch_size" in alert.group(1)
     assert "1:1" in alert.group(1)
     assert "Fix the filter to see runs." in html
+
+
+def test_the_csv_download_holds_every_match_with_the_chosen_columns(
+    client: FlaskClient, seeded: dict[str, int]
+) -> None:
+    expected = store.query_runs({"status": "crashed"}, order_by="run_id", limit=None)
+
+    response = client.get(
+        "/runs.csv?filter=status+%3D+%27crashed%27&order_by=run_id&columns=status,objective.QED.raw_mean",
+        headers=READ,
+    )
+
+    assert response.status_code == 200
+    assert response.headers["Content-Disposition"] == 'attachment; filename="runs.csv"'
+    table = list(csv.reader(io.StringIO(response.get_data(as_text=True))))
+    assert table[0] == ["run_id", "status", "objective.QED.raw_mean"]
+    assert [row[:2] for row in table[1:]] == [[run["run_id"], "crashed"] for run in expected]
+
+
+def test_a_csv_download_with_a_bad_filter_is_a_400_naming_the_problem(
+    client: FlaskClient, seeded: dict[str, int]
+) -> None:
+    response = client.get("/runs.csv?filter=batchsize+%3D+64", headers=READ)
+
+    assert response.status_code == 400
+    assert "batch_size" in response.get_json()["message"]
 
 
 def test_a_column_header_sorts_by_that_column_and_says_which_way(
