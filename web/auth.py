@@ -76,7 +76,9 @@ def _fingerprint(token: str) -> str:
     # logs out every session made with the old one.
     key = current_app.secret_key
     assert isinstance(key, str | bytes)
-    return hmac.new(key if isinstance(key, bytes) else key.encode(), token.encode(), hashlib.sha256).hexdigest()
+    return hmac.new(
+        key if isinstance(key, bytes) else key.encode(), token.encode(), hashlib.sha256
+    ).hexdigest()
 
 
 def _session_role(settings: Settings) -> Role | None:
