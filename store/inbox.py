@@ -21,7 +21,7 @@ import psycopg
 from sqlalchemy import BigInteger, Engine, and_, any_, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from store.database import DatabaseUnavailable, connect, get_engine, libpq_url
+from store.database import DatabaseUnavailable, connect, get_engine, libpq_url, replica_transaction
 from store.direct import Direct
 from store.models import UNFINISHED, InboxEvent
 from store.runs import utcnow
@@ -434,3 +434,23 @@ def oldest_pending_age() -> float:
             select(func.min(table.c.received_at)).where(table.c.status.in_(UNFINISHED))
         ).scalar()
     return max((utcnow() - oldest).total_seconds(), 0.0) if oldest else 0.0
+
+
+def page_events(
+    statuses: Sequence[str] = ("failed", "dead"),
+    source: str | None = None,
+    before: int | None = None,
+    limit: int = 50,
+) -> list[Delivery]:
+    """Return deliveries of these statuses, newest first, older than the event id ``before``."""
+    for status in statuses:
+        if status not in STATUSES:
+            raise ValueError(f"status: {status!r} is not one of {', '.join(STATUSES)}")
+    table = InboxEvent.__table__
+    statement = select(*_COLUMNS).where(table.c.status.in_(list(statuses))).order_by(table.c.id.desc())
+    if source:
+        statement = statement.where(table.c.source == source)
+    if before is not None:
+        statement = statement.where(table.c.id < before)
+    with replica_transaction() as session:
+        return [_delivery(row) for row in session.execute(statement.limit(limit))]

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
+from itertools import chain
 from typing import Any
 
 import orjson
-from flask import Blueprint, Response, current_app, g
+from flask import Blueprint, Response, current_app, g, request, stream_with_context
 
 from ingest.settings import Settings
 from store import inbox, reads
@@ -27,7 +28,7 @@ class BadParameter(ValueError):
 
 def answer(body: dict[str, Any], status: int = 200) -> Response:
     """Serialise an answer with orjson (ISO-8601 times), saying how long the request took."""
-    if "started" in g:
+    if status == 200 and "started" in g:
         body["query_ms"] = round((time.perf_counter() - g.started) * 1000, 2)
     return Response(orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS), status, mimetype="application/json")
 
@@ -138,5 +139,120 @@ def replay_event(event_id: int) -> Response:
             "status": replayed.status,
             "outcome": replayed.outcome.value if replayed.outcome else None,
             "error": replayed.error,
+        }
+    )
+
+
+def _text(name: str, default: str | None = None) -> str | None:
+    value = request.args.get(name)
+    return value if value is not None and value.strip() else default
+
+
+def _integer(name: str, default: int, low: int, high: int) -> int:
+    raw = request.args.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadParameter(name, f"{name}: must be an integer from {low} to {high}, not {raw!r}") from None
+    if not low <= value <= high:
+        raise BadParameter(name, f"{name}: must be an integer from {low} to {high}, not {value}")
+    return value
+
+
+def _list(name: str) -> list[str] | None:
+    raw = _text(name)
+    if raw is None:
+        return None
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+@blueprint.get("/runs")
+def runs() -> Response:
+    """A page of matching runs with their total, or every match as JSON lines (format=jsonl)."""
+    where = _text("filter")
+    order_by = _text("order_by")
+    fields = _list("fields")
+    output = _text("format", "json")
+    if output == "jsonl":
+        lines = reads.stream_runs(where, order_by, fields)
+        # The first chunk is read now, so that a bad filter is a 400, not a broken stream.
+        first = next(lines, b"")
+        return Response(
+            stream_with_context(chain([first], lines)),
+            mimetype="application/x-ndjson",
+            headers={"Content-Disposition": 'attachment; filename="runs.jsonl"'},
+        )
+    if output != "json":
+        raise BadParameter("format", f"format: must be json or jsonl, not {output!r}")
+    limit = _integer("limit", 50, 1, reads.MAX_LIMIT)
+    return answer(reads.page_runs(where, order_by, limit, _text("cursor"), fields))
+
+
+@blueprint.get("/compare")
+def compare() -> Response:
+    """One objective summarised per group of matching runs: n, mean, std, quartiles, the best run."""
+    objective = _text("objective")
+    if objective is None:
+        raise BadParameter("objective", "objective: name the objective to compare on")
+    return answer(
+        reads.compare_groups(
+            objective,
+            _text("metric", "raw_mean") or "raw_mean",
+            _text("by", "gradient_method") or "",
+            _text("filter"),
+        )
+    )
+
+
+@blueprint.get("/pareto")
+def pareto() -> Response:
+    """The exact Pareto front of the matching runs over 2 to 6 objectives."""
+    objectives = _text("objectives")
+    if objectives is None:
+        raise BadParameter("objectives", "objectives: name 2 to 6 objectives, e.g. A:max,B:min,C")
+    return answer(reads.pareto(objectives, _text("metric", "raw_mean") or "raw_mean", _text("filter")))
+
+
+@blueprint.get("/stats")
+def stats() -> Response:
+    """Matching runs counted per group by status, with the crash rate, and per day of creation."""
+    return answer(reads.run_stats(_text("by", "gradient_method") or "", _text("filter")))
+
+
+EVENT_FIELDS = (
+    "id",
+    "source",
+    "kind",
+    "dedupe_key",
+    "status",
+    "attempts",
+    "last_error",
+    "received_at",
+    "processed_at",
+)
+
+
+@blueprint.get("/events")
+def events() -> Response:
+    """Stored deliveries of some statuses (default failed and dead), newest first, with their last error."""
+    statuses = _list("status") or ["failed", "dead"]
+    source = _text("source")
+    limit = _integer("limit", 50, 1, reads.MAX_LIMIT)
+    cursor = _text("cursor")
+    before = None
+    if cursor is not None:
+        if not cursor.isdigit():
+            raise BadParameter("cursor", "cursor: not a cursor this API gave out")
+        before = int(cursor)
+    found = inbox.page_events(statuses, source, before, limit + 1)
+    page = found[:limit]
+    return answer(
+        {
+            "events": [
+                {**{name: getattr(d, name) for name in EVENT_FIELDS}, "body_bytes": len(d.body)} for d in page
+            ],
+            "next_cursor": str(page[-1].id) if len(found) > limit else None,
         }
     )

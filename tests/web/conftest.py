@@ -16,5 +16,9 @@ ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 def settings(settings: Settings) -> Settings:
     """Every webhook source configured, and both API tokens set."""
     return settings.model_copy(
-        update={"read_api_token": READ_TOKEN, "admin_api_token": ADMIN_TOKEN, "secret_key": "secret-for-tests"}
+        update={
+            "read_api_token": READ_TOKEN,
+            "admin_api_token": ADMIN_TOKEN,
+            "secret_key": "secret-for-tests",
+        }
     )

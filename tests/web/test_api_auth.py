@@ -70,7 +70,9 @@ def test_with_no_token_configured_reads_are_closed(settings: Settings) -> None:
 
 
 def test_read_api_open_lets_anyone_read_but_not_act(settings: Settings) -> None:
-    opened = settings.model_copy(update={"read_api_token": None, "admin_api_token": None, "read_api_open": True})
+    opened = settings.model_copy(
+        update={"read_api_token": None, "admin_api_token": None, "read_api_open": True}
+    )
     client = create_app(opened).test_client()
     assert client.get("/api/objectives").status_code == 200
     response = client.post("/api/events/1/replay")
