@@ -158,14 +158,18 @@ function drawStats() {
   const days = document.getElementById("day-chart");
   if (days) {
     const statuses = new Set();
-    data.per_day.forEach((day) => Object.keys(day).forEach((key) => { if (!["day", "runs", "date", "total"].includes(key)) statuses.add(key); }));
+    data.per_day.forEach((day) => Object.keys(day).forEach((key) => { if (!["day", "runs"].includes(key)) statuses.add(key); }));
+    const other = data.per_day.map((day) => day.runs - Array.from(statuses).reduce((sum, s) => sum + (day[s] || 0), 0));
     const traces = Array.from(statuses).sort().map((status, i) => ({
       type: "bar",
       name: status,
-      x: data.per_day.map((day) => day.day || day.date),
+      x: data.per_day.map((day) => day.day),
       y: data.per_day.map((day) => day[status] || 0),
       marker: { color: METHOD_COLOURS[i % METHOD_COLOURS.length] },
     }));
+    if (other.some((n) => n > 0)) {
+      traces.push({ type: "bar", name: "other (killed, launched)", x: data.per_day.map((day) => day.day), y: other, marker: { color: "#bbb" } });
+    }
     Plotly.newPlot(days, traces, { ...LAYOUT, barmode: "stack", yaxis: { title: { text: "runs" } } }, CONFIG)
       .then(() => markDrawn(days, data.per_day.length));
   }
