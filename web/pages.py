@@ -360,12 +360,51 @@ def pareto() -> str:
 
 
 def _points_url(objectives: list[dict[str, Any]], params: Mapping[str, str]) -> str:
-    """The API's JSONL of every considered run: the filter and a value for every objective."""
-    fields = [f"objective.{o['name']}.{params['metric']}" for o in objectives]
+    """The address of every considered run's values, for the chart."""
+    query = {"objectives": ",".join(o["name"] for o in objectives), **params}
+    return "/pareto/points?" + urlencode({key: query[key] for key in ("objectives", "metric", "filter")})
+
+
+@blueprint.get("/pareto/points")
+def pareto_points() -> Response | tuple[Response, int]:
+    """Every considered run of a Pareto chart, column by column: run ids, methods, each objective's values.
+
+    Considered means what /api/pareto considers: matching the filter, with a value of every
+    objective. Columns, not one object per run, because a chart of 26,000 runs then costs a
+    quarter of the bytes and no per-run parsing in the browser.
+    """
+    from store import reads
+
+    names = [
+        name.split(":")[0].strip() for name in request.args.get("objectives", "").split(",") if name.strip()
+    ]
+    metric = request.args.get("metric", "raw_mean")
+    if not 2 <= len(names) <= 6 or metric not in METRICS:
+        return jsonify(
+            error="bad_parameter", message="objectives: name 2 to 6; metric: one of " + ", ".join(METRICS)
+        ), 400
+    fields = [f"objective.{name}.{metric}" for name in names]
     having = " and ".join(f"{field} is not null" for field in fields)
-    where = f"({params['filter']}) and {having}" if params["filter"].strip() else having
-    query = {"format": "jsonl", "filter": where, "fields": ",".join(["run_id", "gradient_method", *fields])}
-    return "/api/runs?" + urlencode(query)
+    user_filter = request.args.get("filter", "").strip()
+    where = f"({user_filter}) and {having}" if user_filter else having
+    try:
+        lines = b"".join(reads.stream_runs(where, "run_id", ["run_id", "gradient_method", *fields]))
+    except ValueError as error:
+        return jsonify(error="bad_parameter", message=str(error)), 400
+    runs = [orjson.loads(line) for line in lines.splitlines() if line]
+    body = orjson.dumps(
+        {
+            "run_id": [run["run_id"] for run in runs],
+            "gradient_method": [run["gradient_method"] for run in runs],
+            "values": {name: [run[field] for run in runs] for name, field in zip(names, fields, strict=True)},
+        }
+    )
+    response = Response(body, mimetype="application/json")
+    if "gzip" in request.headers.get("Accept-Encoding", ""):
+        response.set_data(gzip.compress(body, 1))
+        response.headers["Content-Encoding"] = "gzip"
+    response.headers["Vary"] = "Accept-Encoding"
+    return response
 
 
 @blueprint.get("/stats")

@@ -209,9 +209,23 @@ def test_pareto_lists_the_front_and_asks_the_api_for_every_considered_run(
     assert f"{len(answer['front'])} runs on the front of {answer['considered']} considered" in html
     for run in answer["front"]:
         assert f'href="/runs/{run["run_id"]}"' in html
-    points = re.search(r'"points_url": "([^"]+)"', html).group(1).encode().decode("unicode_escape")
-    lines = client.get(points, headers=READ).get_data(as_text=True).splitlines()
-    assert len(lines) == answer["considered"]
+    points_url = re.search(r'"points_url": "([^"]+)"', html).group(1).encode().decode("unicode_escape")
+    points = client.get(points_url, headers=READ).get_json()
+    assert len(points["run_id"]) == len(points["gradient_method"]) == answer["considered"]
+    assert {run["run_id"] for run in answer["front"]} <= set(points["run_id"])
+    for name in ("COMT_activity", "DRD5_activity"):
+        assert len(points["values"][name]) == answer["considered"] and None not in points["values"][name]
+
+
+def test_the_pareto_points_refuse_one_objective_and_a_bad_filter(
+    client: FlaskClient, seeded: dict[str, int]
+) -> None:
+    one = client.get("/pareto/points?objectives=QED", headers=READ)
+    bad = client.get("/pareto/points?objectives=QED,SA_score&filter=batchsize+%3D+1", headers=READ)
+
+    assert one.status_code == bad.status_code == 400
+    assert "2 to 6" in one.get_json()["message"]
+    assert "batch_size" in bad.get_json()["message"]
 
 
 def test_stats_counts_runs_by_status_and_crash_rate_by_method(

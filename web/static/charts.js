@@ -56,31 +56,28 @@ function drawCompare() {
     markDrawn(element, groups.reduce((sum, g) => sum + g.n, 0)));
 }
 
-// Pareto: every considered run (streamed from the API as JSONL), coloured by method, the front on top.
+// Pareto: every considered run (from /pareto/points, column by column), coloured by method, the front on top.
 async function drawPareto() {
   const data = readData("pareto-data");
   const element = document.getElementById("pareto-chart");
   const status = document.getElementById("pareto-status");
   if (!data || !element || !data.points_url) return;
   const names = data.objectives.map((o) => o.name);
-  const fields = names.map((name) => `objective.${name}.${data.metric}`);
   const response = await fetch(data.points_url, { credentials: "same-origin" });
   if (!response.ok) {
     status.textContent = `Could not load the runs: ${response.status}`;
     return;
   }
-  const text = await response.text();
+  const points = await response.json();
   const byMethod = new Map();
-  let count = 0;
-  for (const line of text.split("\n")) {
-    if (!line) continue;
-    const run = JSON.parse(line);
-    const method = label(run.gradient_method);
+  const count = points.run_id.length;
+  const columns = names.map((name) => points.values[name]);
+  for (let i = 0; i < count; i += 1) {
+    const method = label(points.gradient_method[i]);
     if (!byMethod.has(method)) byMethod.set(method, { ids: [], values: names.map(() => []) });
     const series = byMethod.get(method);
-    series.ids.push(run.run_id);
-    fields.forEach((field, i) => series.values[i].push(run[field]));
-    count += 1;
+    series.ids.push(points.run_id[i]);
+    columns.forEach((column, j) => series.values[j].push(column[i]));
   }
   const methods = Array.from(byMethod.keys()).sort();
   const front = data.front.slice();
