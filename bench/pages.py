@@ -177,21 +177,22 @@ def browser_timings(url: str, run_ids: list[str], rng: random.Random, repeat: in
         )
         context = browser.new_context(viewport={"width": 1280, "height": 800})
         page = context.new_page()
-        page.set_default_timeout(60_000)
+        page.set_default_timeout(20_000)
         page.goto(f"{base}/login")
         page.get_by_label("API token").fill(TOKEN)
         page.get_by_role("button", name="Log in").click()
         page.wait_for_url(f"{base}/")
         for name, (path, ready) in BROWSER_PAGES.items():
+            first: list[float] = []
             seconds = []
             for attempt in range(repeat + 1):
                 target = path or f"/runs/{rng.choice(run_ids)}"
                 started = time.perf_counter()
                 page.goto(base + target, wait_until="commit")
                 page.locator(ready).first.wait_for(state="attached")
-                if attempt:  # the first load fills the browser's cache of plotly.js, as a first visit does
-                    seconds.append(time.perf_counter() - started)
-            results[name] = summarise(seconds)
+                # The first visit also fills the browser's cache with plotly.js; it is timed apart.
+                (seconds if attempt else first).append(time.perf_counter() - started)
+            results[name] = summarise(seconds) | {"first_visit_ms": first[0] * MS}
         browser.close()
     return results
 
@@ -220,12 +221,17 @@ def report(results: dict[str, Any], console: Console) -> None:
     console.print(table)
     if results.get("browser"):
         browser = Table(title="usable in headless Chromium (navigation to table or chart drawn)")
-        for heading in ("page", "median ms", "p95 ms", "target", "met"):
+        for heading in ("page", "median ms", "p95 ms", "first visit ms", "target", "met"):
             browser.add_column(heading, justify="left" if heading in ("page", "met") else "right")
         for name, timing in results["browser"].items():
             met = "yes" if timing["median_ms"] < BROWSER_TARGET_MS else "NO"
             browser.add_row(
-                name, f"{timing['median_ms']:.0f}", f"{timing['p95_ms']:.0f}", f"< {BROWSER_TARGET_MS}", met
+                name,
+                f"{timing['median_ms']:.0f}",
+                f"{timing['p95_ms']:.0f}",
+                f"{timing['first_visit_ms']:.0f}",
+                f"< {BROWSER_TARGET_MS}",
+                met,
             )
         console.print(browser)
 
