@@ -18,7 +18,7 @@ from functools import cache
 from importlib import resources
 from itertools import chain
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import orjson
 from flask import (
@@ -32,6 +32,7 @@ from flask import (
     stream_with_context,
 )
 
+from store import reads
 from store.query import SCALAR_COLUMNS
 from web import auth
 
@@ -187,8 +188,6 @@ def runs() -> str:
 @blueprint.get("/runs.csv")
 def runs_csv() -> Response | tuple[Response, int]:
     """Download every matching run's chosen columns as CSV, streamed in bounded memory."""
-    from store import reads
-
     columns = _columns()
     lines = reads.stream_runs(
         request.args.get("filter") or None, request.args.get("order_by") or None, columns
@@ -237,17 +236,11 @@ def run(run_id: str) -> str | tuple[str, int]:
         if refused.status == 404:
             return render_template("not_found.html", what=f"run {run_id}"), 404
         raise
-    return render_template("run.html", run=found, tree=_tree)
+    return render_template("run.html", run=found)
 
 
 def _quote(run_id: str) -> str:
-    from urllib.parse import quote
-
     return quote(run_id, safe="")
-
-
-def _tree(value: Any) -> bool:
-    return isinstance(value, dict) and "$float" not in value or isinstance(value, list)
 
 
 @blueprint.get("/compare")
@@ -373,8 +366,6 @@ def pareto_points() -> Response | tuple[Response, int]:
     objective. Columns, not one object per run, because a chart of 26,000 runs then costs a
     quarter of the bytes and no per-run parsing in the browser.
     """
-    from store import reads
-
     names = [
         name.split(":")[0].strip() for name in request.args.get("objectives", "").split(",") if name.strip()
     ]
