@@ -92,7 +92,7 @@ async function drawPareto() {
       x: byMethod.get(method).values[0],
       y: byMethod.get(method).values[1],
       text: byMethod.get(method).ids,
-      marker: { size: 4, opacity: 0.45, color: METHOD_COLOURS[i % METHOD_COLOURS.length] },
+      marker: { size: 5, opacity: 0.55, color: METHOD_COLOURS[i % METHOD_COLOURS.length] },
     }));
     traces.push({
       type: "scatter",
@@ -118,7 +118,7 @@ async function drawPareto() {
       text: byMethod.get(method).ids,
       showupperhalf: false,
       diagonal: { visible: false },
-      marker: { size: 3, opacity: 0.4, color: METHOD_COLOURS[i % METHOD_COLOURS.length] },
+      marker: { size: 4, opacity: 0.5, color: METHOD_COLOURS[i % METHOD_COLOURS.length] },
     }));
     traces.push({
       type: "splom",
