@@ -28,7 +28,7 @@ class BadParameter(ValueError):
 
 def answer(body: dict[str, Any], status: int = 200) -> Response:
     """Serialise an answer with orjson (ISO-8601 times), saying how long the request took."""
-    if status == 200 and "started" in g:
+    if status == 200 and request.method == "GET" and "started" in g:
         body["query_ms"] = round((time.perf_counter() - g.started) * 1000, 2)
     return Response(orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS), status, mimetype="application/json")
 
