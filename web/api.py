@@ -28,7 +28,7 @@ class BadParameter(ValueError):
 
 def answer(body: dict[str, Any], status: int = 200) -> Response:
     """Serialise an answer with orjson (ISO-8601 times), saying how long the request took."""
-    if status == 200 and "started" in g:
+    if status == 200 and request.method == "GET" and "started" in g:
         body["query_ms"] = round((time.perf_counter() - g.started) * 1000, 2)
     return Response(orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS), status, mimetype="application/json")
 
@@ -116,12 +116,16 @@ def s3_client() -> Any:
     return client
 
 
+# Event ids are 64-bit integers; a larger number names no event.
+MAX_EVENT_ID = 2**63 - 1
+
+
 @blueprint.post("/events/<int:event_id>/replay")
 def replay_event(event_id: int) -> Response:
     """Run one stored delivery through its handler again, as `training-db replay inbox --event-id` does."""
     from ingest.worker import make_context, replay_delivery
 
-    delivery = inbox.get_delivery(event_id)
+    delivery = inbox.get_delivery(event_id) if event_id <= MAX_EVENT_ID else None
     if delivery is None:
         return not_found(f"event {event_id}")
     if delivery.status not in inbox.REPLAYABLE:
@@ -143,14 +147,27 @@ def replay_event(event_id: int) -> Response:
     )
 
 
+def _arg(name: str) -> str | None:
+    values = request.args.getlist(name)
+    if len(values) > 1:
+        raise BadParameter(name, f"{name}: given {len(values)} times; give it once")
+    return values[0] if values else None
+
+
 def _text(name: str, default: str | None = None) -> str | None:
-    value = request.args.get(name)
-    return value if value is not None and value.strip() else default
+    value = _arg(name)
+    return value if value else default
+
+
+def _given(name: str, default: str) -> str:
+    """A parameter with a fixed set of values: absent is the default, empty is not a value."""
+    value = _arg(name)
+    return default if value is None else value
 
 
 def _integer(name: str, default: int, low: int, high: int) -> int:
-    raw = request.args.get(name)
-    if raw is None or not raw.strip():
+    raw = _arg(name)
+    if raw is None:
         return default
     try:
         value = int(raw)
@@ -174,7 +191,7 @@ def runs() -> Response:
     where = _text("filter")
     order_by = _text("order_by")
     fields = _list("fields")
-    output = _text("format", "json")
+    output = _given("format", "json")
     if output == "jsonl":
         lines = reads.stream_runs(where, order_by, fields)
         # The first chunk is read now, so that a bad filter is a 400, not a broken stream.
@@ -199,7 +216,7 @@ def compare() -> Response:
     return answer(
         reads.compare_groups(
             objective,
-            _text("metric", "raw_mean") or "raw_mean",
+            _given("metric", "raw_mean"),
             _text("by", "gradient_method") or "",
             _text("filter"),
         )
@@ -212,7 +229,7 @@ def pareto() -> Response:
     objectives = _text("objectives")
     if objectives is None:
         raise BadParameter("objectives", "objectives: name 2 to 6 objectives, e.g. A:max,B:min,C")
-    return answer(reads.pareto(objectives, _text("metric", "raw_mean") or "raw_mean", _text("filter")))
+    return answer(reads.pareto(objectives, _given("metric", "raw_mean"), _text("filter")))
 
 
 @blueprint.get("/stats")
@@ -243,7 +260,7 @@ def events() -> Response:
     cursor = _text("cursor")
     before = None
     if cursor is not None:
-        if not cursor.isdigit():
+        if not cursor.isdigit() or int(cursor) > MAX_EVENT_ID:
             raise BadParameter("cursor", "cursor: not a cursor this API gave out")
         before = int(cursor)
     found = inbox.page_events(statuses, source, before, limit + 1)
