@@ -19,6 +19,7 @@ import orjson
 from sqlalchemy import (
     JSON,
     ColumnElement,
+    Float,
     Integer,
     Select,
     Text,
@@ -32,13 +33,15 @@ from sqlalchemy import (
     type_coerce,
 )
 from sqlalchemy import text as text_clause
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import aliased
 
 from store import extract, jsoncodec
 from store.database import replica_transaction
+from store.fields import DOCUMENTS, SCALAR_COLUMNS, Field, JsonAccess, resolve, sqlite_path
+from store.filters import OBJECTIVE_STATS, compile_filter
 from store.models import Document, RunObjective, S3Object, TrainingRun, UTCDateTime
 from store.pareto import front
-from store.query import SCALAR_COLUMNS, Field, JsonAccess, _sqlite_path, resolve
 from store.runs import JSON_COLUMNS, objective_to_dict, parse_time, run_to_dict
 
 # Rows a JSON-lines stream reads from the database at a time.
@@ -96,8 +99,6 @@ def run_detail(run_id: str) -> dict[str, Any] | None:
 
 # --- Fields: what a page shows, sorts and groups by --------------------------------------------
 
-OBJECTIVE_STATS = ("raw_mean", "normalized_mean", "raw_std", "normalized_std", "weight")
-DOCUMENTS = {"config": "config_json", "summary": "final_metrics_json", "progress": "progress_json"}
 DEFAULT_FIELDS = SCALAR_COLUMNS
 WHOLE_RUN_FIELDS = (*SCALAR_COLUMNS, *DOCUMENTS)
 MAX_FIELDS = 45
@@ -171,7 +172,7 @@ class RunSelect:
             node = field.column.op("#>")(literal(list(field.path), type_=_text_array()))
             return type_coerce(node, Document)
         # json_quote turns what json_extract gives (SQL text for a JSON string) back into JSON.
-        return type_coerce(func.json_quote(func.json_extract(field.column, _sqlite_path(field.path))), JSON)
+        return type_coerce(func.json_quote(func.json_extract(field.column, sqlite_path(field.path))), JSON)
 
     def rendered(self, field: ReadField) -> ColumnElement[Any]:
         """The field's value as an argument of the database's JSON object builder."""
@@ -180,7 +181,7 @@ class RunSelect:
         if field.path:
             if self.dialect == "postgresql":
                 return field.column.op("#>")(literal(list(field.path), type_=_text_array()))
-            return func.json_extract(field.column, _sqlite_path(field.path))
+            return func.json_extract(field.column, sqlite_path(field.path))
         if field.is_document:
             return field.column if self.dialect == "postgresql" else func.json(field.column)
         if self.dialect == "sqlite" and isinstance(field.column.type, UTCDateTime):
@@ -209,16 +210,14 @@ class RunSelect:
 
 
 def _text_array() -> Any:
-    from sqlalchemy.dialects.postgresql import ARRAY
-
     return ARRAY(Text)
 
 
 def filter_conditions(where: str | None, dialect: str) -> list[ColumnElement[bool]]:
-    """Compile a filter-language string to conditions on training_runs."""
+    """Compile a filter-language string to conditions on training_runs (none when blank)."""
     if where is None or not where.strip():
         return []
-    raise ValueError("filter: the filter language is not available in this build")
+    return [compile_filter(where, dialect)]
 
 
 # --- Pages of runs --------------------------------------------------------------------------------
@@ -424,9 +423,9 @@ def compare_groups(
     """Summarise one objective per group of runs: n, mean, std, min, max, quartiles and the best run.
 
     Every matching run with a value counts, and the database computes it all in one pass over
-    the values sorted per group (window functions, the same SQL on both backends). Quartiles
-    interpolate linearly between the two nearest ranks, as PostgreSQL's percentile_cont and
-    Python's statistics.quantiles(method="inclusive") do.
+    the values sorted per group (window functions; percentile_cont on PostgreSQL). Quartiles
+    interpolate linearly between the two nearest ranks, as percentile_cont and Python's
+    statistics.quantiles(method="inclusive") do.
     """
     objective = _objective_name(objective)
     metric = _metric(metric)
@@ -469,7 +468,12 @@ def compare_groups(
             .over(partition_by=matched_rows.c.key, order_by=[best_first, matched_rows.c.run_id])
             .label("best_rank"),
         ).subquery("ranked")
-        quartiles = [_quantile(ranked, share, dialect).label(name) for name, share in QUARTILES.items()]
+        if dialect == "postgresql":
+            # One sort for the three; and unlike SQL arithmetic it never fails on a float underflow.
+            shares = literal(list(QUARTILES.values()), type_=ARRAY(Float))
+            quartiles = [func.percentile_cont(shares).within_group(ranked.c.value).label("quartiles")]
+        else:
+            quartiles = [_quantile(ranked, share).label(name) for name, share in QUARTILES.items()]
         spread = (
             func.stddev_samp(ranked.c.value)
             if dialect == "postgresql"
@@ -491,6 +495,7 @@ def compare_groups(
         ).all()
     groups = []
     for row in rows:
+        q1, median, q3 = row.quartiles if dialect == "postgresql" else (row.q1, row.median, row.q3)
         std = row.spread if dialect == "postgresql" else _std_from_sums(row.n, row.mean, row.spread)
         groups.append(
             {
@@ -500,9 +505,9 @@ def compare_groups(
                 "std": std,
                 "min": row.min,
                 "max": row.max,
-                "median": row.median,
-                "q1": row.q1,
-                "q3": row.q3,
+                "median": median,
+                "q1": q1,
+                "q3": q3,
                 "best": row.max if direction == "maximize" else row.min,
                 "best_run_id": row.best_run_id,
             }
@@ -519,11 +524,10 @@ def compare_groups(
 QUARTILES = {"q1": 0.25, "median": 0.5, "q3": 0.75}
 
 
-def _quantile(ranked: Any, share: float, dialect: str) -> ColumnElement[Any]:
-    """Linear interpolation between the ranks around (n - 1) * share, in one aggregate."""
+def _quantile(ranked: Any, share: float) -> ColumnElement[Any]:
+    """Linear interpolation between the ranks around (n - 1) * share, in one aggregate (SQLite)."""
     position = (ranked.c.n - 1) * share
-    # PostgreSQL's cast to integer rounds; SQLite's truncates, which is floor for positions.
-    low = func.floor(position) if dialect == "postgresql" else cast(position, Integer)
+    low = cast(position, Integer)  # positions are never negative: SQLite's truncation is floor
     fraction = position - low
     return func.sum(
         case(

@@ -12,6 +12,7 @@ from flask import Blueprint, Response, current_app, g, request, stream_with_cont
 from ingest.settings import Settings
 from store import inbox, reads
 from store.database import DatabaseUnavailable
+from store.filters import FilterError
 from web import auth
 
 blueprint = Blueprint("api", __name__, url_prefix="/api")
@@ -43,9 +44,10 @@ def bad_parameter(error: ValueError) -> Response:
     body: dict[str, Any] = {"error": "bad_parameter", "message": str(error)}
     if isinstance(error, BadParameter):
         body["parameter"] = error.parameter
-    for detail in ("position", "line", "column", "expected", "suggestion"):
-        if (value := getattr(error, detail, None)) is not None:
-            body[detail] = value
+    if isinstance(error, FilterError):
+        body["message"] = f"filter: {error}"
+        body.update(parameter="filter", problem=error.problem, position=error.position)
+        body.update(line=error.line, column=error.column, hint=error.hint)
     return answer(body, 400)
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +14,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 import store
+from ingest import create_app
 from store import jsoncodec
 from tests.factory import generate_runs, load_record
 from tests.web.conftest import READ
@@ -271,3 +274,17 @@ def test_a_run_loaded_call_by_call_reads_the_same(client: FlaskClient) -> None:
     load_record(record)
     run = get(client, f"/api/runs/{record['run_id']}")["run"]
     assert run["chain_of_custody_id"] == record["chain_of_custody_id"]
+
+
+def test_database_read_url_serves_the_reads(settings: Any, sqlite_template: Path, tmp_path: Path) -> None:
+    replica = tmp_path / "replica.db"
+    shutil.copy(sqlite_template, replica)
+    store.configure(f"sqlite:///{replica}")
+    store.insert_run("on-the-replica")
+    client = create_app(
+        settings.model_copy(update={"database_read_url": f"sqlite:///{replica}"})
+    ).test_client()
+    store.insert_run("on-the-primary")
+    assert [r["run_id"] for r in get(client, "/api/runs")["runs"]] == ["on-the-replica"]
+    assert client.get("/api/runs/on-the-primary", headers=READ).status_code == 404
+    assert store.get_run("on-the-primary") is not None
