@@ -81,6 +81,11 @@ def api(path: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
     return body  # type: ignore[no-any-return]
 
 
+def _answer(html: str, error: object) -> tuple[str, int]:
+    """A page with the form as sent: 400 when the API refused its parameters, shown on the page."""
+    return html, 400 if error else 200
+
+
 def _error_for_page(error: ApiError) -> dict[str, Any]:
     """Keep what a form shows: the message, and for a filter where in it things went wrong."""
     if error.status >= 500:
@@ -148,7 +153,7 @@ def _columns() -> list[str]:
 
 
 @blueprint.get("/")
-def runs() -> str:
+def runs() -> tuple[str, int]:
     """List the runs that match the filter, a page at a time, with the total."""
     columns = _columns()
     order_by = request.args.get("order_by", "-created_at")
@@ -167,7 +172,7 @@ def runs() -> str:
     except ApiError as refused:
         error = _error_for_page(refused)
     download = {key: params[key] for key in ("filter", "order_by", "fields")}
-    return render_template(
+    html = render_template(
         "runs.html",
         page=page,
         columns=columns,
@@ -183,6 +188,7 @@ def runs() -> str:
         download_csv="/runs.csv?"
         + urlencode({"filter": params["filter"], "order_by": order_by, "columns": params["fields"]}),
     )
+    return _answer(html, error)
 
 
 @blueprint.get("/runs.csv")
@@ -244,7 +250,7 @@ def _quote(run_id: str) -> str:
 
 
 @blueprint.get("/compare")
-def compare() -> str:
+def compare() -> tuple[str, int]:
     """Box plots of one objective per group over every matching run, and runs side by side."""
     objectives = _objectives()
     chosen = request.args.get("objective") or (objectives[0]["name"] if objectives else "")
@@ -262,7 +268,7 @@ def compare() -> str:
         except ApiError as refused:
             error = _error_for_page(refused)
     side_by_side, side_error = _side_by_side(request.args.getlist("run"))
-    return render_template(
+    html = render_template(
         "compare.html",
         params=params,
         objectives=objectives,
@@ -274,6 +280,7 @@ def compare() -> str:
         only_differences=request.args.get("only_differences") == "1",
         direction=next((o["direction"] for o in objectives if o["name"] == chosen), None),
     )
+    return _answer(html, error or side_error)
 
 
 def _side_by_side(run_ids: list[str]) -> tuple[dict[str, Any] | None, str | None]:
@@ -325,7 +332,7 @@ def _flatten(document: Any, prefix: str = "") -> dict[str, Any]:
 
 
 @blueprint.get("/pareto")
-def pareto() -> str:
+def pareto() -> tuple[str, int]:
     """The Pareto front of two to six objectives over every matching run, and every run considered."""
     objectives = _objectives()
     default = ",".join(o["name"] for o in objectives[:2])
@@ -341,7 +348,7 @@ def pareto() -> str:
             answer = api("/api/pareto", params)
         except ApiError as refused:
             error = _error_for_page(refused)
-    return render_template(
+    html = render_template(
         "pareto.html",
         params=params,
         objectives=objectives,
@@ -350,6 +357,7 @@ def pareto() -> str:
         error=error,
         points_url=_points_url(answer["objectives"], params) if answer["objectives"] else None,
     )
+    return _answer(html, error)
 
 
 def _points_url(objectives: list[dict[str, Any]], params: Mapping[str, str]) -> str:
@@ -399,7 +407,7 @@ def pareto_points() -> Response | tuple[Response, int]:
 
 
 @blueprint.get("/stats")
-def stats() -> str:
+def stats() -> tuple[str, int]:
     """Runs per day by status, crash rate per group, counts by status."""
     params = {"by": request.args.get("by", "gradient_method"), "filter": request.args.get("filter", "")}
     error = None
@@ -410,11 +418,12 @@ def stats() -> str:
         by_status = api("/api/stats", {**params, "by": "status"})
     except ApiError as refused:
         error = _error_for_page(refused)
-    return render_template("stats.html", params=params, stats=by_group, by_status=by_status, error=error)
+    html = render_template("stats.html", params=params, stats=by_group, by_status=by_status, error=error)
+    return _answer(html, error)
 
 
 @blueprint.get("/events")
-def events() -> str:
+def events() -> tuple[str, int]:
     """The deliveries that failed or died, with their last error and a replay button."""
     params = {
         "status": request.args.get("status", "failed,dead"),
@@ -427,7 +436,7 @@ def events() -> str:
         page = api("/api/events", params)
     except ApiError as refused:
         error = _error_for_page(refused)
-    return render_template("events.html", params=params, page=page, error=error)
+    return _answer(render_template("events.html", params=params, page=page, error=error), error)
 
 
 @cache

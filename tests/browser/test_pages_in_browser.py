@@ -41,7 +41,7 @@ def test_a_visitor_logs_in_with_the_read_token_and_sees_every_run(
     page.context.close()
 
 
-def test_a_filter_narrows_the_runs_and_a_mistake_is_shown_inline(page: Any, site: Site) -> None:
+def test_a_filter_narrows_the_runs_and_a_mistake_is_shown_inline(page: Any, site: Site, watch: Watch) -> None:
     page.get_by_label("Filter").fill("gradient_method = 'mgda' and batch_size >= 64")
     page.get_by_label("Filter").press("Enter")
     page.wait_for_url(re.compile(r"filter="))
@@ -53,9 +53,11 @@ def test_a_filter_narrows_the_runs_and_a_mistake_is_shown_inline(page: Any, site
     assert all(int(v) >= 64 for v in column_values(page, "batch_size"))
     screenshot(page, "runs")
 
+    watch.expected_400.append("batchsize")
     page.get_by_label("Filter").fill("batchsize = 64")
-    page.get_by_label("Filter").press("Enter")
-    page.wait_for_url(re.compile(r"batchsize"))
+    with page.expect_response(re.compile(r"batchsize")) as refused:
+        page.get_by_label("Filter").press("Enter")
+    assert refused.value.status == 400
 
     error = page.get_by_role("alert")
     assert "batch_size" in error.inner_text()
@@ -202,6 +204,21 @@ def test_the_runs_page_fits_a_phone(browser: Any, site: Site, watch: Watch) -> N
     assert phone.get_by_role("link", name="Pareto").is_visible()
     screenshot(phone, "runs-phone")
     phone.context.close()
+
+
+def test_the_watch_refuses_a_request_to_another_host_and_notes_console_errors(
+    browser: Any, site: Site
+) -> None:
+    watch = Watch()
+    page = open_page(browser, site, watch)
+    page.goto(f"{site.url}/login")
+
+    page.evaluate("fetch('http://203.0.113.9/x').catch(() => null); console.error('boom')")
+    page.wait_for_timeout(500)
+
+    assert any("request to another host: http://203.0.113.9/x" in p for p in watch.problems)
+    assert any("console error: boom" in p for p in watch.problems)
+    page.context.close()
 
 
 # Last: a replay adds its run to the database that the other tests count.

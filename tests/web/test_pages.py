@@ -23,9 +23,9 @@ def seeded(client: FlaskClient) -> dict[str, int]:
     return seed_database()
 
 
-def page(client: FlaskClient, path: str, headers: dict[str, str] = READ) -> str:
+def page(client: FlaskClient, path: str, headers: dict[str, str] = READ, status: int = 200) -> str:
     response = client.get(path, headers=headers)
-    assert response.status_code == 200, response.get_data(as_text=True)[:500]
+    assert response.status_code == status, response.get_data(as_text=True)[:500]
     assert response.mimetype == "text/html"
     return unescape(response.get_data(as_text=True))
 
@@ -78,7 +78,7 @@ def test_a_filter_narrows_the_runs_to_its_matches(client: FlaskClient, seeded: d
 def test_a_mistyped_field_is_shown_inline_with_its_position_and_the_closest_field(
     client: FlaskClient, seeded: dict[str, int]
 ) -> None:
-    html = page(client, "/?filter=batchsize+%3D+64")
+    html = page(client, "/?filter=batchsize+%3D+64", status=400)
 
     assert 'aria-invalid="true"' in html
     alert = re.search(r'<p class="error" id="filter-error" role="alert">(.*?)</p>', html, re.S)
@@ -112,6 +112,26 @@ def test_a_csv_download_with_a_bad_filter_is_a_400_naming_the_problem(
 
     assert response.status_code == 400
     assert "batch_size" in response.get_json()["message"]
+
+
+@pytest.mark.parametrize(
+    ("path", "named"),
+    [
+        ("/?limit=5000", "limit"),
+        ("/?order_by=nonsense", "nonsense"),
+        ("/compare?objective=QED&by=config.", "config."),
+        ("/pareto?objectives=QED", "objectives"),
+        ("/stats?filter=status+%3D", "1:9"),
+        ("/events?status=exploded", "exploded"),
+    ],
+)
+def test_a_page_with_a_bad_parameter_is_a_400_that_names_it_above_the_form_as_sent(
+    client: FlaskClient, seeded: dict[str, int], path: str, named: str
+) -> None:
+    html = page(client, path, status=400)
+
+    alert = re.search(r'<p class="error"[^>]*role="alert">(.*?)</p>', html, re.S)
+    assert alert and named in alert.group(1), html[-3000:]
 
 
 def test_a_column_header_sorts_by_that_column_and_says_which_way(
@@ -207,7 +227,7 @@ def test_runs_side_by_side_mark_what_differs(client: FlaskClient, seeded: dict[s
 
 @pytest.mark.parametrize("count", [1, 11])
 def test_side_by_side_takes_two_to_ten_runs(client: FlaskClient, seeded: dict[str, int], count: int) -> None:
-    html = page(client, "/compare?" + "&".join(f"run=run-017-{i:07d}" for i in range(count)))
+    html = page(client, "/compare?" + "&".join(f"run=run-017-{i:07d}" for i in range(count)), status=400)
 
     assert f"Pick 2 to 10 runs to see them side by side ({count} picked)." in html
 
