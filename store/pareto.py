@@ -3,7 +3,7 @@
 One point dominates another when it is at least as good in every objective and better in one;
 equal points do not dominate each other, so both stay on the front. Two and three objectives
 take a sort and a sweep (O(n log n)); more take a block-nested-loop skyline over the points in
-order of decreasing sum, where a point can only be dominated by one that came before it.
+order of decreasing sum (then values), where a point can only be dominated by one that came before it.
 """
 
 from __future__ import annotations
@@ -84,7 +84,9 @@ def _dominates(a: Point, b: Point) -> bool:
 
 
 def _skyline(points: Sequence[Point]) -> list[int]:
-    order = sorted(range(len(points)), key=lambda i: sum(points[i]), reverse=True)
+    # A dominating point has a sum at least as large (float rounding is monotonic, so perhaps
+    # equal) and is lexicographically larger: in this order it always comes first.
+    order = sorted(range(len(points)), key=lambda i: (sum(points[i]), *points[i]), reverse=True)
     kept: list[int] = []
     for index in order:
         point = points[index]

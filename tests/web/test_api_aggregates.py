@@ -145,6 +145,12 @@ def test_the_front_is_the_brute_force_non_dominated_set(points: list[tuple[float
     assert front(points) == brute_force_front(points)
 
 
+def test_a_difference_too_small_for_the_sum_still_dominates() -> None:
+    # Both sums round to 0.5: ordering by the sum alone put the dominated point first.
+    points = [(0.0, 0.5, 0.0, 0.0), (0.0, 0.5, 2.369449387107752e-175, 0.0)]
+    assert front(points) == [1]
+
+
 @pytest.mark.parametrize(
     "objectives",
     [
