@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 
 run: install
 	$(BIN)/training-db migrate
-	$(BIN)/training-db serve --bind 127.0.0.1:$(PORT) --with-worker
+	READ_API_OPEN=true $(BIN)/training-db serve --bind 127.0.0.1:$(PORT) --with-worker
 
 test: install
 	$(BIN)/python -m pytest -n 2

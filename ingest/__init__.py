@@ -19,6 +19,7 @@ def create_app(settings: Settings | None = None, fetch_pem: Callable[[str], byte
     # Imported here, not at the top: gunicorn's config (ingest.gunicorn_conf) must set up
     # Prometheus' multiprocess folder before prometheus_client is first imported.
     import store
+    import web
     from ingest import auth, metrics, openapi, webhooks
     from ingest.intake import Intake
 
@@ -34,6 +35,7 @@ def create_app(settings: Settings | None = None, fetch_pem: Callable[[str], byte
 
     app.register_blueprint(webhooks.blueprint)
     app.register_blueprint(openapi.blueprint)
+    web.init_app(app, settings)
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> tuple[Response, int]:

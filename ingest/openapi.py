@@ -182,6 +182,11 @@ def document() -> dict[str, Any]:
             }
         },
     }
+    from web import schemas
+
+    paths.update(
+        schemas.paths(lambda model: _schema(model, components), lambda text: _error(text, components))
+    )
     return {
         "openapi": "3.1.0",
         "info": {"title": "training-db ingester", "version": "1"},
@@ -193,6 +198,7 @@ def document() -> dict[str, Any]:
                 "wandbToken": {"type": "http", "scheme": "bearer"},
                 "wandbSignature": {"type": "apiKey", "in": "header", "name": "X-Wandb-Signature"},
                 "s3Token": {"type": "http", "scheme": "bearer"},
+                **schemas.SECURITY_SCHEMES,
             },
         },
     }

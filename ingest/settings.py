@@ -35,6 +35,21 @@ class Settings(BaseSettings):
     # re-reading the last hour catches those state changes.
     wandb_sync_overlap: float = Field(default=3600.0, ge=0)
 
+    # The read side (web/): bearer tokens for reading and for actions (the admin token reads too).
+    # With neither token set the read API is closed unless read_api_open.
+    read_api_token: str | None = None
+    admin_api_token: str | None = None
+    read_api_open: bool = False
+    # Signs the login cookie; unset, each process makes its own (a restart logs everyone out).
+    secret_key: str | None = None
+    # Send the login cookie over HTTPS only; set it when a TLS proxy fronts the app.
+    session_cookie_secure: bool = False
+    # A read replica for the API and the pages; unset, they read DATABASE_URL.
+    database_read_url: str | None = None
+    # Where crash reports are stored: run pages link to them with presigned GET URLs.
+    crash_report_bucket: str | None = None
+    presigned_url_seconds: int = Field(default=3600, gt=0, le=7 * 24 * 3600)
+
     worker_max_attempts: int = Field(default=8, ge=1)
     worker_poll_interval: float = Field(default=0.05, gt=0)
     # Each run of a batch holds a slot of PostgreSQL's lock table until the commit (store.lock_creation).

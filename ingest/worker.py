@@ -7,6 +7,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 
 import store
@@ -81,6 +82,39 @@ def apply(parsed: Parsed, context: Context) -> Outcome:
 def handle(source: str, body: bytes, context: Context) -> Outcome:
     """Run one stored delivery through its handler."""
     return apply(read(source, body), context)
+
+
+@dataclass(frozen=True)
+class Replayed:
+    """What replaying one stored delivery did: its new status, and the error when it failed."""
+
+    status: str
+    outcome: Outcome | None = None
+    error: str | None = None
+
+
+def replay_delivery(delivery: inbox.Delivery, context: Context) -> Replayed:
+    """Run one stored delivery through its handler again and record the attempt on it.
+
+    It ends done or ignored (with the warnings its handler recorded), invalid (its handler
+    refuses it for good), dead (a failure that would repeat) or failed (the worker retries it),
+    with the error. DatabaseUnavailable is raised, and nothing recorded.
+    """
+    warnings: list[str] = []
+    try:
+        with event_warnings.collecting() as warnings:
+            outcome = handle(delivery.source, delivery.body, context)
+    except PermanentError as error:
+        replayed = Replayed("invalid", error=str(error))
+    except DatabaseUnavailable:
+        raise
+    except Exception as error:
+        # As the worker records it: a failure that would repeat is dead, not retried.
+        replayed = Replayed("dead" if deterministic(error) else "failed", error=f"{type(error).__name__}: {error}")
+    else:
+        replayed = Replayed(finished_status(outcome), outcome=outcome)
+    inbox.set_status(delivery.id, replayed.status, replayed.error, warnings=warnings or None)
+    return replayed
 
 
 def runs_of(parsed: Parsed) -> list[str]:

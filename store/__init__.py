@@ -2,7 +2,7 @@
 
 from store.bulk import load_runs
 from store.crash_reports import record_crash_report_object
-from store.database import configure, get_engine
+from store.database import configure, configure_replica, get_engine
 from store.filters import FilterError, compile_filter
 from store.migrate import init_db
 from store.objectives import (
@@ -36,6 +36,7 @@ __all__ = [
     "attach_crash_data",
     "compare_gradient_methods",
     "configure",
+    "configure_replica",
     "compile_filter",
     "delete_run_objectives",
     "FilterError",

@@ -35,6 +35,9 @@ class DatabaseUnavailable(Exception):
 _lock = threading.Lock()
 _engine: Engine | None = None
 _sessions: sessionmaker[Session] | None = None
+# A read replica for the read side (web/): None reads through the main engine.
+_replica: Engine | None = None
+_replica_sessions: sessionmaker[Session] | None = None
 _unit_of_work: ContextVar[Session | None] = ContextVar("unit_of_work", default=None)
 
 
@@ -112,7 +115,22 @@ def configure(url: str | None = None) -> Engine:
             _engine.dispose()
         _engine = make_engine(url or database_url())
         _sessions = sessionmaker(_engine, expire_on_commit=False)
+        _set_replica(None)
         return _engine
+
+
+def configure_replica(url: str | None) -> None:
+    """Serve the read side's queries (replica_transaction) from ``url``, or from the main database when None."""
+    with _lock:
+        _set_replica(url)
+
+
+def _set_replica(url: str | None) -> None:
+    global _replica, _replica_sessions
+    if _replica is not None:
+        _replica.dispose()
+    _replica = make_engine(url) if url else None
+    _replica_sessions = sessionmaker(_replica, expire_on_commit=False) if _replica else None
 
 
 def get_engine() -> Engine:
@@ -255,3 +273,16 @@ def connect(begin: bool = True) -> Iterator[Connection]:
         engine = get_engine()
         with engine.begin() if begin else engine.connect() as connection:
             yield connection
+
+
+@contextmanager
+def replica_transaction() -> Iterator[Session]:
+    """Yield a read-only session on the read replica when one is configured, else on the main database."""
+    sessions = _replica_sessions
+    if sessions is None:
+        with read_transaction() as session:
+            yield session
+        return
+    with unavailable_as_error(), sessions() as session:
+        session.connection(execution_options={"read_only": True})
+        yield session

@@ -21,7 +21,7 @@ import psycopg
 from sqlalchemy import BigInteger, Engine, String, and_, any_, bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from store.database import DatabaseUnavailable, connect, get_engine, libpq_url
+from store.database import DatabaseUnavailable, connect, get_engine, libpq_url, replica_transaction
 from store.direct import Direct
 from store.models import UNFINISHED, InboxEvent
 from store.runs import utcnow
@@ -29,6 +29,8 @@ from store.runs import utcnow
 T = TypeVar("T")
 STATUSES = ("pending", "processing", "done", "ignored", "failed", "dead", "invalid")
 RETRYABLE = ("pending", "failed")
+# The worker owns pending and processing events: replaying them would race it.
+REPLAYABLE = ("done", "ignored", "failed", "dead", "invalid")
 
 
 @dataclass(frozen=True)
@@ -626,3 +628,21 @@ def statistics(archivable_before: datetime) -> InboxStatistics:
         archivable_before=archivable_before,
         total_bytes=total_bytes,
     )
+def page_events(
+    statuses: Sequence[str] = ("failed", "dead"),
+    source: str | None = None,
+    before: int | None = None,
+    limit: int = 50,
+) -> list[Delivery]:
+    """Return deliveries of these statuses, newest first, older than the event id ``before``."""
+    for status in statuses:
+        if status not in STATUSES:
+            raise ValueError(f"status: {status!r} is not one of {', '.join(STATUSES)}")
+    table = InboxEvent.__table__
+    statement = select(*_COLUMNS).where(table.c.status.in_(list(statuses))).order_by(table.c.id.desc())
+    if source:
+        statement = statement.where(table.c.source == source)
+    if before is not None:
+        statement = statement.where(table.c.id < before)
+    with replica_transaction() as session:
+        return [_delivery(row) for row in session.execute(statement.limit(limit))]

@@ -33,16 +33,15 @@ from ingest.cli.common import load_settings, progress, user_errors
 from ingest.events import S3ObjectEvent, S3Objects, Source
 from ingest.intake import Intake, Receipt
 from ingest.wandb_api import WandbApiError, WandbClient
-from ingest.worker import PermanentError, handle, make_context
-from store import event_warnings, inbox
-from store.database import DatabaseUnavailable, deterministic
+from ingest.worker import make_context, replay_delivery
+from store import inbox
+from store.database import DatabaseUnavailable
 
 log = logging.getLogger("sqs")
 
 T = TypeVar("T")
 
-# The worker owns pending and processing events: replaying them would race it.
-REPLAYABLE = ("done", "ignored", "failed", "dead", "invalid")
+REPLAYABLE = inbox.REPLAYABLE
 SOURCES = [source.value for source in Source]
 # What a listed object is recorded as: a listing has no notification, hence no sequencer.
 LISTED_EVENT_NAME = "ObjectCreated:Listed"
@@ -188,24 +187,11 @@ def replay_inbox(
         # The worker may have claimed it since it was listed: then it is the worker's.
         if delivery is None or delivery.status not in wanted:
             continue
-        item = f"event {delivery.id} ({delivery.kind})"
-        try:
-            with event_warnings.collecting() as warnings:
-                outcome = handle(delivery.source, delivery.body, context)
-        except PermanentError as error:
-            inbox.set_status(delivery.id, "invalid", str(error))
-            tally.fail(item, error)
-            continue
-        except DatabaseUnavailable:
-            raise
-        except Exception as error:
-            message = f"{type(error).__name__}: {error}"
-            # As the worker records it: a failure that would repeat is dead, not retried.
-            inbox.set_status(delivery.id, "dead" if deterministic(error) else "failed", message)
-            tally.fail(item, message)
-            continue
-        inbox.set_status(delivery.id, "ignored" if outcome is Outcome.IGNORED else "done", warnings=warnings)
-        tally.count(outcome)
+        replayed = replay_delivery(delivery, context)
+        if replayed.outcome is None:
+            tally.fail(f"event {delivery.id} ({delivery.kind})", replayed.error)
+        else:
+            tally.count(replayed.outcome)
     tally.report()
 
 

@@ -31,6 +31,7 @@ from schemathesis.core.parameters import ParameterLocation
 
 from store import inbox
 from tests.conftest import S3_TOKEN, WANDB_SECRET, WANDB_TOKEN
+from tests.web.conftest import ADMIN, ADMIN_TOKEN, READ_TOKEN
 from tests.webhooks import pipeline_headers
 
 CHECKS = [
@@ -50,19 +51,31 @@ OPERATIONS = [
     ("POST", "/webhooks/pipeline"),
     ("POST", "/webhooks/wandb"),
     ("POST", "/webhooks/s3"),
+    ("GET", "/api/runs"),
+    ("GET", "/api/runs/{run_id}"),
+    ("GET", "/api/objectives"),
+    ("GET", "/api/compare"),
+    ("GET", "/api/pareto"),
+    ("GET", "/api/stats"),
+    ("GET", "/api/events"),
+    ("POST", "/api/events/{event_id}/replay"),
 ]
-# The GETs take no parameters: they have no invalid form to generate.
+# Only these GETs take no parameters: they have no invalid form to generate.
+WITHOUT_PARAMETERS = {"/healthz", "/readyz", "/metrics", "/api/objectives"}
 CASES = [
     (method, path, mode)
     for method, path in OPERATIONS
     for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
-    if method == "POST" or mode is GenerationMode.POSITIVE
+    if path not in WITHOUT_PARAMETERS or mode is GenerationMode.POSITIVE
 ]
 EXAMPLES = {"GET": 5, "POST": 40}
+API_EXAMPLES = 25
 
 
 def credentials(path: str, body: bytes) -> dict[str, str]:
     """Return the headers the source's sender would authenticate ``body`` with."""
+    if path.startswith("/api/"):
+        return ADMIN
     if path == "/webhooks/pipeline":
         return pipeline_headers(body, f"msg_{uuid.uuid4().hex}")
     if path == "/webhooks/wandb":
@@ -88,9 +101,13 @@ def send(client: FlaskClient, case: Case) -> tuple[bytes, Any, dict[str, str]]:
     body = body_of(case) if case.method == "POST" else b""
     headers = {name: str(value) for name, value in (case.headers or {}).items()}
     negative = case.meta is not None and case.meta.generation.mode.is_negative
-    if case.method == "POST" and (not negative or mutated_only_in_body(case)):
+    # The read API's requests carry no body: its token goes with every one, so that they reach
+    # the parameters' validation.
+    if case.path.startswith("/api/") or (case.method == "POST" and (not negative or mutated_only_in_body(case))):
         headers = {**headers, **credentials(case.path, body)}
-    response = client.open(case.formatted_path, method=case.method, data=body, headers=headers)
+    response = client.open(
+        case.formatted_path, method=case.method, data=body, headers=headers, query_string=case.query
+    )
     return body, response, headers
 
 
@@ -115,6 +132,15 @@ def valid_under_the_document(document: dict[str, Any], path: str, body: bytes) -
 
 
 @pytest.fixture
+def app(app: Flask) -> Flask:
+    """The app with the read API's tokens set as well."""
+    app.config["SETTINGS"] = app.config["SETTINGS"].model_copy(
+        update={"read_api_token": READ_TOKEN, "admin_api_token": ADMIN_TOKEN}
+    )
+    return app
+
+
+@pytest.fixture
 def schema(app: Flask) -> Any:
     return schemathesis.openapi.from_wsgi("/openapi.json", app)
 
@@ -130,8 +156,10 @@ def test_fuzzed_requests_get_documented_answers_and_accepted_ones_are_stored(
         # SNS and EventBridge drop a message answered 4xx: an invalid S3 body is kept and answered 202.
         used.remove(checks.negative_data_rejection)
 
+    examples = API_EXAMPLES if path.startswith("/api/") else EXAMPLES[method]
+
     @given(operation.as_strategy(generation_mode=mode))
-    @settings(max_examples=EXAMPLES[method], deadline=None, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck))
     def fuzz(case: Case) -> None:
         body, response, headers = send(client, case)
         answer = response.get_json(silent=True)

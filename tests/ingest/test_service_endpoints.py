@@ -91,6 +91,14 @@ def test_the_openapi_document_describes_every_endpoint_with_generated_schemas(cl
         "/healthz",
         "/readyz",
         "/metrics",
+        "/api/runs",
+        "/api/runs/{run_id}",
+        "/api/objectives",
+        "/api/compare",
+        "/api/pareto",
+        "/api/stats",
+        "/api/events",
+        "/api/events/{event_id}/replay",
     }
     assert "RunLaunched" in document["components"]["schemas"]
     assert "SnsEnvelope" in document["components"]["schemas"]

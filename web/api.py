@@ -1,0 +1,277 @@
+"""The read API: JSON answers over every matching run, and replaying a stored delivery."""
+
+from __future__ import annotations
+
+import time
+from itertools import chain
+from typing import Any
+
+import orjson
+from flask import Blueprint, Response, current_app, g, request, stream_with_context
+
+from ingest.settings import Settings
+from store import inbox, reads
+from store.database import DatabaseUnavailable
+from store.filters import FilterError
+from web import auth
+
+blueprint = Blueprint("api", __name__, url_prefix="/api")
+blueprint.before_request(auth.api_guard)
+
+
+class BadParameter(ValueError):
+    """A query parameter the API cannot take: 400, naming it."""
+
+    def __init__(self, parameter: str, message: str) -> None:
+        super().__init__(message)
+        self.parameter = parameter
+
+
+def answer(body: dict[str, Any], status: int = 200) -> Response:
+    """Serialise an answer with orjson (ISO-8601 times), saying how long the request took."""
+    if status == 200 and request.method == "GET" and "started" in g:
+        body["query_ms"] = round((time.perf_counter() - g.started) * 1000, 2)
+    return Response(orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS), status, mimetype="application/json")
+
+
+@blueprint.before_request
+def start_clock() -> None:
+    g.started = time.perf_counter()
+
+
+@blueprint.errorhandler(ValueError)
+def bad_parameter(error: ValueError) -> Response:
+    body: dict[str, Any] = {"error": "bad_parameter", "message": str(error)}
+    if isinstance(error, BadParameter):
+        body["parameter"] = error.parameter
+    if isinstance(error, FilterError):
+        body["message"] = f"filter: {error}"
+        body.update(parameter="filter", problem=error.problem, position=error.position)
+        body.update(line=error.line, column=error.column, hint=error.hint)
+    return answer(body, 400)
+
+
+@blueprint.errorhandler(DatabaseUnavailable)
+def database_unavailable(error: DatabaseUnavailable) -> Response:
+    return answer({"error": "database_unavailable", "message": str(error)}, 503)
+
+
+def not_found(what: str) -> Response:
+    return answer({"error": "not_found", "message": f"{what} not found"}, 404)
+
+
+def _settings() -> Settings:
+    settings: Settings = current_app.config["SETTINGS"]
+    return settings
+
+
+@blueprint.get("/objectives")
+def objectives() -> Response:
+    """Each objective's name, direction and number of runs."""
+    return answer({"objectives": reads.list_objectives()})
+
+
+def wandb_url(run: dict[str, Any]) -> str | None:
+    """Link to the run's page on W&B, when the run came with its W&B coordinates."""
+    if run.get("wandb_entity") and run.get("wandb_project") and run.get("wandb_run_id"):
+        return f"https://wandb.ai/{run['wandb_entity']}/{run['wandb_project']}/runs/{run['wandb_run_id']}"
+    return None
+
+
+@blueprint.get("/runs/<path:run_id>")
+def run(run_id: str) -> Response:
+    """One run whole: fields, documents, objectives, crash reports and attachments with links."""
+    found = reads.run_detail(run_id)
+    if found is None:
+        return not_found(f"run {run_id!r}")
+    found["wandb_url"] = wandb_url(found)
+    found["links"] = presigned_links(found, _settings())
+    return answer({"run": found})
+
+
+LINKED_KEYS = ("error_log_s3_key", "crash_report_s3_key", "crash_analysis_s3_key", "conversation_s3_key")
+
+
+def presigned_links(run: dict[str, Any], settings: Settings) -> dict[str, str | None]:
+    """Presigned GET URLs for the run's S3 objects (None when CRASH_REPORT_BUCKET is unset)."""
+    keys = {name: run[name] for name in LINKED_KEYS if run.get(name)}
+    if not keys or not settings.crash_report_bucket:
+        return {name: None for name in keys}
+    client = s3_client()
+    return {
+        name: client.generate_presigned_url(
+            "get_object",
+            Params={"Bucket": settings.crash_report_bucket, "Key": key},
+            ExpiresIn=settings.presigned_url_seconds,
+        )
+        for name, key in keys.items()
+    }
+
+
+def s3_client() -> Any:
+    """One boto3 S3 client per app: it signs URLs locally, with the environment's credentials."""
+    client = current_app.extensions.get("s3_presigner")
+    if client is None:
+        import boto3
+
+        client = current_app.extensions["s3_presigner"] = boto3.client("s3")
+    return client
+
+
+# Event ids are 64-bit integers; a larger number names no event.
+MAX_EVENT_ID = 2**63 - 1
+
+
+@blueprint.post("/events/<int:event_id>/replay")
+def replay_event(event_id: int) -> Response:
+    """Run one stored delivery through its handler again, as `training-db replay inbox --event-id` does."""
+    from ingest.worker import make_context, replay_delivery
+
+    delivery = inbox.get_delivery(event_id) if event_id <= MAX_EVENT_ID else None
+    if delivery is None:
+        return not_found(f"event {event_id}")
+    if delivery.status not in inbox.REPLAYABLE:
+        return answer(
+            {
+                "error": "not_replayable",
+                "message": f"event {event_id} is {delivery.status}: the worker owns it until it finishes",
+            },
+            409,
+        )
+    replayed = replay_delivery(delivery, make_context(_settings()))
+    return answer(
+        {
+            "event_id": event_id,
+            "status": replayed.status,
+            "outcome": replayed.outcome.value if replayed.outcome else None,
+            "error": replayed.error,
+        }
+    )
+
+
+def _arg(name: str) -> str | None:
+    values = request.args.getlist(name)
+    if len(values) > 1:
+        raise BadParameter(name, f"{name}: given {len(values)} times; give it once")
+    return values[0] if values else None
+
+
+def _text(name: str, default: str | None = None) -> str | None:
+    value = _arg(name)
+    return value if value else default
+
+
+def _given(name: str, default: str) -> str:
+    """A parameter with a fixed set of values: absent is the default, empty is not a value."""
+    value = _arg(name)
+    return default if value is None else value
+
+
+def _integer(name: str, default: int, low: int, high: int) -> int:
+    raw = _arg(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadParameter(name, f"{name}: must be an integer from {low} to {high}, not {raw!r}") from None
+    if not low <= value <= high:
+        raise BadParameter(name, f"{name}: must be an integer from {low} to {high}, not {value}")
+    return value
+
+
+def _list(name: str) -> list[str] | None:
+    raw = _text(name)
+    if raw is None:
+        return None
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+@blueprint.get("/runs")
+def runs() -> Response:
+    """A page of matching runs with their total, or every match as JSON lines (format=jsonl)."""
+    where = _text("filter")
+    order_by = _text("order_by")
+    fields = _list("fields")
+    output = _given("format", "json")
+    if output == "jsonl":
+        lines = reads.stream_runs(where, order_by, fields)
+        # The first chunk is read now, so that a bad filter is a 400, not a broken stream.
+        first = next(lines, b"")
+        return Response(
+            stream_with_context(chain([first], lines)),
+            mimetype="application/x-ndjson",
+            headers={"Content-Disposition": 'attachment; filename="runs.jsonl"'},
+        )
+    if output != "json":
+        raise BadParameter("format", f"format: must be json or jsonl, not {output!r}")
+    limit = _integer("limit", 50, 1, reads.MAX_LIMIT)
+    return answer(reads.page_runs(where, order_by, limit, _text("cursor"), fields))
+
+
+@blueprint.get("/compare")
+def compare() -> Response:
+    """One objective summarised per group of matching runs: n, mean, std, quartiles, the best run."""
+    objective = _text("objective")
+    if objective is None:
+        raise BadParameter("objective", "objective: name the objective to compare on")
+    return answer(
+        reads.compare_groups(
+            objective,
+            _given("metric", "raw_mean"),
+            _text("by", "gradient_method") or "",
+            _text("filter"),
+        )
+    )
+
+
+@blueprint.get("/pareto")
+def pareto() -> Response:
+    """The exact Pareto front of the matching runs over 2 to 6 objectives."""
+    objectives = _text("objectives")
+    if objectives is None:
+        raise BadParameter("objectives", "objectives: name 2 to 6 objectives, e.g. A:max,B:min,C")
+    return answer(reads.pareto(objectives, _given("metric", "raw_mean"), _text("filter")))
+
+
+@blueprint.get("/stats")
+def stats() -> Response:
+    """Matching runs counted per group by status, with the crash rate, and per day of creation."""
+    return answer(reads.run_stats(_text("by", "gradient_method") or "", _text("filter")))
+
+
+EVENT_FIELDS = (
+    "id",
+    "source",
+    "kind",
+    "dedupe_key",
+    "status",
+    "attempts",
+    "last_error",
+    "received_at",
+    "processed_at",
+)
+
+
+@blueprint.get("/events")
+def events() -> Response:
+    """Stored deliveries of some statuses (default failed and dead), newest first, with their last error."""
+    statuses = _list("status") or ["failed", "dead"]
+    source = _text("source")
+    limit = _integer("limit", 50, 1, reads.MAX_LIMIT)
+    cursor = _text("cursor")
+    before = None
+    if cursor is not None:
+        if not cursor.isdigit() or int(cursor) > MAX_EVENT_ID:
+            raise BadParameter("cursor", "cursor: not a cursor this API gave out")
+        before = int(cursor)
+    found = inbox.page_events(statuses, source, before, limit + 1)
+    page = found[:limit]
+    return answer(
+        {
+            "events": [
+                {**{name: getattr(d, name) for name in EVENT_FIELDS}, "body_bytes": len(d.body)} for d in page
+            ],
+            "next_cursor": str(page[-1].id) if len(found) > limit else None,
+        }
+    )

@@ -1,0 +1,467 @@
+"""The pages: server-rendered views of the read API, every view's state in its URL.
+
+Each page asks the read API in-process (the same view functions, parameters and errors a
+browser's fetch gets), so the pages and ``/api`` are one code path: a filter error on the
+runs page is the API's error, position and suggestion included.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import io
+import math
+import time
+from collections.abc import Iterator, Mapping
+from functools import cache
+from importlib import resources
+from itertools import chain
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import orjson
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    jsonify,
+    render_template,
+    request,
+    stream_with_context,
+)
+
+from store import reads
+from store.query import SCALAR_COLUMNS
+from web import auth
+
+blueprint = Blueprint("pages", __name__, template_folder="templates")
+blueprint.before_request(auth.page_guard)
+
+# Unguarded: the login page needs its stylesheet before anyone has logged in, and none of
+# these files says anything about the data.
+assets = Blueprint("assets", __name__, static_folder="static", static_url_path="/assets")
+
+DEFAULT_COLUMNS = ("run_id", "status", "gradient_method", "batch_size", "learning_rate", "created_at")
+PAGE_SIZES = (25, 50, 100, 250)
+METRICS = ("raw_mean", "normalized_mean", "raw_std", "normalized_std", "weight")
+SIDE_BY_SIDE_RUNS = (2, 10)
+OBJECTIVES_TTL_SECONDS = 60.0
+# The fields of a run the side-by-side view compares besides its config and summary.
+RUN_FIELDS_COMPARED = (
+    "status",
+    "gradient_method",
+    "batch_size",
+    "learning_rate",
+    "created_at",
+    "finished_at",
+    "last_step",
+)
+
+
+class ApiError(Exception):
+    """The read API refused a request: its status and JSON body."""
+
+    def __init__(self, status: int, body: dict[str, Any]) -> None:
+        super().__init__(body.get("message", "error"))
+        self.status = status
+        self.body = body
+
+
+def api(path: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Answer a GET of the read API in-process, as the browser would get it, or raise ApiError."""
+    query = {key: value for key, value in (params or {}).items() if value not in (None, "")}
+    headers = {name: value for name in ("Cookie", "Authorization") if (value := request.headers.get(name))}
+    with current_app.test_request_context(path, query_string=query, headers=headers):
+        response = current_app.full_dispatch_request()
+    body = orjson.loads(response.get_data())
+    if response.status_code != 200:
+        raise ApiError(response.status_code, body)
+    return body  # type: ignore[no-any-return]
+
+
+def _answer(html: str, error: object) -> tuple[str, int]:
+    """A page with the form as sent: 400 when the API refused its parameters, shown on the page."""
+    return html, 400 if error else 200
+
+
+def _error_for_page(error: ApiError) -> dict[str, Any]:
+    """Keep what a form shows: the message, and for a filter where in it things went wrong."""
+    if error.status >= 500:
+        abort(error.status, error.body.get("message"))
+    body = dict(error.body)
+    body["in_filter"] = body.get("parameter") == "filter" or "column" in body or "position" in body
+    return body
+
+
+@blueprint.app_template_filter("number")
+def format_number(value: Any) -> str:
+    """Show a number to 4 significant digits, integers whole; anything else as it is."""
+    if isinstance(value, bool) or value is None:
+        return "" if value is None else str(value).lower()
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            return str(value)
+        return f"{value:.4g}"
+    if isinstance(value, dict) and "$float" in value:
+        return str(value["$float"])
+    return str(value)
+
+
+@blueprint.app_template_global("url_with")
+def url_with(**changes: Any) -> str:
+    """This page's URL with some query parameters changed (None drops one)."""
+    args = request.args.to_dict(flat=False)
+    for key, value in changes.items():
+        if value is None:
+            args.pop(key, None)
+        else:
+            args[key] = value if isinstance(value, list) else [value]
+    query = urlencode([(k, v) for k, values in args.items() for v in values])
+    return request.path + ("?" + query if query else "")
+
+
+@blueprint.app_context_processor
+def navigation() -> dict[str, Any]:
+    """Tell every template who is looking (the replay button is the admin's)."""
+    try:
+        role, _ = auth.identify()
+    except auth.Denied:
+        role = None
+    return {"role": role}
+
+
+def _objectives() -> list[dict[str, Any]]:
+    """The objectives for the pages' pickers, asked of the API at most once a minute per process."""
+    # Counting every objective's runs takes a scan of run_objectives (about 200 ms at 100,000
+    # runs), and the pickers only need the names, directions and rough counts.
+    cached = current_app.extensions.get("pages.objectives")
+    now = time.monotonic()
+    if cached is None or now - cached[0] > OBJECTIVES_TTL_SECONDS:
+        cached = current_app.extensions["pages.objectives"] = (now, api("/api/objectives")["objectives"])
+    return cached[1]  # type: ignore[no-any-return]
+
+
+def _columns() -> list[str]:
+    picked = [c.strip() for value in request.args.getlist("columns") for c in value.split(",") if c.strip()]
+    columns = picked or list(DEFAULT_COLUMNS)
+    # The run id is the link to each run, so it is always the first column.
+    return ["run_id", *[c for c in dict.fromkeys(columns) if c != "run_id"]]
+
+
+@blueprint.get("/")
+def runs() -> tuple[str, int]:
+    """List the runs that match the filter, a page at a time, with the total."""
+    columns = _columns()
+    order_by = request.args.get("order_by", "-created_at")
+    limit = request.args.get("limit", "50")
+    params = {
+        "filter": request.args.get("filter", ""),
+        "order_by": order_by,
+        "limit": limit,
+        "cursor": request.args.get("cursor"),
+        "fields": ",".join(columns),
+    }
+    error = None
+    page: dict[str, Any] = {"total": None, "runs": [], "next_cursor": None}
+    try:
+        page = api("/api/runs", params)
+    except ApiError as refused:
+        error = _error_for_page(refused)
+    download = {key: params[key] for key in ("filter", "order_by", "fields")}
+    html = render_template(
+        "runs.html",
+        page=page,
+        columns=columns,
+        order_by=order_by,
+        limit=limit,
+        page_sizes=PAGE_SIZES,
+        error=error,
+        typed_columns=SCALAR_COLUMNS,
+        objectives=_objectives(),
+        metrics=METRICS,
+        extra_columns=[c for c in columns if c not in SCALAR_COLUMNS],
+        download_jsonl="/api/runs?" + urlencode({**download, "format": "jsonl"}),
+        download_csv="/runs.csv?"
+        + urlencode({"filter": params["filter"], "order_by": order_by, "columns": params["fields"]}),
+    )
+    return _answer(html, error)
+
+
+@blueprint.get("/runs.csv")
+def runs_csv() -> Response | tuple[Response, int]:
+    """Download every matching run's chosen columns as CSV, streamed in bounded memory."""
+    columns = _columns()
+    lines = reads.stream_runs(
+        request.args.get("filter") or None, request.args.get("order_by") or None, columns
+    )
+    try:
+        # The first chunk is read now, so that a bad filter is a 400, not a broken download.
+        first = next(lines, b"")
+    except ValueError as error:
+        return jsonify(error="bad_parameter", message=str(error)), 400
+    return Response(
+        stream_with_context(_csv_chunks(chain([first], lines), columns)),
+        mimetype="text/csv",
+        headers={"Content-Disposition": 'attachment; filename="runs.csv"'},
+    )
+
+
+def _csv_chunks(jsonl: Iterator[bytes], columns: list[str]) -> Iterator[str]:
+    """Turn chunks of JSON lines into chunks of CSV rows, the header first."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    for chunk in jsonl:
+        for line in chunk.splitlines():
+            if line:
+                record = orjson.loads(line)
+                writer.writerow([_csv_cell(record.get(column)) for column in columns])
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+
+
+def _csv_cell(value: Any) -> Any:
+    if isinstance(value, dict) and "$float" in value:
+        return value["$float"]
+    if isinstance(value, dict | list):
+        return orjson.dumps(value).decode()
+    return value
+
+
+@blueprint.get("/runs/<path:run_id>")
+def run(run_id: str) -> str | tuple[str, int]:
+    """Show one run whole."""
+    try:
+        found = api(f"/api/runs/{_quote(run_id)}")["run"]
+    except ApiError as refused:
+        if refused.status == 404:
+            return render_template("not_found.html", what=f"run {run_id}"), 404
+        raise
+    return render_template("run.html", run=found)
+
+
+def _quote(run_id: str) -> str:
+    return quote(run_id, safe="")
+
+
+@blueprint.get("/compare")
+def compare() -> tuple[str, int]:
+    """Box plots of one objective per group over every matching run, and runs side by side."""
+    objectives = _objectives()
+    chosen = request.args.get("objective") or (objectives[0]["name"] if objectives else "")
+    params = {
+        "objective": chosen,
+        "metric": request.args.get("metric", "raw_mean"),
+        "by": request.args.get("by", "gradient_method"),
+        "filter": request.args.get("filter", ""),
+    }
+    error = None
+    groups: list[dict[str, Any]] = []
+    if chosen:
+        try:
+            groups = api("/api/compare", params)["groups"]
+        except ApiError as refused:
+            error = _error_for_page(refused)
+    side_by_side, side_error = _side_by_side(request.args.getlist("run"))
+    html = render_template(
+        "compare.html",
+        params=params,
+        objectives=objectives,
+        metrics=METRICS,
+        groups=groups,
+        error=error,
+        side_by_side=side_by_side,
+        side_error=side_error,
+        only_differences=request.args.get("only_differences") == "1",
+        direction=next((o["direction"] for o in objectives if o["name"] == chosen), None),
+    )
+    return _answer(html, error or side_error)
+
+
+def _side_by_side(run_ids: list[str]) -> tuple[dict[str, Any] | None, str | None]:
+    run_ids = list(dict.fromkeys(run_ids))
+    if not run_ids:
+        return None, None
+    low, high = SIDE_BY_SIDE_RUNS
+    if not low <= len(run_ids) <= high:
+        return None, f"Pick {low} to {high} runs to see them side by side ({len(run_ids)} picked)."
+    runs = []
+    for run_id in run_ids:
+        try:
+            runs.append(api(f"/api/runs/{_quote(run_id)}")["run"])
+        except ApiError as refused:
+            if refused.status != 404:
+                raise
+            return None, f"Run {run_id} does not exist."
+    sections = {
+        "run": [{name: run.get(name) for name in RUN_FIELDS_COMPARED} for run in runs],
+        "config": [_flatten(run.get("config_json")) for run in runs],
+        "summary": [_flatten(run.get("final_metrics_json")) for run in runs],
+    }
+    rows = {
+        section: [
+            {
+                "key": key,
+                "values": [values.get(key) for values in per_run],
+                "differs": len({orjson.dumps(values.get(key)) for values in per_run}) > 1,
+            }
+            for key in sorted(set().union(*per_run), key=_natural)
+        ]
+        for section, per_run in sections.items()
+    }
+    return {"runs": runs, "rows": rows}, None
+
+
+def _natural(key: str) -> tuple[Any, ...]:
+    return tuple(int(part) if part.isdigit() else part for part in key.split("."))
+
+
+def _flatten(document: Any, prefix: str = "") -> dict[str, Any]:
+    """Flatten nested objects to dotted keys; lists and scalars are leaves."""
+    if not isinstance(document, dict) or "$float" in document:
+        return {prefix: document} if prefix else {}
+    flat: dict[str, Any] = {}
+    for key, value in document.items():
+        flat.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return flat
+
+
+@blueprint.get("/pareto")
+def pareto() -> tuple[str, int]:
+    """The Pareto front of two to six objectives over every matching run, and every run considered."""
+    objectives = _objectives()
+    default = ",".join(o["name"] for o in objectives[:2])
+    params = {
+        "objectives": request.args.get("objectives", default),
+        "metric": request.args.get("metric", "raw_mean"),
+        "filter": request.args.get("filter", ""),
+    }
+    error = None
+    answer: dict[str, Any] = {"objectives": [], "considered": 0, "front": []}
+    if params["objectives"]:
+        try:
+            answer = api("/api/pareto", params)
+        except ApiError as refused:
+            error = _error_for_page(refused)
+    html = render_template(
+        "pareto.html",
+        params=params,
+        objectives=objectives,
+        metrics=METRICS,
+        answer=answer,
+        error=error,
+        points_url=_points_url(answer["objectives"], params) if answer["objectives"] else None,
+    )
+    return _answer(html, error)
+
+
+def _points_url(objectives: list[dict[str, Any]], params: Mapping[str, str]) -> str:
+    """The address of every considered run's values, for the chart."""
+    query = {"objectives": ",".join(o["name"] for o in objectives), **params}
+    return "/pareto/points?" + urlencode({key: query[key] for key in ("objectives", "metric", "filter")})
+
+
+@blueprint.get("/pareto/points")
+def pareto_points() -> Response | tuple[Response, int]:
+    """Every considered run of a Pareto chart, column by column: run ids, methods, each objective's values.
+
+    Considered means what /api/pareto considers: matching the filter, with a value of every
+    objective. Columns, not one object per run, because a chart of 26,000 runs then costs a
+    quarter of the bytes and no per-run parsing in the browser.
+    """
+    names = [
+        name.split(":")[0].strip() for name in request.args.get("objectives", "").split(",") if name.strip()
+    ]
+    metric = request.args.get("metric", "raw_mean")
+    if not 2 <= len(names) <= 6 or metric not in METRICS:
+        return jsonify(
+            error="bad_parameter", message="objectives: name 2 to 6; metric: one of " + ", ".join(METRICS)
+        ), 400
+    fields = [f"objective.{name}.{metric}" for name in names]
+    having = " and ".join(f"{field} is not null" for field in fields)
+    user_filter = request.args.get("filter", "").strip()
+    where = f"({user_filter}) and {having}" if user_filter else having
+    try:
+        lines = b"".join(reads.stream_runs(where, "run_id", ["run_id", "gradient_method", *fields]))
+    except ValueError as error:
+        return jsonify(error="bad_parameter", message=str(error)), 400
+    runs = [orjson.loads(line) for line in lines.splitlines() if line]
+    body = orjson.dumps(
+        {
+            "run_id": [run["run_id"] for run in runs],
+            "gradient_method": [run["gradient_method"] for run in runs],
+            "values": {name: [run[field] for run in runs] for name, field in zip(names, fields, strict=True)},
+        }
+    )
+    response = Response(body, mimetype="application/json")
+    if "gzip" in request.headers.get("Accept-Encoding", ""):
+        response.set_data(gzip.compress(body, 1))
+        response.headers["Content-Encoding"] = "gzip"
+    response.headers["Vary"] = "Accept-Encoding"
+    return response
+
+
+@blueprint.get("/stats")
+def stats() -> tuple[str, int]:
+    """Runs per day by status, crash rate per group, counts by status."""
+    params = {"by": request.args.get("by", "gradient_method"), "filter": request.args.get("filter", "")}
+    error = None
+    by_group: dict[str, Any] = {"total": 0, "groups": [], "per_day": []}
+    by_status: dict[str, Any] = {"total": 0, "groups": [], "per_day": []}
+    try:
+        by_group = api("/api/stats", params)
+        by_status = api("/api/stats", {**params, "by": "status"})
+    except ApiError as refused:
+        error = _error_for_page(refused)
+    html = render_template("stats.html", params=params, stats=by_group, by_status=by_status, error=error)
+    return _answer(html, error)
+
+
+@blueprint.get("/events")
+def events() -> tuple[str, int]:
+    """The deliveries that failed or died, with their last error and a replay button."""
+    params = {
+        "status": request.args.get("status", "failed,dead"),
+        "source": request.args.get("source", ""),
+        "cursor": request.args.get("cursor"),
+    }
+    error = None
+    page: dict[str, Any] = {"events": [], "next_cursor": None}
+    try:
+        page = api("/api/events", params)
+    except ApiError as refused:
+        error = _error_for_page(refused)
+    return _answer(render_template("events.html", params=params, page=page, error=error), error)
+
+
+@cache
+def _plotly() -> tuple[bytes, bytes, str]:
+    source = resources.files("plotly") / "package_data" / "plotly.min.js"
+    script = source.read_bytes()
+    return script, gzip.compress(script, 6), hashlib.sha256(script).hexdigest()[:16]
+
+
+@assets.app_template_global("plotly_url")
+def plotly_url() -> str:
+    """The chart library's URL, named by its content so browsers may cache it for good."""
+    return f"/assets/vendor/plotly-{_plotly()[2]}.min.js"
+
+
+@assets.get("/assets/vendor/plotly-<version>.min.js")
+def plotly_script(version: str) -> Response:
+    """Serve plotly.js from the installed plotly package (gzipped when the browser takes it)."""
+    script, compressed, digest = _plotly()
+    if version != digest:
+        abort(404)
+    gzipped = "gzip" in request.headers.get("Accept-Encoding", "")
+    response = Response(compressed if gzipped else script, mimetype="text/javascript")
+    if gzipped:
+        response.headers["Content-Encoding"] = "gzip"
+    response.headers["Vary"] = "Accept-Encoding"
+    response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+    return response

@@ -1,0 +1,277 @@
+"""The read API's answers as pydantic models, and its part of the OpenAPI document."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from store import reads
+from store.inbox import STATUSES
+
+
+class Timed(BaseModel):
+    query_ms: float | None = Field(default=None, description="How long the server took to answer.")
+
+
+class RunsPage(Timed):
+    total: int = Field(description="How many runs match the filter, exactly.")
+    runs: list[dict[str, Any]] = Field(description="Each run's requested fields, by the names asked for.")
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last.")
+
+
+class RunAnswer(Timed):
+    run: dict[str, Any] = Field(
+        description="Every column, the documents (config_json, final_metrics_json, progress_json), "
+        "objectives, s3_objects, links (presigned GET URLs or null) and wandb_url."
+    )
+
+
+class Objective(BaseModel):
+    name: str
+    direction: Literal["maximize", "minimize"]
+    runs: int
+
+
+class Objectives(Timed):
+    objectives: list[Objective]
+
+
+class Group(BaseModel):
+    key: Any = Field(description="The group's value of `by` (null for runs without one).")
+    n: int
+    mean: float | None
+    std: float | None = Field(description="Sample standard deviation; null with one value.")
+    min: float | None
+    max: float | None
+    median: float | None
+    q1: float | None
+    q3: float | None
+    best: float | None = Field(description="max or min, by the objective's direction.")
+    best_run_id: str | None
+
+
+class Comparison(Timed):
+    objective: str
+    metric: str
+    by: str
+    direction: Literal["maximize", "minimize"]
+    groups: list[Group]
+
+
+class ParetoObjective(BaseModel):
+    name: str
+    direction: Literal["maximize", "minimize"]
+
+
+class FrontMember(BaseModel):
+    run_id: str
+    values: dict[str, float]
+    gradient_method: str | None
+    status: str | None
+
+
+class Front(Timed):
+    objectives: list[ParetoObjective]
+    metric: str
+    considered: int = Field(description="Matching runs that have every objective's value.")
+    front: list[FrontMember] = Field(description="The non-dominated runs, by run_id.")
+
+
+class Counts(BaseModel):
+    runs: int
+    completed: int
+    crashed: int
+    failed: int
+    running: int
+
+
+class StatsGroup(Counts):
+    key: Any
+    crash_rate: float
+
+
+class Day(Counts):
+    day: str = Field(description="YYYY-MM-DD (UTC) of the runs' creation.")
+
+
+class Stats(Timed):
+    by: str
+    total: int
+    groups: list[StatsGroup]
+    per_day: list[Day]
+
+
+class Event(BaseModel):
+    id: int
+    source: str
+    kind: str
+    dedupe_key: str
+    status: str
+    attempts: int
+    last_error: str | None
+    received_at: datetime
+    processed_at: datetime | None
+    body_bytes: int
+
+
+class Events(Timed):
+    events: list[Event]
+    next_cursor: str | None
+
+
+class Replayed(BaseModel):
+    event_id: int
+    status: Literal["done", "ignored", "invalid", "failed"]
+    outcome: Literal["applied", "unchanged", "ignored"] | None
+    error: str | None
+
+
+def _query(name: str, description: str, schema: dict[str, Any], required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": required, "description": description, "schema": schema}
+
+
+FILTER = _query("filter", "A filter-language expression (see the README).", {"type": "string"})
+OBJECTIVE_METRIC = _query(
+    "metric", "The objective statistic.", {"type": "string", "enum": list(reads.METRICS)}
+)
+BY = _query("by", "A typed column or a JSON path (config.a.b, summary.key) to group by.", {"type": "string"})
+LIMIT = _query("limit", "Rows per page.", {"type": "integer", "minimum": 1, "maximum": reads.MAX_LIMIT})
+
+
+def paths(schema: Callable[[Any], dict[str, Any]], error: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
+    """Return the read API's paths; ``schema`` makes a model's schema, ``error`` an error response."""
+
+    def ok(model: Any, description: str = "OK") -> dict[str, Any]:
+        return {"description": description, "content": {"application/json": {"schema": schema(model)}}}
+
+    read_security = [{"readToken": []}, {"loginCookie": []}]
+    refusals = {
+        "400": error("A parameter the API cannot take, named in the answer"),
+        "401": error("No credentials, or a token that is not valid"),
+        "503": error("Database unavailable; retry later"),
+    }
+
+    def get(summary: str, model: Any, parameters: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+        return {
+            "get": {
+                "summary": summary,
+                "security": read_security,
+                "parameters": parameters,
+                "responses": {"200": ok(model), **refusals, **extra},
+            }
+        }
+
+    runs = get(
+        "A page of matching runs with the exact total, or every match as JSON lines",
+        RunsPage,
+        [
+            FILTER,
+            _query(
+                "order_by",
+                "A field to sort by, `-` first for descending (default -created_at); NULLs last.",
+                {"type": "string"},
+            ),
+            LIMIT,
+            _query("cursor", "The previous page's next_cursor.", {"type": "string"}),
+            _query(
+                "fields",
+                "Comma-separated: typed columns, JSON paths, config/summary/progress, objective.NAME.STAT.",
+                {"type": "string"},
+            ),
+            _query(
+                "format",
+                "json (a page) or jsonl (every match, one object a line).",
+                {"type": "string", "enum": ["json", "jsonl"]},
+            ),
+        ],
+    )
+    runs["get"]["responses"]["200"]["content"]["application/x-ndjson"] = {"schema": {"type": "string"}}
+    return {
+        "/api/runs": runs,
+        "/api/runs/{run_id}": {
+            "get": {
+                "summary": "One run whole: fields, documents, objectives, crash reports, links",
+                "security": read_security,
+                "parameters": [
+                    {"name": "run_id", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "responses": {"200": ok(RunAnswer), **refusals, "404": error("No such run")},
+            }
+        },
+        "/api/objectives": get("Each objective's name, direction and number of runs", Objectives, []),
+        "/api/compare": get(
+            "One objective per group of matching runs: n, mean, std, quartiles, best run",
+            Comparison,
+            [
+                _query("objective", "The objective's name.", {"type": "string", "minLength": 1}, True),
+                OBJECTIVE_METRIC,
+                BY,
+                FILTER,
+            ],
+        ),
+        "/api/pareto": get(
+            "The exact Pareto front of the matching runs over 2 to 6 objectives",
+            Front,
+            [
+                _query(
+                    "objectives",
+                    "Comma-separated NAME, NAME:max or NAME:min (no suffix: the objective's own direction).",
+                    {"type": "string", "minLength": 1},
+                    True,
+                ),
+                OBJECTIVE_METRIC,
+                FILTER,
+            ],
+        ),
+        "/api/stats": get(
+            "Matching runs by status per group and per day, with crash rates", Stats, [BY, FILTER]
+        ),
+        "/api/events": get(
+            "Stored deliveries of some statuses, newest first",
+            Events,
+            [
+                _query(
+                    "status",
+                    f"Comma-separated statuses (default failed,dead) of {', '.join(STATUSES)}.",
+                    {"type": "string"},
+                ),
+                _query("source", "pipeline, wandb or s3.", {"type": "string"}),
+                LIMIT,
+                _query(
+                    "cursor", "The previous page's next_cursor.", {"type": "string", "pattern": "^[0-9]+$"}
+                ),
+            ],
+        ),
+        "/api/events/{event_id}/replay": {
+            "post": {
+                "summary": "Run one stored delivery through its handler again (admin)",
+                "security": [{"adminToken": []}, {"loginCookie": []}],
+                "parameters": [
+                    {
+                        "name": "event_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "integer", "minimum": 0},
+                    }
+                ],
+                "responses": {
+                    "200": ok(Replayed),
+                    "401": error("No credentials, or a token that is not valid"),
+                    "403": error("The read token, or a login cookie without the CSRF token"),
+                    "404": error("No such event"),
+                    "409": error("The event is pending or processing: the worker owns it"),
+                    "503": error("Database unavailable; retry later"),
+                },
+            }
+        },
+    }
+
+
+SECURITY_SCHEMES = {
+    "readToken": {"type": "http", "scheme": "bearer", "description": "READ_API_TOKEN (or ADMIN_API_TOKEN)."},
+    "adminToken": {"type": "http", "scheme": "bearer", "description": "ADMIN_API_TOKEN."},
+    "loginCookie": {"type": "apiKey", "in": "cookie", "name": "training_db_session"},
+}
