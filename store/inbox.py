@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import random
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -111,12 +112,22 @@ class _Connections:
     web's 880 thousand per request, bench/web_instructions.py).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int) -> None:
         # list.pop and list.append are atomic: threads share the idle list without a lock.
         self.idle: list[tuple[Engine, psycopg.RawCursor[Any]]] = []
+        # A gevent web worker serves many requests at once, and psycopg lets another run while
+        # one waits on the database: unbounded, a burst would open a connection per request
+        # and run past PostgreSQL's max_connections. Patched by gevent, the semaphore makes a
+        # request wait its turn without blocking the others.
+        self.slots = threading.BoundedSemaphore(limit)
 
     @contextmanager
     def cursor(self) -> Iterator[psycopg.RawCursor[Any]]:
+        with self.slots, self._cursor() as cursor:
+            yield cursor
+
+    @contextmanager
+    def _cursor(self) -> Iterator[psycopg.RawCursor[Any]]:
         engine = get_engine()
         cursor = None
         while self.idle and cursor is None:
@@ -148,7 +159,9 @@ class _Connections:
             self.idle.pop()[1].connection.close()
 
 
-_connections = _Connections()
+# The insert takes a fraction of a millisecond of the database: a few connections keep a
+# worker's requests from queueing behind one another's round trips.
+_connections = _Connections(limit=4)
 atexit.register(_connections.close)
 
 
