@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import orjson
 from flask import Blueprint, Response, current_app, jsonify, request
+from gunicorn.http.errors import ParseException
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge, RequestTimeout
 
 from ingest import metrics
@@ -62,6 +63,8 @@ def _read_body(max_bytes: int, timeout: float) -> bytes:
         ) from None
     except (OSError, ValueError):
         raise BodyIncomplete("the connection broke before the body was complete") from None
+    except ParseException as error:
+        raise BadRequest(f"the chunked body is malformed: {error}") from None
     finally:
         if sock is not None:
             sock.settimeout(None)

@@ -249,6 +249,10 @@ def test_chunked_bodies_over_max_body_bytes_get_413_and_bodies_cut_short_400_and
     assert (status, body["error"]) == (400, "body_incomplete")
     assert "after 12 of the 1000 bytes" in body["message"]
     assert seconds < ANSWER_WITHIN
+    bad_chunk = b"POST /webhooks/s3 HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n"
+    status, body, _ = _raw_exchange(port, bad_chunk + bearer.encode() + b"\r\nzz\r\n{}\r\n0\r\n\r\n")
+    assert (status, body["error"]) == (400, "bad_request")
+    assert "chunked body is malformed" in body["message"]
     assert inbox.list_deliveries(limit=10) == []
 
     at_limit = _padded_event(4096)
