@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 import time
@@ -44,6 +45,7 @@ class _Connection:
     sock: socket.socket
     pending: bytes
     sent_at: float = field(default_factory=time.monotonic)
+    received: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -101,16 +103,19 @@ class SlowClients:
         except OSError:
             answer = b""
         if answer:
-            # Answers are small; whatever came is all of it. The server closes after answering.
-            status = int(answer.split(b" ", 2)[1])
-            body = answer.partition(b"\r\n\r\n")[2]
+            connection.received += answer
+            head, _, body = connection.received.partition(b"\r\n\r\n")
+            length = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
+            if length is None or len(body) < int(length[1]):
+                return True
+            status = int(head.split(b" ", 2)[1])
             after = time.monotonic() - connection.sent_at
             self.answers.append(Answer(connection.kind, status, body, after))
             return False
         if answer == b"":
             self.closed_by_server[connection.kind] += 1
             return False
-        if connection.pending:
+        if connection.pending and not connection.received:
             try:
                 connection.sock.send(connection.pending[:1])
             except OSError:
