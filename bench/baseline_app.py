@@ -8,30 +8,33 @@ the ingester's own gunicorn settings; ``BASELINE_DATABASE_URL`` names the databa
 from __future__ import annotations
 
 import os
+import threading
 
 import psycopg
 from flask import Flask, Response, jsonify, request
 
 app = Flask(__name__)
-_connection: psycopg.Connection | None = None
-
-
-def _database() -> psycopg.Connection:
-    # One connection per gunicorn worker, opened after the fork; autocommit makes the
-    # insert a single round trip, the best a durable receiver can do.
-    global _connection
-    if _connection is None or _connection.closed:
-        _connection = psycopg.connect(os.environ["BASELINE_DATABASE_URL"], autocommit=True)
-    return _connection
+# Up to four connections per gunicorn worker, as the ingester's inbox keeps (store/inbox.py):
+# a gevent worker serves several requests at once, and with one connection they would queue
+# for it. Autocommit makes the insert a single round trip, the best a durable receiver can do.
+_slots = threading.BoundedSemaphore(4)
+_idle: list[psycopg.Connection] = []
 
 
 @app.post("/webhooks/pipeline")
 def receive() -> tuple[Response, int]:
     """Store the raw body and acknowledge it."""
-    row = (
-        _database()
-        .execute("INSERT INTO deliveries (body) VALUES (%s) RETURNING id", (request.get_data(),))
-        .fetchone()
-    )
+    body = request.get_data()
+    with _slots:
+        connection = (
+            _idle.pop() if _idle else psycopg.connect(os.environ["BASELINE_DATABASE_URL"], autocommit=True)
+        )
+        try:
+            row = connection.execute(
+                "INSERT INTO deliveries (body) VALUES (%s) RETURNING id", (body,)
+            ).fetchone()
+        finally:
+            if not connection.closed:
+                _idle.append(connection)
     assert row is not None
     return jsonify(status="accepted", event_id=row[0]), 202

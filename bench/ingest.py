@@ -5,7 +5,7 @@
         [--database-url URL] [--json]
 
 Two servers run on PostgreSQL under gunicorn with the Procfile's command and settings
-(``gunicorn --config python:ingest.gunicorn_conf``): the ingester, and a baseline
+(``gunicorn --config ingest/gunicorn_conf.py``): the ingester, and a baseline
 (bench/baseline_app.py) whose one endpoint inserts the raw body into a one-table
 database. wrk posts both the same signed run.launched and run.finished events, built
 from generated runs, at each concurrency. Then, with K event workers (``training-db
@@ -488,7 +488,7 @@ class Bench:
 
     def servers(self, stack: ExitStack) -> None:
         """Start both servers with the Procfile's gunicorn command, on loopback."""
-        gunicorn = [str(BIN / "gunicorn"), "--config", "python:ingest.gunicorn_conf"]
+        gunicorn = [str(BIN / "gunicorn"), "--config", str(ROOT / "ingest" / "gunicorn_conf.py")]
         commands = {
             "ingester": gunicorn,
             "baseline": [*gunicorn, "bench.baseline_app:app"],

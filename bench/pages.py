@@ -146,7 +146,7 @@ def time_call(call: Callable[[], Any], repeat: int) -> dict[str, float]:
 @contextmanager
 def served(url: str) -> Iterator[str]:
     """Serve the app with gunicorn on a free loopback port; yield its base URL."""
-    from tests.faults.services import BIN, WebServer, free_port, running, service_env
+    from tests.faults.services import BIN, GUNICORN_CONFIG, WebServer, free_port, running, service_env
 
     port = free_port()
     env = service_env(
@@ -159,7 +159,7 @@ def served(url: str) -> Iterator[str]:
         GUNICORN_ACCESS_LOG="/dev/null",
     )
     with tempfile.TemporaryDirectory() as logs:
-        command = [str(BIN / "gunicorn"), "--config", "python:ingest.gunicorn_conf"]
+        command = [str(BIN / "gunicorn"), "--config", str(GUNICORN_CONFIG)]
         with running(command, env, Path(logs) / "gunicorn.log") as process:
             server = WebServer(process, port, 2)
             server.wait_until_up()

@@ -8,24 +8,44 @@ import tempfile
 
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2 + 1))
-worker_class = "sync"
-# SNS waits 15 s and EventBridge 5 s for an answer; a request that takes longer is stuck.
+# gevent, not sync or gthread: a sync worker, or a gthread thread once the first bytes have
+# come, blocks reading a connection until the client finishes its headers and body, so a
+# handful of slow or stalled clients held every worker. A gevent worker reads each connection
+# in a greenlet of its own: a slow one costs a few KiB, and its headers must arrive within
+# `keepalive` seconds (the worker's read timeout for each request's head). The body's read
+# timeout is the app's (BODY_TIMEOUT_SECONDS, ingest/webhooks.py). psycopg 3 waits on
+# gevent's patched select when it is imported after the patch, so a database write yields too.
+worker_class = "gevent"
+# Open connections per worker, slow ones included; past this a worker stops accepting.
+worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "1000"))
+# SNS waits 15 s and EventBridge 5 s for an answer; a worker whose loop has not run for this
+# long (a request hogging the CPU, or blocked outside gevent) is restarted.
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = 20
-keepalive = 5
-max_requests = 10000
-max_requests_jitter = 1000
+# Idle time allowed between requests on a connection, and for each request's head to arrive.
+keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
+# A restarted worker builds the app anew (about 1.3 s of CPU, where a preloaded one was forked):
+# once every 10,000 requests of about 1 ms each, that would add 13% to the web's CPU.
+max_requests = 100000
+max_requests_jitter = 10000
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-")
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info")
 wsgi_app = "ingest.wsgi:app"
-# Build the app once in the master (one start-up log, one config check); each worker then
-# opens its own database connections (post_fork).
-preload_app = True
+# Each worker builds the app itself, after gevent has patched the standard library: built in
+# the master, before the patch, psycopg would keep its blocking wait and the connection pools
+# their thread locks, and a write would stop every greenlet of its worker (gunicorn's docs
+# advise against preloading with gevent for this reason).
+preload_app = False
+# gunicorn's control socket (gunicornc) defaults to one path per user, which a second instance
+# on the host takes over and removes when it stops. Only where a path is given, one each.
+control_socket_disable = "GUNICORN_CONTROL_SOCKET" not in os.environ
+if not control_socket_disable:
+    control_socket = os.environ["GUNICORN_CONTROL_SOCKET"]
 
 
 # The worker processes sum their Prometheus counters through a scratch folder; it must be
-# named before prometheus_client is first imported, which preloading the app does.
+# named before prometheus_client is first imported, which building the app does.
 _metrics_dir = None
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     _metrics_dir = tempfile.mkdtemp(prefix="training-db-metrics-")
@@ -43,17 +63,9 @@ def child_exit(server, worker):  # type: ignore[no-untyped-def]
     multiprocess.mark_process_dead(worker.pid)
 
 
-def pre_fork(server, worker):  # type: ignore[no-untyped-def]
-    """Keep the preloaded app out of the garbage collector's sweeps.
+def post_worker_init(worker):  # type: ignore[no-untyped-def]
+    """Keep the app's long-lived objects out of the garbage collector's sweeps.
 
-    A worker's collections would otherwise walk (and so copy, page by page) every object
-    it shares with the master.
+    A collection then scans only what the requests since the last one made.
     """
     gc.freeze()
-
-
-def post_fork(server, worker):  # type: ignore[no-untyped-def]
-    """Give each worker its own connection pool: sockets must not be shared across a fork."""
-    from store.database import get_engine
-
-    get_engine().dispose(close=False)

@@ -119,11 +119,13 @@ def _webhook(
             **_json(_schema(Accepted, components)),
         },
         "400": _error(
-            f"Body is not a JSON object, or nests deeper than {MAX_JSON_DEPTH} levels (kept in the inbox as invalid)",
+            f"Body is not a JSON object, or nests deeper than {MAX_JSON_DEPTH} levels (kept in the inbox as"
+            " invalid), or ended before its Content-Length (not kept)",
             components,
         ),
         "401": _error("Missing or bad credentials, signature or timestamp", components),
         "403": _error("SNS topic not allowed", components),
+        "408": _error("Nothing more of the body came for BODY_TIMEOUT_SECONDS (not kept)", components),
         "413": _error("Body larger than MAX_BODY_BYTES", components),
         "422": _error("Body does not match the event schema (kept in the inbox as invalid)", components),
         "503": _error("Database unavailable; retry later", components),

@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     sns_confirm_subscriptions: bool = True
     crash_report_prefix: str = "crash-reports/"
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    # A body with nothing more for this long gets 408. Senders post small bodies at once;
+    # EventBridge itself gives up on an answer after 5 s.
+    body_timeout_seconds: float = Field(default=5.0, gt=0)
     webhook_tolerance_seconds: int = Field(default=300, gt=0)
 
     wandb_base_url: str = "https://api.wandb.ai"

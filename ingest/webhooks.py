@@ -6,6 +6,8 @@ import logging
 
 import orjson
 from flask import Blueprint, Response, current_app, jsonify, request
+from gunicorn.http.errors import ParseException
+from werkzeug.exceptions import BadRequest, RequestEntityTooLarge, RequestTimeout
 
 from ingest import metrics
 from ingest.events import Source
@@ -31,6 +33,51 @@ _ENVIRON_KEYS = {
 }
 
 
+class BodyIncomplete(BadRequest):
+    """The connection ended before the body its request announced."""
+
+    name = "Body Incomplete"
+
+
+def _read_body(max_bytes: int, timeout: float) -> bytes:
+    """Read the whole body, or raise the HTTP error that says why it could not be read.
+
+    Not request.get_data(): it returns a chunked body cut at MAX_CONTENT_LENGTH as if it were
+    whole, and takes a read that timed out for a client that went away.
+    """
+    environ = request.environ
+    length = request.content_length
+    if length is not None and length > max_bytes:
+        raise RequestEntityTooLarge()
+    if length is None and not environ.get("wsgi.input_terminated"):
+        # A server that does not end a body without a length for us: reading could hang.
+        return b""
+    # A byte past the limit tells a chunked body of exactly MAX_BODY_BYTES from a longer one.
+    wanted = max_bytes + 1 if length is None else length
+    # gunicorn's socket, read by its body reader: a timeout on it bounds each wait for more.
+    sock = environ.get("gunicorn.socket")
+    if sock is not None:
+        sock.settimeout(timeout)
+    try:
+        body: bytes = environ["wsgi.input"].read(wanted)
+    except TimeoutError:
+        raise RequestTimeout(
+            f"the body stopped arriving: nothing came for {timeout:g} s (BODY_TIMEOUT_SECONDS)"
+        ) from None
+    except (OSError, ValueError):
+        raise BodyIncomplete("the connection broke before the body was complete") from None
+    except ParseException as error:
+        raise BadRequest(f"the chunked body is malformed: {error}") from None
+    finally:
+        if sock is not None:
+            sock.settimeout(None)
+    if len(body) > max_bytes:
+        raise RequestEntityTooLarge()
+    if length is not None and len(body) < length:
+        raise BodyIncomplete(f"the body ended after {len(body)} of the {length} bytes of its Content-Length")
+    return body
+
+
 def _receive(source: Source) -> Response:
     intake: Intake = current_app.extensions["intake"]
     environ = request.environ
@@ -39,7 +86,8 @@ def _receive(source: Source) -> Response:
     if webhook_id is not None and not webhook_id.isascii():
         headers["webhook-id"] = _as_sent(webhook_id)
     # Raw bytes, never get_json(): signatures cover the exact bytes, and SNS posts text/plain.
-    return _answer(intake.receive(source, request.get_data(cache=False), headers))
+    body = _read_body(intake.settings.max_body_bytes, intake.settings.body_timeout_seconds)
+    return _answer(intake.receive(source, body, headers))
 
 
 def _as_sent(value: str) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import random
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -128,9 +129,14 @@ class _Connections:
     web's 880 thousand per request, bench/web_instructions.py).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int) -> None:
         # list.pop and list.append are atomic: threads share the idle list without a lock.
         self.idle: list[tuple[Engine, psycopg.RawCursor[Any]]] = []
+        # A gevent web worker serves many requests at once, and psycopg lets another run while
+        # one waits on the database: unbounded, a burst would open a connection per request
+        # and run past PostgreSQL's max_connections. Patched by gevent, the semaphore makes a
+        # request wait its turn without blocking the others.
+        self.slots = threading.BoundedSemaphore(limit)
 
     def _take_idle(self, engine: Engine) -> psycopg.RawCursor[Any] | None:
         while True:
@@ -160,7 +166,10 @@ class _Connections:
         A ping before each use would find it too, at the cost of a round trip per request. The
         work must be safe to run twice: every statement here is idempotent or a claim.
         """
-        engine = get_engine()
+        with self.slots:
+            return self._run(engine=get_engine(), work=work)
+
+    def _run(self, engine: Engine, work: Callable[[psycopg.RawCursor[Any]], T]) -> T:
         cursor = self._take_idle(engine)
         try:
             if cursor is not None:
@@ -190,7 +199,9 @@ class _Connections:
             cursor.connection.close()
 
 
-_connections = _Connections()
+# The insert takes a fraction of a millisecond of the database: a few connections keep a
+# worker's requests from queueing behind one another's round trips.
+_connections = _Connections(limit=4)
 atexit.register(_connections.close)
 
 

@@ -20,6 +20,10 @@ from ingest.client import SendError, send_event
 from ingest.events import EventKind
 from store import migrate as migrations
 
+# By path, not `python:ingest.gunicorn_conf`: importing it as a module imports the ingest
+# package, and psycopg and SQLAlchemy with it, in gunicorn's master, before gevent patches the
+# workers' standard library; psycopg would then block a whole worker on every database wait.
+GUNICORN_CONFIG = Path(__file__).resolve().parents[1] / "gunicorn_conf.py"
 PIPELINE_TYPES = [kind.value for kind in EventKind if kind.value.startswith("run.")]
 
 
@@ -47,7 +51,7 @@ def migrate() -> None:
 @click.option("--with-worker", is_flag=True, help="Also run one event worker beside the web server.")
 def serve(bind: str | None, workers: int | None, with_worker: bool) -> None:
     """Serve the webhook endpoints with gunicorn (the Procfile's web process)."""
-    command = [sys.executable, "-m", "gunicorn", "--config", "python:ingest.gunicorn_conf"]
+    command = [sys.executable, "-m", "gunicorn", "--config", str(GUNICORN_CONFIG)]
     if bind:
         command += ["--bind", bind]
     if workers:

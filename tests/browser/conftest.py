@@ -22,7 +22,7 @@ import store
 from store import migrate
 from store.database import make_engine
 from tests.browser.seed import seed_database
-from tests.faults.services import BIN, WebServer, free_port, running, service_env
+from tests.faults.services import BIN, GUNICORN_CONFIG, WebServer, free_port, running, service_env
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -81,7 +81,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         SECRET_KEY="secret-for-the-browser",
         GUNICORN_ACCESS_LOG="/dev/null",
     )
-    command = [str(BIN / "gunicorn"), "--config", "python:ingest.gunicorn_conf"]
+    command = [str(BIN / "gunicorn"), "--config", str(GUNICORN_CONFIG)]
     with running(command, env, folder / "gunicorn.log") as process:
         server = WebServer(process, port, 2)
         server.wait_until_up()

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from ingest.cli.service import GUNICORN_CONFIG
 from store import migrate
 from store.database import make_engine
 from tests.conftest import PIPELINE_SECRET, S3_TOKEN, TOPIC_ARN, WANDB_TOKEN
@@ -92,12 +93,12 @@ class WebServer:
 
 
 @contextmanager
-def web_server(database_url: str, logs: Path, workers: int = 2) -> Iterator[WebServer]:
-    """Serve the ingester on a free loopback port with ``workers`` gunicorn workers."""
+def web_server(database_url: str, logs: Path, workers: int = 2, **extra: str) -> Iterator[WebServer]:
+    """Serve the ingester on a free loopback port with ``workers`` gunicorn workers; ``extra`` is more environment."""
     port = free_port()
-    env = service_env(database_url, HOST="127.0.0.1", PORT=str(port), WEB_CONCURRENCY=str(workers))
-    command = [str(BIN / "gunicorn"), "--config", "python:ingest.gunicorn_conf"]
-    with running(command, env, logs / "gunicorn.log") as process:
+    env = service_env(database_url, HOST="127.0.0.1", PORT=str(port), WEB_CONCURRENCY=str(workers), **extra)
+    command = [str(BIN / "gunicorn"), "--config", str(GUNICORN_CONFIG)]
+    with running(command, env, logs / f"gunicorn-{port}.log") as process:
         server = WebServer(process, port, workers)
         server.wait_until_up()
         yield server

@@ -33,7 +33,9 @@ def test_every_acknowledged_delivery_is_stored_whole_after_web_workers_are_kille
     # A request either got its answer or lost its connection with its worker: never a 5xx.
     assert {a.status for a in attempts} <= {202, None}
     acknowledged = {a.webhook_id for a in attempts if a.status == 202}
-    assert len(acknowledged) >= len(events) - len(killed)
+    # A gevent worker serves every connection it holds at once: killed, it takes with it up to
+    # one request per sender.
+    assert len(acknowledged) >= len(events) - len(killed) * len(senders.threads)
     stored = {d.dedupe_key.removeprefix("webhook:"): d for d in inbox.list_deliveries(limit=2 * len(events))}
     assert acknowledged <= set(stored)
     # Besides, a request whose answer died with its worker may have been stored: whole, then.
