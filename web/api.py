@@ -194,6 +194,8 @@ def runs() -> Response:
     order_by = _text("order_by")
     fields = _list("fields")
     output = _given("format", "json")
+    # Checked whatever the format, though JSON lines carry every match and take no limit.
+    limit = _integer("limit", 50, 1, reads.MAX_LIMIT)
     if output == "jsonl":
         lines = reads.stream_runs(where, order_by, fields)
         # The first chunk is read now, so that a bad filter is a 400, not a broken stream.
@@ -205,7 +207,6 @@ def runs() -> Response:
         )
     if output != "json":
         raise BadParameter("format", f"format: must be json or jsonl, not {output!r}")
-    limit = _integer("limit", 50, 1, reads.MAX_LIMIT)
     return answer(reads.page_runs(where, order_by, limit, _text("cursor"), fields))
 
 
@@ -259,7 +260,7 @@ def events() -> Response:
     statuses = _list("status") or ["failed", "dead"]
     source = _text("source")
     limit = _integer("limit", 50, 1, reads.MAX_LIMIT)
-    cursor = _text("cursor")
+    cursor = _arg("cursor")  # event ids only: an empty cursor is no cursor, not the first page
     before = None
     if cursor is not None:
         if not cursor.isdigit() or int(cursor) > MAX_EVENT_ID:
