@@ -39,6 +39,20 @@ def start_clock() -> None:
     g.started = time.perf_counter()
 
 
+@blueprint.before_request
+def refuse_nul_characters() -> Response | None:
+    """Answer 400 for a parameter with a NUL character, 404 for such a path: PostgreSQL's text has none."""
+    for name, value in request.args.items(multi=True):
+        if "\x00" in value:
+            return answer(
+                {"error": "bad_parameter", "message": f"{name}: contains a NUL character", "parameter": name},
+                400,
+            )
+    if "\x00" in request.path:
+        return answer({"error": "not_found", "message": "no id holds a NUL character"}, 404)
+    return None
+
+
 @blueprint.errorhandler(ValueError)
 def bad_parameter(error: ValueError) -> Response:
     body: dict[str, Any] = {"error": "bad_parameter", "message": str(error)}
