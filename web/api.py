@@ -39,6 +39,20 @@ def start_clock() -> None:
     g.started = time.perf_counter()
 
 
+@blueprint.before_request
+def refuse_nul_characters() -> Response | None:
+    """Answer 400 for a parameter with a NUL character, 404 for such a path: PostgreSQL's text has none."""
+    for name, value in request.args.items(multi=True):
+        if "\x00" in value:
+            return answer(
+                {"error": "bad_parameter", "message": f"{name}: contains a NUL character", "parameter": name},
+                400,
+            )
+    if "\x00" in request.path:
+        return answer({"error": "not_found", "message": "no id holds a NUL character"}, 404)
+    return None
+
+
 @blueprint.errorhandler(ValueError)
 def bad_parameter(error: ValueError) -> Response:
     body: dict[str, Any] = {"error": "bad_parameter", "message": str(error)}
@@ -194,6 +208,8 @@ def runs() -> Response:
     order_by = _text("order_by")
     fields = _list("fields")
     output = _given("format", "json")
+    # Checked whatever the format, though JSON lines carry every match and take no limit.
+    limit = _integer("limit", 50, 1, reads.MAX_LIMIT)
     if output == "jsonl":
         lines = reads.stream_runs(where, order_by, fields)
         # The first chunk is read now, so that a bad filter is a 400, not a broken stream.
@@ -205,7 +221,6 @@ def runs() -> Response:
         )
     if output != "json":
         raise BadParameter("format", f"format: must be json or jsonl, not {output!r}")
-    limit = _integer("limit", 50, 1, reads.MAX_LIMIT)
     return answer(reads.page_runs(where, order_by, limit, _text("cursor"), fields))
 
 
@@ -259,7 +274,7 @@ def events() -> Response:
     statuses = _list("status") or ["failed", "dead"]
     source = _text("source")
     limit = _integer("limit", 50, 1, reads.MAX_LIMIT)
-    cursor = _text("cursor")
+    cursor = _arg("cursor")  # event ids only: an empty cursor is no cursor, not the first page
     before = None
     if cursor is not None:
         if not cursor.isdigit() or int(cursor) > MAX_EVENT_ID:

@@ -58,7 +58,9 @@ def _settings() -> Settings:
 
 
 def _matches(candidate: str, expected: str | None) -> bool:
-    return bool(expected) and hmac.compare_digest(candidate.encode(), expected.encode())  # type: ignore[union-attr]
+    if not expected:
+        return False
+    return hmac.compare_digest(candidate.encode(), expected.encode())
 
 
 def role_of_token(token: str, settings: Settings) -> Role | None:

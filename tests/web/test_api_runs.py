@@ -288,3 +288,21 @@ def test_database_read_url_serves_the_reads(settings: Any, sqlite_template: Path
     assert [r["run_id"] for r in get(client, "/api/runs")["runs"]] == ["on-the-replica"]
     assert client.get("/api/runs/on-the-primary", headers=READ).status_code == 404
     assert store.get_run("on-the-primary") is not None
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/compare?objective=a%00b",
+        "/api/runs?order_by=config.a%00b",
+        "/api/runs?filter=status%20%3D%20%27a%00%27",
+    ],
+)
+def test_a_nul_character_in_a_parameter_is_a_400(client: FlaskClient, path: str) -> None:
+    response = client.get(path, headers=READ)
+    assert response.status_code == 400
+    assert "NUL" in response.get_json()["message"]
+
+
+def test_a_nul_character_in_a_run_id_is_a_404(client: FlaskClient) -> None:
+    assert client.get("/api/runs/a%00b", headers=READ).status_code == 404
