@@ -97,19 +97,20 @@ class ScaffoldLibrary:
         self.fingerprints = rdSubstructLibrary.PatternHolder()
         self.library = rdSubstructLibrary.SubstructLibrary(self.molecules, self.fingerprints)
         self.smiles: list[str] = []
+        # Every scaffold offered, held or not (RDKit may fail to read one back).
         self.known: set[str] = set()
 
     def add(self, scaffolds: Iterable[str]) -> None:
         """Add scaffolds not held yet (canonical SMILES, as stored)."""
         for smiles in scaffolds:
-            if smiles in self.known or not smiles:
+            if smiles in self.known:
                 continue
+            self.known.add(smiles)
             molecule = Chem.MolFromSmiles(smiles)
             if molecule is None:
                 continue
             self.library.AddMol(molecule)
             self.smiles.append(smiles)
-            self.known.add(smiles)
 
     def matches(self, query: Chem.Mol) -> list[str]:
         """Return every held scaffold that contains ``query``."""

@@ -14,17 +14,20 @@ import statistics
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import BigInteger, and_, bindparam, case, cast, event, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from store import chemistry
 from store.database import get_engine, read_transaction, transaction
 from store.models import RunMoleculeBatch, RunMolecules, RunObjective, RunScaffold, Scaffold, TrainingRun
 from store.query import check_limit, resolve, where
 from store.runs import RunState, check_run_id, utcnow
+
+if TYPE_CHECKING:
+    from store.chemistry import ScaffoldLibrary
 
 MAX_SMILES_LENGTH = 4096
 MAX_BATCH_ID_LENGTH = 255
@@ -35,6 +38,17 @@ _RUN_SCAFFOLDS = RunScaffold.__table__
 _RUN_MOLECULES = RunMolecules.__table__
 # Rows per statement: SQLite takes at most 32,766 parameters in one.
 _CHUNK = 500
+
+
+def _chemistry() -> ModuleType:
+    """Return store.chemistry, imported on first use.
+
+    RDKit takes 65 MB of memory in a process that imports it; the web processes, which import
+    the store but never see a molecule, do without it.
+    """
+    from store import chemistry
+
+    return chemistry
 
 
 @dataclass
@@ -123,7 +137,7 @@ def _analyse(molecules: list[tuple[str, float | None, dict[str, float]]], step: 
     tallies: dict[str, _Tally] = {}
     invalid = acyclic = 0
     for smiles, reward, scores in molecules:
-        structure = chemistry.analyse(smiles)
+        structure = _chemistry().analyse(smiles)
         if structure is None:
             invalid += 1
             continue
@@ -196,7 +210,7 @@ def _merge_run_scaffolds(session: Session, run_id: str, tallies: dict[str, _Tall
                 {
                     "run_id": run_id,
                     "scaffold": scaffold,
-                    "generic_scaffold": chemistry.generic_scaffold(scaffold),
+                    "generic_scaffold": _chemistry().generic_scaffold(scaffold),
                     "molecules": tally.molecules,
                     "first_step": tally.first_step,
                     "last_step": tally.last_step,
@@ -294,7 +308,7 @@ class _Totals:
         rows = [
             {
                 "smiles": scaffold,
-                "generic_smiles": chemistry.generic_scaffold(scaffold),
+                "generic_smiles": _chemistry().generic_scaffold(scaffold),
                 "runs": runs,
                 "molecules": molecules,
                 "best_reward": best_reward,
@@ -588,20 +602,22 @@ def scaffold_diversity(by: str = "gradient_method", filter: Mapping[str, Any] | 
 
 # --- search -------------------------------------------------------------------------------
 
-_libraries: dict[str, chemistry.ScaffoldLibrary] = {}
+_libraries: dict[str, ScaffoldLibrary] = {}
 _library_lock = threading.Lock()
 
 
-def _library(session: Session) -> chemistry.ScaffoldLibrary:
+def _library(session: Session) -> ScaffoldLibrary:
     """Return the process's substructure library of this database's scaffolds, brought up to date.
 
     Scaffolds are never deleted, so a count equal to the library's says nothing is new.
     """
     key = get_engine().url.render_as_string(hide_password=True)
     with _library_lock:
-        library = _libraries.setdefault(key, chemistry.ScaffoldLibrary())
+        library = _libraries.get(key)
+        if library is None:
+            library = _libraries[key] = _chemistry().ScaffoldLibrary()
         stored = session.scalar(select(func.count()).select_from(_SCAFFOLDS).where(_SCAFFOLDS.c.smiles != ""))
-        if stored != len(library.smiles):
+        if stored != len(library.known):
             library.add(session.scalars(select(_SCAFFOLDS.c.smiles).where(_SCAFFOLDS.c.smiles != "")))
         return library
 
@@ -621,13 +637,13 @@ def find_runs_with_scaffold(
     table = _SCAFFOLDS.c
     with read_transaction() as session:
         if substructure:
-            query = chemistry.pattern(smiles)
+            query = _chemistry().pattern(smiles)
             matches = _library(session).matches(query)
             if not matches:
                 return []
             statement = select(_SCAFFOLDS).where(table.smiles.in_(matches), table.runs > 0)
         else:
-            statement = select(_SCAFFOLDS).where(table.smiles == chemistry.scaffold_of(smiles), table.runs > 0)
+            statement = select(_SCAFFOLDS).where(table.smiles == _chemistry().scaffold_of(smiles), table.runs > 0)
         scaffolds = session.execute(statement.order_by(table.runs.desc(), table.smiles).limit(limit)).all()
         runs_of: dict[str, list[dict[str, Any]]] = {row.smiles: [] for row in scaffolds}
         if runs_of:
@@ -654,4 +670,4 @@ def scaffold_svg(smiles: str) -> str:
     """Return a 2-D depiction of a scaffold or molecule as SVG (RDKit's drawer, cached)."""
     if not isinstance(smiles, str) or len(smiles) > MAX_SMILES_LENGTH:
         raise ValueError(f"smiles must be a string of at most {MAX_SMILES_LENGTH} characters")
-    return chemistry.depiction(smiles)
+    return _chemistry().depiction(smiles)
