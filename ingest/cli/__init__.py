@@ -6,7 +6,7 @@ import logging
 
 import click
 
-from ingest.cli import copy, replay, runs, service
+from ingest.cli import copy, replay, runs, scaffolds, service
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -22,5 +22,5 @@ def main(verbose: bool) -> None:
     )
 
 
-for command in [*service.COMMANDS, *replay.COMMANDS, *runs.COMMANDS, *copy.COMMANDS]:
+for command in [*service.COMMANDS, *replay.COMMANDS, *runs.COMMANDS, *scaffolds.COMMANDS, *copy.COMMANDS]:
     main.add_command(command)
