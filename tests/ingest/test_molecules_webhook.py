@@ -125,3 +125,20 @@ def test_batches_redelivered_in_any_order_end_in_the_rows_of_one_ordered_deliver
         assert rows(run_ids) == expected
 
     check()
+
+
+def test_a_batch_is_applied_after_the_other_events_claimed_with_it_have_committed(client, worker, monkeypatch):
+    post_pipeline(client, fixture("pipeline", "run_molecules__batch"))
+    post_pipeline(client, fixture("pipeline", "run_launched__basic"))
+    seen = []
+    record_molecules = store.record_molecules
+
+    def recording(*args: Any) -> bool:
+        seen.append(dict(inbox.counts()))
+        return record_molecules(*args)
+
+    monkeypatch.setattr(store, "record_molecules", recording)
+    assert worker.run_once() == 2
+
+    assert seen == [{("pipeline", "done"): 1, ("pipeline", "processing"): 1}]
+    assert store.get_run_molecules(RUN_ID)["molecules"] == 6
