@@ -3,6 +3,7 @@
 from store.bulk import load_runs
 from store.crash_reports import record_crash_report_object
 from store.database import configure, get_engine
+from store.filters import FilterError, compile_filter
 from store.migrate import init_db
 from store.objectives import (
     compare_gradient_methods,
@@ -14,13 +15,12 @@ from store.objectives import (
     query_runs_by_objectives,
     update_objective_metric,
 )
-from store.query import iter_runs, query_runs
+from store.query import get_stats, iter_runs, query_runs
 from store.runs import (
     attach_blog_post,
     attach_conversation,
     attach_crash_data,
     get_run,
-    get_stats,
     insert_run,
     mark_crashed,
     record_progress,
@@ -45,7 +45,9 @@ __all__ = [
     "attach_crash_data",
     "compare_gradient_methods",
     "configure",
+    "compile_filter",
     "delete_run_objectives",
+    "FilterError",
     "get_engine",
     "get_objective_statistics",
     "get_objectives_of_runs",

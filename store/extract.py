@@ -26,7 +26,7 @@ STATUS_RANK = {
 }
 FINAL_STATUSES = frozenset({"completed", "failed", "crashed", "killed", "preempted"})
 
-_WANDB_STATES = {"finished": "completed", "pending": "launched", "preempting": "running"}
+WANDB_STATES = {"finished": "completed", "pending": "launched", "preempting": "running"}
 
 
 def normalize_status(status: str) -> str:
@@ -34,7 +34,7 @@ def normalize_status(status: str) -> str:
     if not isinstance(status, str):
         raise ValueError(f"status must be a string, not {type(status).__name__}")
     name = status.strip().lower()
-    name = _WANDB_STATES.get(name, name)
+    name = WANDB_STATES.get(name, name)
     if name not in STATUS_RANK:
         raise ValueError(f"unknown status {status!r}; expected one of {', '.join(STATUSES)}")
     return name

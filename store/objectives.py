@@ -11,6 +11,7 @@ from sqlalchemy.orm import aliased
 
 from store import extract
 from store.database import read_transaction, transaction
+from store.filters import compile_filter, matching_run_ids
 from store.models import RunObjective, TrainingRun
 from store.query import SCALAR_COLUMNS, check_limit
 from store.runs import RunState, objective_to_dict, set_objective_metrics
@@ -123,8 +124,10 @@ def query_runs_by_objectives(
     status: str | None = None,
     metric: str = "raw_mean",
     limit: int | None = 100,
+    where: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Return runs meeting every objective threshold, each with its objective values.
+    """Return runs meeting every objective threshold (and the ``where`` filter string), each with
+    its objective values.
 
     ``objective_filters`` maps an objective name to ``{'min': x}`` / ``{'max': x}``
     (inclusive), ``{'gt': x}`` / ``{'lt': x}`` (strict) or a bare number (a minimum).
@@ -157,6 +160,7 @@ def query_runs_by_objectives(
     assert total is not None
     statement = statement.order_by(total.desc(), TrainingRun.run_id).limit(limit)
     with read_transaction() as session:
+        statement = statement.where(compile_filter(where, session.get_bind().dialect.name))
         runs = [dict(row._mapping) for row in session.execute(statement)]
     objectives = get_objectives_of_runs([run["run_id"] for run in runs])
     for run in runs:
@@ -168,7 +172,12 @@ def query_runs_by_objectives(
 
 
 def _value_conditions(
-    table: Any, objective_name: str, metric: str, status: str | None, gradient_method: str | None = None
+    table: Any,
+    objective_name: str,
+    metric: str,
+    status: str | None,
+    gradient_method: str | None = None,
+    matching: Any = None,
 ) -> list[Any]:
     value = _metric_column(table, metric)
     conditions = [table.objective_name == _check_name(objective_name), value.is_not(None)]
@@ -176,6 +185,8 @@ def _value_conditions(
         conditions.append(table.status == extract.normalize_status(status))
     if gradient_method is not None:
         conditions.append(table.gradient_method == gradient_method)
+    if matching is not None:
+        conditions.append(table.run_id.in_(matching))
     return conditions
 
 
@@ -207,15 +218,17 @@ def _std(row: Any) -> float | None:
 
 
 def compare_gradient_methods(
-    objective_name: str, metric: str = "raw_mean", status: str | None = "completed"
+    objective_name: str, metric: str = "raw_mean", status: str | None = "completed", where: str | None = None
 ) -> list[dict[str, Any]]:
-    """Compare gradient methods on one objective in one query, best average first (direction-aware)."""
+    """Compare gradient methods on one objective in one query, best average first (direction-aware),
+    over the runs the ``where`` filter string matches."""
     value = _metric_column(RunObjective, metric)
     with read_transaction() as session:
         dialect = session.get_bind().dialect.name
+        matching = matching_run_ids(where, dialect)
         totals = (
             select(RunObjective.gradient_method, *_summary_columns(value, dialect))
-            .where(*_value_conditions(RunObjective, objective_name, metric, status))
+            .where(*_value_conditions(RunObjective, objective_name, metric, status, matching=matching))
             .group_by(RunObjective.gradient_method)
             .subquery("totals")
         )
@@ -227,7 +240,7 @@ def compare_gradient_methods(
         best_run_id = (
             select(func.min(other.run_id))
             .where(
-                *_value_conditions(other, objective_name, metric, status),
+                *_value_conditions(other, objective_name, metric, status, matching=matching),
                 _metric_column(other, metric) == best_value,
                 other.gradient_method.is_not_distinct_from(signed.c.gradient_method),
             )
@@ -258,12 +271,15 @@ def get_objective_statistics(
     metric: str = "raw_mean",
     status: str | None = "completed",
     gradient_method: str | None = None,
+    where: str | None = None,
 ) -> dict[str, Any]:
-    """Return count, avg, std, min, max, median and best_run_id of one objective."""
+    """Return count, avg, std, min, max, median and best_run_id of one objective, over the runs the
+    ``where`` filter string matches."""
     value = _metric_column(RunObjective, metric)
-    conditions = _value_conditions(RunObjective, objective_name, metric, status, gradient_method)
     with read_transaction() as session:
         dialect = session.get_bind().dialect.name
+        matching = matching_run_ids(where, dialect)
+        conditions = _value_conditions(RunObjective, objective_name, metric, status, gradient_method, matching)
         row = session.execute(select(*_summary_columns(value, dialect)).where(*conditions)).one()
         median = best_run_id = None
         if row.count:

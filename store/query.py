@@ -1,139 +1,27 @@
 """Filters and orderings over runs, from user-supplied field names to safe SQL.
 
-A field is a typed column (``batch_size``) or a path into a JSON document:
-``config.training.gradient_accumulation_steps``, ``summary.train/loss``,
-``progress.train/loss``. Names are checked against the schema and paths are
-bound as parameters; nothing the user writes is pasted into SQL.
+Filters come as a mapping of field to value or ``{operator: value}``, or as a filter string
+(store/filters.py); fields are those of store/fields.py.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import (
-    ColumnElement,
-    Float,
-    String,
-    and_,
-    case,
-    cast,
-    false,
-    func,
-    literal,
-    or_,
-    select,
-    true,
-    type_coerce,
-)
-from sqlalchemy.sql.elements import KeyedColumnElement
+from sqlalchemy import ColumnElement, and_, false, func, or_, select, true
 
 from store import extract
 from store.database import read_transaction
-from store.models import TrainingRun, UTCDateTime
-from store.runs import JSON_COLUMNS, RUN_COLUMNS, parse_time, run_to_dict
+from store.fields import DOCUMENTS as DOCUMENTS
+from store.fields import SCALAR_COLUMNS as SCALAR_COLUMNS
+from store.fields import Field, JsonAccess, is_number, resolve
+from store.filters import compile_filter, matching_run_ids
+from store.models import RunObjective, TrainingRun, UTCDateTime
+from store.runs import parse_time, run_to_dict
 
-DOCUMENTS = {"config": "config_json", "summary": "final_metrics_json", "progress": "progress_json"}
 OPERATORS = ("eq", "ne", "gt", "gte", "lt", "lte", "min", "max", "in", "like")
-SCALAR_COLUMNS = tuple(c for c in RUN_COLUMNS if c not in JSON_COLUMNS)
-
-
-@dataclass(frozen=True)
-class Field:
-    """A resolved filter field: a typed column, or a document column and a key path."""
-
-    name: str
-    column: KeyedColumnElement[Any]
-    path: tuple[str, ...] = ()
-
-    @property
-    def is_json(self) -> bool:
-        return bool(self.path)
-
-
-def resolve(name: Any) -> Field:
-    """Resolve a user-supplied field name, or raise ValueError naming it."""
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"field name must be a non-empty string, not {name!r}")
-    if name in SCALAR_COLUMNS:
-        return Field(name, TrainingRun.__table__.columns[name])
-    prefix, _, rest = name.partition(".")
-    document = DOCUMENTS.get(prefix) or (prefix if prefix in JSON_COLUMNS else None)
-    if document and rest:
-        path = tuple(rest.split("."))
-        if any(not part or '"' in part for part in path):
-            raise ValueError(f"invalid JSON path in field {name!r}")
-        return Field(name, TrainingRun.__table__.columns[document], path)
-    raise ValueError(
-        f"unknown field {name!r}: use a column ({', '.join(SCALAR_COLUMNS)}) "
-        "or a JSON path starting with config., summary. or progress."
-    )
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _sqlite_path(path: tuple[str, ...]) -> str:
-    return "$" + "".join(f'."{part}"' for part in path)
-
-
-class JsonAccess:
-    """Typed access to one JSON path, per backend."""
-
-    def __init__(self, field: Field, dialect: str) -> None:
-        self.field = field
-        self.dialect = dialect
-
-    def _pg_node(self) -> ColumnElement[Any]:
-        return self.field.column.op("#>")(literal(list(self.field.path), type_=_text_array()))
-
-    def json_type(self) -> ColumnElement[str]:
-        if self.dialect == "postgresql":
-            return func.jsonb_typeof(self._pg_node())
-        return func.json_type(self.field.column, _sqlite_path(self.field.path))
-
-    def number(self) -> ColumnElement[Any]:
-        if self.dialect == "postgresql":
-            node = self._pg_node()
-            text = self.field.column.op("#>>")(literal(list(self.field.path), type_=_text_array()))
-            return case((func.jsonb_typeof(node) == "number", cast(text, Float)))
-        path = _sqlite_path(self.field.path)
-        extracted = type_coerce(func.json_extract(self.field.column, path), Float)
-        return case((func.json_type(self.field.column, path).in_(["integer", "real"]), extracted))
-
-    def text(self) -> ColumnElement[Any]:
-        if self.dialect == "postgresql":
-            node = self._pg_node()
-            text = self.field.column.op("#>>")(literal(list(self.field.path), type_=_text_array()))
-            return case((func.jsonb_typeof(node) == "string", type_coerce(text, String)))
-        path = _sqlite_path(self.field.path)
-        extracted = type_coerce(func.json_extract(self.field.column, path), String)
-        return case((func.json_type(self.field.column, path) == "text", extracted))
-
-    def boolean_is(self, value: bool) -> ColumnElement[bool]:
-        if self.dialect == "postgresql":
-            text = self.field.column.op("#>>")(literal(list(self.field.path), type_=_text_array()))
-            return and_(self.json_type() == "boolean", text == ("true" if value else "false"))
-        return self.json_type() == ("true" if value else "false")
-
-    def is_null(self) -> ColumnElement[bool]:
-        kind = self.json_type()
-        return or_(kind.is_(None), kind == "null")
-
-    def sortable(self) -> ColumnElement[Any]:
-        if self.dialect == "postgresql":
-            return self._pg_node()
-        return func.json_extract(self.field.column, _sqlite_path(self.field.path))
-
-
-def _text_array():  # type: ignore[no-untyped-def]
-    from sqlalchemy.dialects.postgresql import ARRAY
-    from sqlalchemy.types import Text
-
-    return ARRAY(Text)
 
 
 def _coerce_for_column(field: Field, value: Any) -> Any:
@@ -143,7 +31,7 @@ def _coerce_for_column(field: Field, value: Any) -> Any:
         return parse_time(value, field.name)
     python_type = field.column.type.python_type
     if python_type in (int, float):
-        if _is_number(value):
+        if is_number(value):
             return value
         if isinstance(value, str):
             try:
@@ -217,7 +105,7 @@ def _json_condition(field: Field, op: str, value: Any, dialect: str) -> ColumnEl
             raise ValueError(f"{op} on {field.name} cannot compare booleans")
         matches = access.boolean_is(value)
         return matches if op == "eq" else ~matches
-    if _is_number(value):
+    if is_number(value):
         if not math.isfinite(value):
             raise ValueError(f"{field.name} cannot be compared with {value}")
         expression = access.number()
@@ -251,7 +139,7 @@ def condition(name: str, spec: Any, dialect: str) -> ColumnElement[bool]:
     return and_(true(), *clauses)
 
 
-def where(filters: Mapping[str, Any] | None, dialect: str) -> list[ColumnElement[bool]]:
+def conditions_of(filters: Mapping[str, Any] | None, dialect: str) -> list[ColumnElement[bool]]:
     """Build the conditions for a ``filters`` mapping."""
     if filters is None:
         return []
@@ -292,20 +180,21 @@ def query_runs(
     order_by: str | Sequence[str] | None = "-created_at",
     limit: int | None = 100,
     columns: Sequence[str] | None = None,
+    where: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Return runs matching every filter, as dicts of their fields (all, or ``columns``)."""
+    """Return runs matching every filter and the ``where`` filter string, as dicts of their
+    fields (all, or ``columns``)."""
     limit = check_limit(limit)
     with read_transaction() as session:
         dialect = session.get_bind().dialect.name
-        statement = select(TrainingRun).where(*where(filters, dialect)).order_by(*ordering(order_by, dialect))
+        conditions = [*conditions_of(filters, dialect), compile_filter(where, dialect)]
+        statement = select(TrainingRun).where(*conditions).order_by(*ordering(order_by, dialect))
         if columns is not None:
             wanted = [resolve(c) for c in columns]
             if any(f.is_json for f in wanted):
                 raise ValueError("columns must name run fields, not JSON paths")
             statement = (
-                select(*[f.column for f in wanted])
-                .where(*where(filters, dialect))
-                .order_by(*ordering(order_by, dialect))
+                select(*[f.column for f in wanted]).where(*conditions).order_by(*ordering(order_by, dialect))
             )
             return [dict(row._mapping) for row in session.execute(statement.limit(limit))]
         return [run_to_dict(run) for run in session.scalars(statement.limit(limit))]
@@ -315,16 +204,59 @@ def iter_runs(
     filters: Mapping[str, Any] | None = None,
     order_by: str | Sequence[str] | None = "run_id",
     batch_size: int = 1000,
+    where: str | None = None,
 ) -> Any:
-    """Yield every matching run as a dict, reading the database in batches."""
+    """Yield every run matching the filters and ``where`` as a dict, reading the database in batches."""
     with read_transaction() as session:
         dialect = session.get_bind().dialect.name
         statement = (
             select(TrainingRun)
-            .where(*where(filters, dialect))
+            .where(*conditions_of(filters, dialect), compile_filter(where, dialect))
             .order_by(*ordering(order_by, dialect))
             .execution_options(yield_per=batch_size)
         )
         for run in session.scalars(statement):
             yield run_to_dict(run)
             session.expunge(run)
+
+
+def get_stats(where: str | None = None) -> dict[str, Any]:
+    """Return counts by status and gradient method, crash rates and the time range of the runs the
+    ``where`` filter string matches (all runs without one)."""
+    with read_transaction() as session:
+        dialect = session.get_bind().dialect.name
+        # One scan of the runs for every count: by method and status, with each group's time range.
+        groups = session.execute(
+            select(
+                TrainingRun.gradient_method,
+                TrainingRun.status,
+                func.count(),
+                func.min(TrainingRun.created_at),
+                func.max(TrainingRun.created_at),
+            )
+            .where(compile_filter(where, dialect))
+            .group_by(TrainingRun.gradient_method, TrainingRun.status)
+        ).all()
+        objectives = select(func.count(func.distinct(RunObjective.objective_name)))
+        matching = matching_run_ids(where, dialect)
+        if matching is not None:
+            objectives = objectives.where(RunObjective.run_id.in_(matching))
+        num_objectives = session.scalar(objectives)
+    by_status: dict[str, int] = {}
+    by_method: dict[str | None, int] = {}
+    crashed: dict[str | None, int] = {}
+    for method, status, count, _, _ in groups:
+        by_status[status] = by_status.get(status, 0) + count
+        by_method[method] = by_method.get(method, 0) + count
+        crashed[method] = crashed.get(method, 0) + (count if status == "crashed" else 0)
+    total = sum(by_status.values())
+    return {
+        "total_runs": total,
+        "runs_by_status": {s: by_status[s] for s in extract.STATUSES if s in by_status},
+        "runs_by_gradient_method": by_method,
+        "crash_rate_by_gradient_method": {method: crashed[method] / runs for method, runs in by_method.items()},
+        "num_objectives": num_objectives or 0,
+        "crash_rate": (by_status.get("crashed", 0) / total) if total else 0.0,
+        "oldest_run_at": min((group[3] for group in groups), default=None),
+        "newest_run_at": max((group[4] for group in groups), default=None),
+    }

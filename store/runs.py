@@ -626,29 +626,3 @@ def get_run(run_id: str) -> dict[str, Any] | None:
             )
         ]
         return result
-
-
-def get_stats() -> dict[str, Any]:
-    """Return counts by status and gradient method, the crash rate and the time range."""
-    with read_transaction() as session:
-        total, oldest, newest = session.execute(
-            select(func.count(), func.min(TrainingRun.created_at), func.max(TrainingRun.created_at))
-        ).one()
-        by_status = dict(
-            session.execute(select(TrainingRun.status, func.count()).group_by(TrainingRun.status)).all()
-        )
-        by_method = dict(
-            session.execute(
-                select(TrainingRun.gradient_method, func.count()).group_by(TrainingRun.gradient_method)
-            ).all()
-        )
-        num_objectives = session.scalar(select(func.count(func.distinct(RunObjective.objective_name))))
-    return {
-        "total_runs": total,
-        "runs_by_status": {s: by_status[s] for s in extract.STATUSES if s in by_status},
-        "runs_by_gradient_method": by_method,
-        "num_objectives": num_objectives or 0,
-        "crash_rate": (by_status.get("crashed", 0) / total) if total else 0.0,
-        "oldest_run_at": oldest,
-        "newest_run_at": newest,
-    }

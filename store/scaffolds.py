@@ -22,8 +22,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from store.database import get_engine, read_transaction, transaction
+from store.filters import compile_filter
 from store.models import RunMoleculeBatch, RunMolecules, RunObjective, RunScaffold, Scaffold, TrainingRun
-from store.query import check_limit, resolve, where
+from store.query import check_limit, conditions_of, resolve
 from store.runs import RunState, check_run_id, utcnow
 
 if TYPE_CHECKING:
@@ -457,18 +458,28 @@ def get_run_scaffolds(run_id: str, order_by: str = "molecules", limit: int | Non
     ]
 
 
-def _filtered_runs(filter: Mapping[str, Any] | None, dialect: str) -> Any:
-    return select(TrainingRun.run_id).where(*where(filter, dialect))
+RunFilter = str | Mapping[str, Any] | None
+
+
+def _run_conditions(filter: RunFilter, dialect: str) -> list[Any]:
+    """The conditions on training_runs of a filter string (the filter language) or a dict filter."""
+    if isinstance(filter, str):
+        return [compile_filter(filter, dialect)]
+    return conditions_of(filter, dialect)
+
+
+def _filtered_runs(filter: RunFilter, dialect: str) -> Any:
+    return select(TrainingRun.run_id).where(*_run_conditions(filter, dialect))
 
 
 def query_scaffolds(
-    filter: Mapping[str, Any] | None = None,
+    filter: RunFilter = None,
     min_runs: int = 1,
     order_by: str = "runs",
     limit: int | None = 50,
 ) -> list[dict[str, Any]]:
-    """Return the scaffolds found by at least ``min_runs`` runs (of those ``filter`` selects):
-    most runs or best reward first.
+    """Return the scaffolds found by at least ``min_runs`` runs (of those ``filter`` selects: a
+    filter string, or the dict filters of query_runs): most runs or best reward first.
 
     Each: scaffold, generic scaffold, runs, molecules, best reward with its run and molecule,
     and when the store first saw it. The empty scaffold of acyclic molecules is left out.
@@ -564,7 +575,7 @@ def _top_scaffolds_of(
     ]
 
 
-def scaffold_diversity(by: str = "gradient_method", filter: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+def scaffold_diversity(by: str = "gradient_method", filter: RunFilter = None) -> list[dict[str, Any]]:
     """Compare groups of runs (by a run field) on how many distinct scaffolds their runs found.
 
     Per group: runs with molecules, valid molecules, mean and median distinct scaffolds per run,
@@ -578,7 +589,7 @@ def scaffold_diversity(by: str = "gradient_method", filter: Mapping[str, Any] | 
         rows = session.execute(
             select(field.column.label("group"), RunMolecules.distinct_scaffolds, RunMolecules.valid)
             .join(TrainingRun, TrainingRun.run_id == RunMolecules.run_id)
-            .where(*where(filter, dialect))
+            .where(*_run_conditions(filter, dialect))
         ).all()
     groups: dict[Any, list[tuple[int, int]]] = {}
     for row in rows:

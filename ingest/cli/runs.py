@@ -6,12 +6,13 @@ JSON output is strict JSON: times are ISO-8601 strings and NaN and Infinity are 
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import math
 import re
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -45,6 +46,10 @@ TABLE_COLUMNS = (
     "created_at",
 )
 FORMATS = ("table", "json", "csv")
+FILTER_HELP = (
+    "A filter in the filter language (README: Filter language), e.g. "
+    "\"status = 'completed' and (batch_size >= 64 or summary.train/loss < 0.5)\"."
+)
 EXPORT_PAGE = 500
 
 
@@ -168,6 +173,7 @@ def _check_columns(columns: Sequence[str], by_objectives: bool) -> None:
 
 def _objective_runs(
     filters: dict[str, dict[str, Any]],
+    where: str | None,
     thresholds: dict[str, dict[str, float]],
     metric: str,
     order_by: Sequence[str],
@@ -183,7 +189,7 @@ def _objective_runs(
                 f"{' and '.join(f'{field}=VALUE' for field in OBJECTIVE_PASSTHROUGH)} do"
             )
         passed[name] = str(operations["eq"])
-    return store.query_runs_by_objectives(thresholds, metric=metric, limit=limit, **passed)
+    return store.query_runs_by_objectives(thresholds, metric=metric, limit=limit, where=where, **passed)
 
 
 def _emit_rows(
@@ -216,6 +222,7 @@ def _emit_rows(
     "OP is = != > >= < <= or ~ (SQL LIKE); a VALUE that reads as a JSON number, true, false or null "
     'is one, anything else is a string ("64" in quotes is the string).',
 )
+@click.option("--filter", "where", metavar="FILTER", help=FILTER_HELP + " Combines with --where (and).")
 @click.option(
     "--objective",
     "thresholds",
@@ -223,7 +230,7 @@ def _emit_rows(
     callback=parse_objectives,
     metavar="NAME OP NUMBER",
     help="Objective threshold, repeatable: e.g. COMT_activity>=0.8 (OP: >= > <= <). Runs come best "
-    "first; --where may then only give gradient_method= and status=.",
+    "first; --where may then only give gradient_method= and status= (--filter takes anything).",
 )
 @click.option(
     "--metric",
@@ -254,6 +261,7 @@ def _emit_rows(
 @user_errors
 def runs(
     filters: dict[str, dict[str, Any]],
+    where: str | None,
     thresholds: dict[str, dict[str, float]],
     metric: str,
     order_by: tuple[str, ...],
@@ -268,10 +276,12 @@ def runs(
         _check_columns(chosen, by_objectives=bool(thresholds))
     default = list(TABLE_COLUMNS)
     if thresholds:
-        found = _objective_runs(filters, thresholds, metric, order_by, limit)
+        found = _objective_runs(filters, where, thresholds, metric, order_by, limit)
         default += [f"objective.{name}.{metric}" for name in thresholds]
     else:
-        found = store.query_runs(filters or None, order_by=list(order_by) or "-created_at", limit=limit)
+        found = store.query_runs(
+            filters or None, order_by=list(order_by) or "-created_at", limit=limit, where=where
+        )
     _emit_rows(found, chosen, default, output_format)
 
 
@@ -320,22 +330,24 @@ def run(run_id: str, output_format: str) -> None:
     show_default=True,
     help="Only runs of this status.",
 )
+@click.option("--filter", "where", metavar="FILTER", help=FILTER_HELP)
 @click.option(
     "--format", "output_format", type=click.Choice(("table", "json")), default="table", show_default=True
 )
 @user_errors
-def compare(objective: str, metric: str, status: str, output_format: str) -> None:
+def compare(objective: str, metric: str, status: str, where: str | None, output_format: str) -> None:
     """Compare gradient methods on one objective, best first.
 
     Best is the highest average, or the lowest for an objective its runs minimize.
     """
     load_settings()
-    results = store.compare_gradient_methods(objective, metric, None if status == "any" else status)
+    results = store.compare_gradient_methods(objective, metric, None if status == "any" else status, where=where)
     if output_format == "json":
         _echo_json(results)
         return
     if not results:
-        raise click.ClickException(f"no {status} run has a {metric} for objective {objective}")
+        matching = " matching the filter" if where and where.strip() else ""
+        raise click.ClickException(f"no {status} run{matching} has a {metric} for objective {objective}")
     columns = ("gradient_method", "num_runs", "avg", "std", "best", "worst", "best_run_id")
     _print_table(
         ([result[c] for c in columns] for result in results),
@@ -345,14 +357,15 @@ def compare(objective: str, metric: str, status: str, output_format: str) -> Non
 
 
 @click.command()
+@click.option("--filter", "where", metavar="FILTER", help=FILTER_HELP)
 @click.option(
     "--format", "output_format", type=click.Choice(("table", "json")), default="table", show_default=True
 )
 @user_errors
-def stats(output_format: str) -> None:
-    """Count runs by status and gradient method; show the crash rate."""
+def stats(where: str | None, output_format: str) -> None:
+    """Count runs by status and gradient method; show the crash rates."""
     load_settings()
-    numbers = store.get_stats()
+    numbers = store.get_stats(where=where)
     if output_format == "json":
         _echo_json(numbers)
         return
@@ -365,8 +378,12 @@ def stats(output_format: str) -> None:
     ]
     _print_table(overview, ("", "value"), title="training runs")
     _print_table(numbers["runs_by_status"].items(), ("status", "runs"))
+    crash_rates = numbers["crash_rate_by_gradient_method"]
     by_method = sorted(numbers["runs_by_gradient_method"].items(), key=lambda item: -item[1])
-    _print_table(by_method, ("gradient method", "runs"))
+    _print_table(
+        ((method, runs, f"{crash_rates[method]:.1%}") for method, runs in by_method),
+        ("gradient method", "runs", "crash rate"),
+    )
 
 
 @click.command()
@@ -419,7 +436,7 @@ def flat_run(run: Mapping[str, Any], objectives: Iterable[Mapping[str, Any]]) ->
     return row
 
 
-def matching_runs(filters: Mapping[str, dict[str, Any]]) -> Iterator[dict[str, Any]]:
+def matching_runs(filters: Mapping[str, dict[str, Any]], where: str | None = None) -> Iterator[dict[str, Any]]:
     """Yield every matching run flattened, by run id, a page per short transaction.
 
     Not one long store.iter_runs: on SQLite a transaction holds the write lock, which would
@@ -431,7 +448,7 @@ def matching_runs(filters: Mapping[str, dict[str, Any]]) -> Iterator[dict[str, A
         if after is not None:
             # Every earlier page already met the caller's run_id bounds: after is the tighter one.
             page_filters["run_id"] = {**filters.get("run_id", {}), "gt": after}
-        page = store.query_runs(page_filters or None, order_by="run_id", limit=EXPORT_PAGE)
+        page = store.query_runs(page_filters or None, order_by="run_id", limit=EXPORT_PAGE, where=where)
         objectives = store.get_objectives_of_runs([found["run_id"] for found in page])
         for found in page:
             yield flat_run(found, objectives[found["run_id"]])
@@ -447,24 +464,24 @@ def _ordered_columns(names: Iterable[str]) -> list[str]:
     return sorted(names, key=lambda n: (groups.get(n.split(".")[0], 0), typed.get(n, 0), n))
 
 
-def _write_jsonl(filters: Mapping[str, dict[str, Any]], output: IO[str]) -> int:
+def _write_jsonl(matching: Callable[[], Iterator[dict[str, Any]]], output: IO[str]) -> int:
     written = 0
-    for row in progress(matching_runs(filters), "exporting runs"):
+    for row in progress(matching(), "exporting runs"):
         ordered = {name: row[name] for name in _ordered_columns(row)}
         output.write(json.dumps(plain(ordered), ensure_ascii=False) + "\n")
         written += 1
     return written
 
 
-def _write_csv(filters: Mapping[str, dict[str, Any]], output: IO[str]) -> int:
+def _write_csv(matching: Callable[[], Iterator[dict[str, Any]]], output: IO[str]) -> int:
     names: set[str] = set()
-    for row in progress(matching_runs(filters), "reading columns"):
+    for row in progress(matching(), "reading columns"):
         names.update(row)
     # A column that first appears between the two passes is left out: its runs changed meanwhile.
     writer = csv.DictWriter(output, _ordered_columns(names or SCALAR_COLUMNS), extrasaction="ignore")
     writer.writeheader()
     written = 0
-    for row in progress(matching_runs(filters), "exporting runs"):
+    for row in progress(matching(), "exporting runs"):
         writer.writerow({name: _csv_cell(value) for name, value in row.items()})
         written += 1
     return written
@@ -503,16 +520,16 @@ def _fits(value: Any, column: pa.DataType) -> Any:
     return None
 
 
-def _write_parquet(filters: Mapping[str, dict[str, Any]], output: IO[bytes]) -> int:
+def _write_parquet(matching: Callable[[], Iterator[dict[str, Any]]], output: IO[bytes]) -> int:
     kinds: dict[str, set[type]] = {}
-    for row in progress(matching_runs(filters), "reading columns"):
+    for row in progress(matching(), "reading columns"):
         for name, value in row.items():
             kinds.setdefault(name, set()).add(_kind(value))
     names = _ordered_columns(kinds or {name: set() for name in SCALAR_COLUMNS})
     schema = pa.schema([(name, _arrow_type(kinds.get(name, set()))) for name in names])
     written = 0
     with pq.ParquetWriter(output, schema) as writer:
-        for batch in _batches(progress(matching_runs(filters), "exporting runs"), EXPORT_PAGE):
+        for batch in _batches(progress(matching(), "exporting runs"), EXPORT_PAGE):
             rows = [{name: _fits(row.get(name), schema.field(name).type) for name in names} for row in batch]
             writer.write_table(pa.Table.from_pylist(rows, schema))
             written += len(rows)
@@ -546,8 +563,9 @@ def _batches(items: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[s
     metavar="FIELD OP VALUE",
     help="Filter, repeatable, as for `runs`.",
 )
+@click.option("--filter", "where", metavar="FILTER", help=FILTER_HELP + " Combines with --where (and).")
 @user_errors
-def export(output_format: str, output: str, filters: dict[str, dict[str, Any]]) -> None:
+def export(output_format: str, output: str, filters: dict[str, dict[str, Any]], where: str | None) -> None:
     """Export every matching run, flattened, for pandas and friends.
 
     A row holds the typed fields, every config.* and summary.* leaf (nested keys joined with
@@ -560,12 +578,13 @@ def export(output_format: str, output: str, filters: dict[str, dict[str, Any]]) 
     if output_format == "parquet" and output == "-":
         raise click.BadParameter("parquet needs --output FILE", param_hint="--output")
     write = {"csv": _write_csv, "jsonl": _write_jsonl, "parquet": _write_parquet}[output_format]
+    matching = functools.partial(matching_runs, filters, where)
     if output == "-":
         with click.open_file("-", "w") as stdout:
-            write(filters, stdout)
+            write(matching, stdout)
         return
     with _replacing(output, binary=output_format == "parquet") as file:
-        written = write(filters, file)
+        written = write(matching, file)
     click.echo(f"exported {written} run(s) to {output}")
 
 

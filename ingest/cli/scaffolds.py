@@ -40,6 +40,13 @@ def _emit(rows: list[dict[str, Any]], columns: Sequence[str], output_format: str
     _print_table(values, columns, title=title)
 
 
+def _run_filter(filters: dict[str, dict[str, Any]], filter_text: str | None) -> Any:
+    """The one run filter the store takes: the --where conditions or the --filter string."""
+    if filters and filter_text is not None:
+        raise click.UsageError("give --where or --filter, not both")
+    return filter_text if filter_text is not None else filters or None
+
+
 def _flatten_objectives(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
     """Spread each row's objectives into objective.NAME.best and objective.NAME.mean columns."""
     names = sorted({name for row in rows for name in row["objectives"]})
@@ -63,12 +70,17 @@ def _flatten_objectives(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]
 @click.option("--find", metavar="SMILES", help="The scaffold of this molecule (or scaffold), with its runs.")
 @click.option(
     "--where",
-    "--filter",
     "filters",
     multiple=True,
     callback=parse_where,
     metavar="FIELD OP VALUE",
     help="With --top: only runs matching, repeatable, as for `runs`.",
+)
+@click.option(
+    "--filter",
+    "filter_text",
+    metavar="FILTER",
+    help="With --top: only runs matching a filter, e.g. \"gradient_method in ('mgda', 'pcgrad')\".",
 )
 @click.option("--min-runs", type=click.IntRange(min=1), default=1, show_default=True, help="With --top.")
 @click.option(
@@ -86,6 +98,7 @@ def scaffolds(
     contains: str | None,
     find: str | None,
     filters: dict[str, dict[str, Any]],
+    filter_text: str | None,
     min_runs: int,
     order_by: str | None,
     limit: int,
@@ -99,15 +112,16 @@ def scaffolds(
     modes = (run_id is not None, top, contains is not None, find is not None)
     if sum(modes) != 1:
         raise click.UsageError("give exactly one of RUN_ID, --top, --contains or --find")
-    if filters and not top:
-        raise click.UsageError("--where goes with --top")
+    if (filters or filter_text is not None) and not top:
+        raise click.UsageError("--where and --filter go with --top")
+    run_filter = _run_filter(filters, filter_text)
     load_settings()
     if run_id is not None:
         _run_scaffolds(run_id, order_by or "molecules", limit, output_format)
     elif top:
         if order_by is not None and order_by not in CROSS_RUN_ORDERS:
             raise ValueError(f"--order-by with --top is one of {', '.join(CROSS_RUN_ORDERS)}")
-        found = store.query_scaffolds(filters or None, min_runs=min_runs, order_by=order_by or "runs", limit=limit)
+        found = store.query_scaffolds(run_filter, min_runs=min_runs, order_by=order_by or "runs", limit=limit)
         _emit(found, CROSS_RUN_COLUMNS, output_format, f"{len(found)} scaffold(s)")
     else:
         pattern = contains if contains is not None else find
@@ -142,19 +156,20 @@ def _run_scaffolds(run_id: str, order_by: str, limit: int, output_format: str) -
 @click.option("--by", default="gradient_method", show_default=True, help="The run field that groups runs.")
 @click.option(
     "--where",
-    "--filter",
     "filters",
     multiple=True,
     callback=parse_where,
     metavar="FIELD OP VALUE",
     help="Only runs matching, repeatable, as for `runs`.",
 )
+@click.option("--filter", "filter_text", metavar="FILTER", help="Only runs matching a filter.")
 @click.option("--format", "output_format", type=click.Choice(FORMATS), default="table", show_default=True)
 @user_errors
-def diversity(by: str, filters: dict[str, dict[str, Any]], output_format: str) -> None:
+def diversity(by: str, filters: dict[str, dict[str, Any]], filter_text: str | None, output_format: str) -> None:
     """Compare groups of runs on how many distinct scaffolds they found."""
+    run_filter = _run_filter(filters, filter_text)
     load_settings()
-    groups = store.scaffold_diversity(by=by, filter=filters or None)
+    groups = store.scaffold_diversity(by=by, filter=run_filter)
     _emit(groups, (by, *DIVERSITY_COLUMNS), output_format, f"scaffold diversity by {by}")
 
 

@@ -400,3 +400,119 @@ def test_an_export_that_fails_leaves_no_file(db, tmp_path):
     assert result.exit_code == 1
     assert result.output == "Error: unknown field 'colour': use a column (" + result.output.split("(", 1)[1]
     assert not Path(output).exists()
+
+
+# --- --filter ----------------------------------------------------------------------------------
+
+
+def test_runs_filter_takes_the_filter_language(loaded):
+    result = invoke(
+        "runs",
+        "--filter",
+        "(config.training.batch_size >= 128 OR gradient_method in ('mgda', 'pcgrad')) "
+        "and not summary.train/loss > 1 and status = 'finished'",
+        "--limit",
+        "1000",
+        "--format",
+        "json",
+    )
+
+    def matches(record: dict[str, Any]) -> bool:
+        training, summary = record["config"]["training"], record["summary"] or {}
+        loss = summary.get("train/loss")
+        return (
+            (training["batch_size"] >= 128 or training["gradient_method"] in ("mgda", "pcgrad"))
+            and loss is not None
+            and not math.isnan(loss)
+            and loss <= 1
+            and record["state"] == "finished"
+        )
+
+    expected = [r for r in loaded if matches(r)]
+    assert result.exit_code == 0, result.output
+    assert expected
+    assert sorted(run["run_id"] for run in strict_json(result.output)) == ids(expected)
+
+
+def test_runs_filter_and_where_combine(loaded):
+    result = invoke("runs", "--filter", "batch_size >= 64", "--where", "status=crashed", "--format", "json")
+
+    expected = [r for r in loaded if r["config"]["training"]["batch_size"] >= 64 and r["state"] == "crashed"]
+    assert result.exit_code == 0, result.output
+    assert sorted(run["run_id"] for run in strict_json(result.output)) == ids(expected)
+
+
+def test_runs_filter_combines_with_objectives(loaded):
+    result = invoke("runs", "--objective", "QED>0", "--filter", "batch_size < 64", "--format", "json")
+
+    expected = store.query_runs_by_objectives({"QED": {"gt": 0}}, where="batch_size < 64")
+    assert result.exit_code == 0, result.output
+    assert expected
+    assert all(run["batch_size"] < 64 for run in expected)
+    assert [run["run_id"] for run in strict_json(result.output)] == [run["run_id"] for run in expected]
+
+
+@pytest.mark.parametrize(
+    ("command", "text", "message"),
+    [
+        ("runs", "batchsize = 64", "Error: unknown field 'batchsize' at 1:1; did you mean 'batch_size'?\n"),
+        (
+            "runs",
+            "status = 'completed'\nand summary.loss <",
+            "Error: expected a value (a number, a 'string', true or false), found end of filter at 2:19\n",
+        ),
+        ("export", "batch_size = 'big'", "Error: batch_size compares with numbers, not 'big' at 1:14\n"),
+        (
+            "stats",
+            "objective.QED.mean > 1",
+            "Error: unknown objective statistic 'mean' at 1:1; did you mean 'raw_mean'?\n",
+        ),
+    ],
+)
+def test_a_bad_filter_exits_1_with_one_line_naming_where_and_why(db, command, text, message):
+    args = [command, "--filter", text] + (["--format", "jsonl"] if command == "export" else [])
+
+    result = invoke(*args)
+
+    assert result.exit_code == 1
+    assert result.output == message
+
+
+def test_compare_filter_limits_the_runs_compared(loaded):
+    result = invoke("compare", "COMT_activity", "--filter", "batch_size >= 64", "--format", "json")
+    nothing = invoke("compare", "COMT_activity", "--filter", "batch_size > 100000")
+
+    assert result.exit_code == 0, result.output
+    expected = store.compare_gradient_methods("COMT_activity", where="batch_size >= 64")
+    assert strict_json(result.output) == json.loads(json.dumps(expected))
+    assert sum(row["num_runs"] for row in expected) < sum(
+        row["num_runs"] for row in store.compare_gradient_methods("COMT_activity")
+    )
+    assert nothing.exit_code == 1
+    assert nothing.output == (
+        "Error: no completed run matching the filter has a raw_mean for objective COMT_activity\n"
+    )
+
+
+def test_stats_filter_counts_the_matching_runs_with_crash_rates_by_method(loaded):
+    method = loaded[0]["config"]["training"]["gradient_method"]
+    table = invoke("stats", "--filter", f"gradient_method = '{method}'")
+    as_json = invoke("stats", "--filter", f"gradient_method = '{method}'", "--format", "json")
+
+    mine = [r for r in loaded if r["config"]["training"]["gradient_method"] == method]
+    crashed = sum(r["state"] == "crashed" for r in mine)
+    assert as_json.exit_code == 0, as_json.output
+    numbers = strict_json(as_json.output)
+    assert numbers["total_runs"] == len(mine)
+    assert numbers["crash_rate_by_gradient_method"] == {method: crashed / len(mine)}
+    assert table.exit_code == 0, table.output
+    row = next(line for line in table.output.splitlines() if f"│ {method} " in line)
+    assert [cell.strip() for cell in row.split("│")[1:-1]] == [method, str(len(mine)), f"{crashed / len(mine):.1%}"]
+
+
+def test_export_filter_exports_only_the_matching_runs(loaded, small_pages):
+    result = invoke("export", "--format", "jsonl", "--filter", "status = 'crashed' or batch_size = 16")
+
+    expected = [r for r in loaded if r["state"] == "crashed" or r["config"]["training"]["batch_size"] == 16]
+    assert result.exit_code == 0, result.output
+    assert sorted(strict_json(line)["run_id"] for line in result.output.splitlines()) == ids(expected)

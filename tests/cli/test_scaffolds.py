@@ -65,9 +65,14 @@ def test_top_scaffolds_across_runs_and_of_the_runs_a_filter_selects(recorded):
         ("c1cncc(C2CCCN2)c1", 2, "r3"),
     ]
 
-    result = invoke("scaffolds", "--top", "--filter", "gradient_method=pcgrad", "--format", "csv")
+    result = invoke("scaffolds", "--top", "--where", "gradient_method=pcgrad", "--format", "csv")
     assert list(csv.DictReader(io.StringIO(result.output)))[0]["scaffold"] == "c1cncc(C2CCCN2)c1"
     assert len(result.output.splitlines()) == 2
+    filtered = invoke("scaffolds", "--top", "--filter", "gradient_method = 'mgda' and run_id != 'r2'", "--format", "json")
+    assert [(row["scaffold"], row["runs"]) for row in json.loads(filtered.output)] == [
+        ("c1ccccc1", 1),
+        ("c1cncc(C2CCCN2)c1", 1),
+    ]
 
 
 def test_contains_and_find_list_the_runs_that_found_the_scaffolds(recorded):
@@ -88,6 +93,8 @@ def test_diversity_by_gradient_method(recorded):
         ("pcgrad", 1, 1.0),
     ]
     assert "scaffold diversity by gradient_method" in invoke("diversity").output
+    pcgrad = json.loads(invoke("diversity", "--filter", "gradient_method = 'pcgrad'", "--format", "json").output)
+    assert [group["gradient_method"] for group in pcgrad] == ["pcgrad"]
 
 
 @pytest.mark.parametrize(
@@ -101,6 +108,9 @@ def test_diversity_by_gradient_method(recorded):
         (("scaffolds", "--top", "--where", "colour=red"), "Error: unknown field 'colour'"),
         (("scaffolds", "r1", "--order-by", "runs"), "Error: --order-by for a run is one of"),
         (("diversity", "--by", "summary.loss"), "Error: diversity groups runs by a run field"),
+        (("diversity", "--filter", "x", "--where", "status=completed"), "Error: give --where or --filter, not both"),
+        (("scaffolds", "r1", "--filter", "status = 'completed'"), "Error: --where and --filter go with --top"),
+        (("scaffolds", "--top", "--filter", "gradient_method = "), "Error: "),
     ],
 )
 def test_bad_input_is_one_line_and_a_non_zero_exit(recorded, args, message):

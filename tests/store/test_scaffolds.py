@@ -157,11 +157,13 @@ def test_runs_converging_on_a_scaffold_are_counted_across_runs(db):
     assert [row["scaffold"] for row in store.query_scaffolds(order_by="best_reward", limit=1)] == [
         XANTHINE_SCAFFOLD
     ]
-    mgda = store.query_scaffolds(filter={"gradient_method": "mgda"})
-    assert [(row["scaffold"], row["runs"], row["best_run_id"]) for row in mgda] == [
-        (BENZENE, 1, "r2"),
-        (NICOTINE_SCAFFOLD, 1, None),
-    ]
+    for mgda in ({"gradient_method": "mgda"}, "gradient_method = 'mgda'"):
+        assert [(row["scaffold"], row["runs"], row["best_run_id"]) for row in store.query_scaffolds(mgda)] == [
+            (BENZENE, 1, "r2"),
+            (NICOTINE_SCAFFOLD, 1, None),
+        ]
+    with pytest.raises(ValueError):
+        store.query_scaffolds("gradient_method ==")
 
 
 def test_diversity_compares_gradient_methods_on_distinct_scaffolds_per_run(db):
@@ -183,6 +185,10 @@ def test_diversity_compares_gradient_methods_on_distinct_scaffolds_per_run(db):
     }
     assert groups["pcgrad"]["scaffolds_per_1000_valid"] == 500.0
     assert [row["gradient_method"] for row in store.scaffold_diversity(filter={"run_id": "c"})] == ["pcgrad"]
+    assert [row["gradient_method"] for row in store.scaffold_diversity(filter="run_id in ('a', 'c')")] == [
+        "mgda",
+        "pcgrad",
+    ]
     with pytest.raises(ValueError, match="unknown field"):
         store.scaffold_diversity(by="colour")
 
