@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 from click.testing import CliRunner, Result
 
 import store
@@ -121,6 +122,19 @@ def test_bad_input_is_one_line_and_a_non_zero_exit(recorded, args, message):
     assert "Traceback" not in result.output
 
 
+def wait_until_ready(url: str, timeout: float = 120.0) -> None:
+    """Wait for the served app to answer /readyz: on a loaded machine gunicorn takes a while."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"{url}/readyz", timeout=5).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{url} never became ready")
+
+
 def test_send_posts_a_batch_file_that_a_served_worker_applies(tmp_path: Path) -> None:
     database_url = f"sqlite:///{tmp_path}/training_runs.db"
     env = service_env(database_url)
@@ -133,11 +147,12 @@ def test_send_posts_a_batch_file_that_a_served_worker_applies(tmp_path: Path) ->
     send = [str(BIN / "training-db"), "send", "run.molecules", "--data", f"@{batch}", "--url", url]
 
     with running(serve, env, tmp_path / "serve.log"):
+        wait_until_ready(url)
         sent = subprocess.run(send, env=env, capture_output=True, text=True, timeout=60)
         assert sent.returncode == 0, sent.stderr
         assert json.loads(sent.stdout)["status"] == "accepted"
         store.configure(database_url)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while store.get_run_molecules("r1") is None and time.monotonic() < deadline:
             time.sleep(0.1)
 
