@@ -70,9 +70,19 @@ def scaffold_of(smiles: str) -> str:
     return structure.scaffold
 
 
+# Written only in SMARTS: atom lists and logic, any bond, any atom, an atomic number.
+_SMARTS_ONLY = ("~", "*", ",", ";", "&", "!", "$(", "[#")
+
+
 def pattern(text: str) -> Chem.Mol:
-    """Return a substructure query from SMILES or, failing that, SMARTS; ValueError if neither."""
-    query = Chem.MolFromSmiles(text) if text else None
+    """Return a substructure query from SMARTS when ``text`` uses SMARTS' own syntax, else from
+    SMILES (aromaticity perceived: C1=CC=CC=C1 finds benzene rings), else SMARTS; ValueError if none.
+
+    RDKit reads "[#6]" as SMILES too, as a carbon radical that matches no aromatic carbon.
+    """
+    query = None
+    if text and not any(token in text for token in _SMARTS_ONLY):
+        query = Chem.MolFromSmiles(text)
     if query is None and text:
         query = Chem.MolFromSmarts(text)
     if query is None or query.GetNumAtoms() == 0:

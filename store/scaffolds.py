@@ -633,6 +633,15 @@ def _library(session: Session) -> ScaffoldLibrary:
         return library
 
 
+# A pattern as common as benzene matches most scaffolds: looked up this many at a time, as SQLite
+# takes at most 32,766 parameters in one statement and PostgreSQL 65,535.
+_SEARCH_CHUNK = 10_000
+
+
+def _chunks(names: list[str]) -> list[list[str]]:
+    return [names[start : start + _SEARCH_CHUNK] for start in range(0, len(names), _SEARCH_CHUNK)]
+
+
 def find_runs_with_scaffold(
     smiles: str, substructure: bool = False, limit: int | None = 100
 ) -> list[dict[str, Any]]:
@@ -648,19 +657,23 @@ def find_runs_with_scaffold(
     table = _SCAFFOLDS.c
     with read_transaction() as session:
         if substructure:
-            query = _chemistry().pattern(smiles)
-            matches = _library(session).matches(query)
-            if not matches:
-                return []
-            statement = select(_SCAFFOLDS).where(table.smiles.in_(matches), table.runs > 0)
+            names = _library(session).matches(_chemistry().pattern(smiles))
         else:
-            statement = select(_SCAFFOLDS).where(table.smiles == _chemistry().scaffold_of(smiles), table.runs > 0)
-        scaffolds = session.execute(statement.order_by(table.runs.desc(), table.smiles).limit(limit)).all()
+            names = [_chemistry().scaffold_of(smiles)]
+        scaffolds = []
+        for chunk in _chunks(names):
+            scaffolds += session.execute(
+                select(_SCAFFOLDS)
+                .where(table.smiles.in_(chunk), table.runs > 0)
+                .order_by(table.runs.desc(), table.smiles)
+                .limit(limit)
+            ).all()
+        scaffolds = sorted(scaffolds, key=lambda row: (-row.runs, row.smiles))[:limit]
         runs_of: dict[str, list[dict[str, Any]]] = {row.smiles: [] for row in scaffolds}
-        if runs_of:
+        for chunk in _chunks(list(runs_of)):
             found = session.execute(
                 select(_RUN_SCAFFOLDS)
-                .where(_RUN_SCAFFOLDS.c.scaffold.in_(list(runs_of)))
+                .where(_RUN_SCAFFOLDS.c.scaffold.in_(chunk))
                 .order_by(_RUN_SCAFFOLDS.c.scaffold, _RUN_SCAFFOLDS.c.run_id)
             )
             for row in found:

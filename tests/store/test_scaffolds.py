@@ -214,8 +214,10 @@ def test_substructure_search_finds_what_a_brute_force_match_finds(db):
             store.record_molecules(run_id, batch["batch_id"], batch["step"], batch["molecules"])
     stored = {row["scaffold"] for row in store.query_scaffolds(limit=None)}
 
-    for pattern in ("c1ccncc1", "C1CCNCC1", "[#7]1:[#6]:[#6]:[#6]:[#6]:1", "C(=O)N", "c1ccc2ccccc2c1", "[#16]"):
-        query = Chem.MolFromSmiles(pattern) or Chem.MolFromSmarts(pattern)
+    smiles = ("c1ccncc1", "C1CCNCC1", "C(=O)N", "c1ccc2ccccc2c1", "C1=CC=CC=C1", "c1ccsc1")
+    smarts = ("[#7]1:[#6]:[#6]:[#6]:[#6]:1", "[#16]", "[N,O]~[#6](=O)", "[R2]")
+    patterns = [(p, Chem.MolFromSmiles(p)) for p in smiles] + [(p, Chem.MolFromSmarts(p)) for p in smarts]
+    for pattern, query in patterns:
         expected = {s for s in stored if Chem.MolFromSmiles(s).HasSubstructMatch(query)}
         found = store.find_runs_with_scaffold(pattern, substructure=True, limit=None)
         assert {row["scaffold"] for row in found} == expected, pattern
@@ -282,3 +284,20 @@ def test_batches_applied_in_any_order_and_repeated_end_in_the_same_rows(db):
         assert snapshot(["r1", "r2"]) == expected
 
     check()
+
+
+def test_a_pattern_matching_more_scaffolds_than_a_statement_takes_parameters_finds_them_all(db, monkeypatch):
+    monkeypatch.setattr(scaffolds, "_SEARCH_CHUNK", 7)
+    pool = generate_scaffolds(40, seed=6)
+    store.record_molecules("r1", "b1", 0, [{"smiles": smiles} for smiles in pool])
+    store.record_molecules("r2", "b1", 0, [{"smiles": smiles} for smiles in pool[:3]])
+    query = Chem.MolFromSmarts("[#6]")
+    expected = {s for s in pool if Chem.MolFromSmiles(s).HasSubstructMatch(query)}
+
+    found = store.find_runs_with_scaffold("[#6]", substructure=True, limit=None)
+
+    assert {row["scaffold"] for row in found} == expected
+    assert [row["runs"] for row in found[:3]] == [2, 2, 2]
+    assert [row["scaffold"] for row in store.find_runs_with_scaffold("[#6]", substructure=True, limit=5)] == [
+        row["scaffold"] for row in found[:5]
+    ]
