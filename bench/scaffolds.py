@@ -60,7 +60,16 @@ TARGETS_MS = {
     "find_runs_with_scaffold, substructure": 500,
     "find_runs_with_scaffold, exact": 10,
 }
-PATTERNS = ("c1ccncc1", "C1CCNCC1", "c1ccsc1", "C(=O)N", "c1ccc2ccccc2c1", "c1cn[nH]c1", "[#7]1~[#6]~[#8]~[#6]~[#6]~1")
+PATTERNS = (
+    "c1ccccc1",
+    "c1ccncc1",
+    "C1CCNCC1",
+    "c1ccsc1",
+    "C(=O)N",
+    "c1ccc2ccccc2c1",
+    "c1cn[nH]c1",
+    "[#7]1~[#6]~[#8]~[#6]~[#6]~1",
+)
 POSTERS = 4
 
 
@@ -240,10 +249,15 @@ def load_scaffolds(args: argparse.Namespace, console: Console) -> tuple[list[str
 
 def queries(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     url = normalize_url(args.database_url)
-    recreate_database(url)
-    engine = store.configure(url)
-    migrate.upgrade(engine)
-    run_ids, pool = load_scaffolds(args, console)
+    if args.reuse_database:
+        store.configure(url)
+        run_ids = [run["run_id"] for run in store.query_runs(columns=["run_id"], order_by="run_id", limit=None)]
+        cache = Path(tempfile.gettempdir()) / f"training-db-bench-scaffolds-{args.scaffolds}.txt"
+        pool = cache.read_text().split("\n")
+    else:
+        recreate_database(url)
+        migrate.upgrade(store.configure(url))
+        run_ids, pool = load_scaffolds(args, console)
     rng = random.Random(7)
     with store.get_engine().connect() as connection:
         counts = dict(connection.execute(text("SELECT count(*), count(DISTINCT scaffold) FROM run_scaffolds")).one()._mapping)
@@ -343,6 +357,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scaffolds", type=int, default=100_000, help="distinct scaffolds (default 100000)")
     parser.add_argument("--popular", type=int, default=20, help="popular scaffolds drawn per run (default 20)")
     parser.add_argument("--repeat", type=int, default=30, help="timed calls per query (default 30)")
+    parser.add_argument(
+        "--reuse-database", action="store_true", help="time the queries on the database a previous run loaded"
+    )
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-queries", action="store_true")
     parser.add_argument("--json", action="store_true", help="also print the results as JSON on stdout")
