@@ -10,13 +10,12 @@ import time
 from pathlib import Path
 
 import pytest
-import requests
 from click.testing import CliRunner, Result
 
 import store
 from ingest.cli import main
 from store import scaffolds
-from tests.faults.services import BIN, free_port, running, service_env
+from tests.faults.services import BIN, free_port, running, service_env, wait_until_ready
 
 ASPIRIN = "CC(=O)Oc1ccccc1C(=O)O"
 NICOTINE = "CN1CCC[C@H]1c1cccnc1"
@@ -120,19 +119,6 @@ def test_bad_input_is_one_line_and_a_non_zero_exit(recorded, args, message):
     assert result.exit_code != 0
     assert message in result.output
     assert "Traceback" not in result.output
-
-
-def wait_until_ready(url: str, timeout: float = 120.0) -> None:
-    """Wait for the served app to answer /readyz: on a loaded machine gunicorn takes a while."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"{url}/readyz", timeout=5).status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"{url} never became ready")
 
 
 def test_send_posts_a_batch_file_that_a_served_worker_applies(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import requests
 
 from ingest.client import send_event
 from tests.conftest import PIPELINE_SECRET
-from tests.faults.services import BIN, free_port, running, service_env
+from tests.faults.services import BIN, free_port, running, service_env, wait_until_ready
 
 PROCESSED = 'training_db_events_processed_total{kind="run.launched",outcome="applied"} 1.0'
 
@@ -24,6 +24,7 @@ def test_the_workers_counters_are_in_the_webs_metrics(tmp_path: Path) -> None:
     command = [str(BIN / "training-db"), "serve", "--with-worker", "--bind", url.removeprefix("http://")]
 
     with running(command, env, tmp_path / "serve.log"):
+        wait_until_ready(url)
         send_event("run.launched", {"run_id": "r1", "config": {}}, url=url, secret=PIPELINE_SECRET)
         deadline = time.monotonic() + 30
         metrics = ""
