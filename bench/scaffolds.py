@@ -207,8 +207,11 @@ def throughput(args: argparse.Namespace, scratch: Path, console: Console) -> dic
     return results
 
 
-def load_scaffolds(args: argparse.Namespace, console: Console) -> tuple[list[str], list[str]]:
-    """Load runs and their molecules: every scaffold in one run, a popular few in many."""
+def load_scaffolds(args: argparse.Namespace, console: Console, resume: bool = False) -> tuple[list[str], list[str]]:
+    """Load runs and their molecules: every scaffold in one run, a popular few in many.
+
+    With ``resume``, the runs are there and only the runs without molecules get theirs.
+    """
     cache = Path(tempfile.gettempdir()) / f"training-db-bench-scaffolds-{args.scaffolds}.txt"
     if cache.exists():
         pool = cache.read_text().split("\n")
@@ -218,8 +221,13 @@ def load_scaffolds(args: argparse.Namespace, console: Console) -> tuple[list[str
         cache.write_text("\n".join(pool))
     started = time.perf_counter()
     records = list(generate_runs(args.runs, seed=1))
-    store.load_runs(records)
     run_ids = [record["run_id"] for record in records]
+    recorded: set[str] = set()
+    if resume:
+        with store.get_engine().connect() as connection:
+            recorded = set(connection.execute(text("SELECT run_id FROM run_molecules")).scalars())
+    else:
+        store.load_runs(records)
     rng = random.Random(3)
     popularity = [1.0 / (rank + 1) for rank in range(len(pool))]
     per_unit = 50
@@ -227,6 +235,8 @@ def load_scaffolds(args: argparse.Namespace, console: Console) -> tuple[list[str
         unit = run_ids[start : start + per_unit]
         with store.unit_of_work(unit):
             for offset, run_id in enumerate(unit):
+                if run_id in recorded:
+                    continue
                 index = start + offset
                 own = pool[index :: len(run_ids)]
                 popular = rng.choices(pool, popularity, k=args.popular)
@@ -251,9 +261,7 @@ def queries(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     url = normalize_url(args.database_url)
     if args.reuse_database:
         store.configure(url)
-        run_ids = [run["run_id"] for run in store.query_runs(columns=["run_id"], order_by="run_id", limit=None)]
-        cache = Path(tempfile.gettempdir()) / f"training-db-bench-scaffolds-{args.scaffolds}.txt"
-        pool = cache.read_text().split("\n")
+        run_ids, pool = load_scaffolds(args, console, resume=True)
     else:
         recreate_database(url)
         migrate.upgrade(store.configure(url))
@@ -358,7 +366,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--popular", type=int, default=20, help="popular scaffolds drawn per run (default 20)")
     parser.add_argument("--repeat", type=int, default=30, help="timed calls per query (default 30)")
     parser.add_argument(
-        "--reuse-database", action="store_true", help="time the queries on the database a previous run loaded"
+        "--reuse-database",
+        action="store_true",
+        help="time the queries on the database a previous run loaded (finishing its load if it was cut short)",
     )
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-queries", action="store_true")
