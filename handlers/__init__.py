@@ -18,6 +18,7 @@ HANDLERS: dict[EventKind, Handler] = {
     EventKind.RUN_KILLED: pipeline.run_ended,
     EventKind.RUN_CRASHED: pipeline.run_crashed,
     EventKind.RUN_ATTACHMENT: pipeline.run_attachment,
+    EventKind.RUN_MOLECULES: pipeline.run_molecules,
     EventKind.WANDB_AUTOMATION: wandb.project_changed,
     EventKind.S3_OBJECTS: s3.objects_changed,
     EventKind.SNS_SUBSCRIPTION_CONFIRMATION: sns.confirm_subscription,

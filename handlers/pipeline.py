@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import store
 from handlers.base import Context, Outcome, outcome
-from ingest.events import RunAttachment, RunCrashed, RunEnded, RunLaunched, RunProgress, RunStarted
+from ingest.events import (
+    RunAttachment,
+    RunCrashed,
+    RunEnded,
+    RunLaunched,
+    RunMolecules,
+    RunProgress,
+    RunStarted,
+)
 
 STATUS_OF_TYPE = {"run.finished": "completed", "run.failed": "failed", "run.killed": "killed"}
 
@@ -66,3 +74,10 @@ def run_attachment(event: RunAttachment, _: Context) -> Outcome:
     if event.data.blog_url:
         changed |= store.attach_blog_post(event.data.run_id, event.data.blog_url)
     return outcome(changed)
+
+
+def run_molecules(event: RunMolecules, _: Context) -> Outcome:
+    """Add a batch of generated molecules to the run's scaffolds (a batch applied before changes nothing)."""
+    data = event.data
+    molecules = [{"smiles": m.smiles, "reward": m.reward, "scores": m.scores} for m in data.molecules]
+    return outcome(store.record_molecules(data.run_id, data.batch_id, data.step, molecules))

@@ -19,6 +19,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    FiniteFloat,
     StringConstraints,
     TypeAdapter,
     create_model,
@@ -36,6 +37,7 @@ class EventKind(enum.StrEnum):
     RUN_KILLED = "run.killed"
     RUN_CRASHED = "run.crashed"
     RUN_ATTACHMENT = "run.attachment"
+    RUN_MOLECULES = "run.molecules"
     WANDB_AUTOMATION = "wandb.automation"
     S3_OBJECTS = "s3.objects"
     S3_TEST_EVENT = "s3.test_event"
@@ -115,6 +117,21 @@ class RunAttachmentData(Open):
     blog_url: Text | None = None
 
 
+class Molecule(Open):
+    smiles: Annotated[str, StringConstraints(max_length=4096)]
+    reward: FiniteFloat | None = None
+    scores: dict[Annotated[str, StringConstraints(min_length=1, max_length=255)], FiniteFloat | None] = Field(
+        default_factory=dict
+    )
+
+
+class RunMoleculesData(Open):
+    run_id: RunId
+    batch_id: Annotated[str, StringConstraints(min_length=1, max_length=255)]
+    step: int = Field(ge=0)
+    molecules: list[Molecule]
+
+
 class _PipelineEvent(Open):
     timestamp: IsoTime
 
@@ -149,8 +166,13 @@ class RunAttachment(_PipelineEvent):
     data: RunAttachmentData
 
 
+class RunMolecules(_PipelineEvent):
+    type: Literal["run.molecules"]
+    data: RunMoleculesData
+
+
 PipelineEvent = Annotated[
-    RunLaunched | RunStarted | RunProgress | RunEnded | RunCrashed | RunAttachment,
+    RunLaunched | RunStarted | RunProgress | RunEnded | RunCrashed | RunAttachment | RunMolecules,
     Field(discriminator="type"),
 ]
 pipeline_event = TypeAdapter(PipelineEvent)

@@ -28,6 +28,15 @@ from store.runs import (
     update_run_status,
     utcnow,
 )
+from store.scaffolds import (
+    find_runs_with_scaffold,
+    get_run_molecules,
+    get_run_scaffolds,
+    query_scaffolds,
+    record_molecules,
+    scaffold_diversity,
+    scaffold_svg,
+)
 from store.wandb_runs import advance_wandb_sync_cursor, upsert_wandb_run, wandb_sync_cursor
 
 __all__ = [
@@ -55,7 +64,14 @@ __all__ = [
     "query_runs",
     "query_runs_by_objectives",
     "record_crash_report_object",
+    "record_molecules",
     "record_progress",
+    "find_runs_with_scaffold",
+    "get_run_molecules",
+    "get_run_scaffolds",
+    "query_scaffolds",
+    "scaffold_diversity",
+    "scaffold_svg",
     "update_objective_metric",
     "unit_of_work",
     "update_run_status",

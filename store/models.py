@@ -213,3 +213,79 @@ class WandbSyncState(Base):
     synced_through: Mapped[timestamp]
     last_run_at: Mapped[timestamp]
     runs_seen: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Scaffold(Base):
+    """One Bemis-Murcko scaffold found by any run, with its totals over every run.
+
+    The totals are kept as molecules are recorded, so that the scaffolds most runs found are
+    read from an index instead of grouping every run's scaffolds (bench/scaffolds.py).
+    """
+
+    __tablename__ = "scaffolds"
+    __table_args__ = (
+        Index("ix_scaffolds_runs", "runs", "smiles"),
+        Index("ix_scaffolds_best_reward", "best_reward", "smiles"),
+    )
+
+    # Canonical SMILES, without stereochemistry; "" for acyclic molecules.
+    smiles: Mapped[str] = mapped_column(Text, primary_key=True)
+    generic_smiles: Mapped[str | None] = mapped_column(Text)
+    runs: Mapped[int] = mapped_column(Integer)
+    molecules: Mapped[int] = mapped_column(BigInteger)
+    best_reward: Mapped[float | None] = mapped_column(Float)
+    best_run_id: Mapped[str | None] = mapped_column(String(255))
+    best_smiles: Mapped[str | None] = mapped_column(Text)
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class RunScaffold(Base):
+    """One scaffold of one run: how often the run generated it, when, and how well it scored."""
+
+    __tablename__ = "run_scaffolds"
+    __table_args__ = (Index("ix_run_scaffolds_scaffold", "scaffold", "run_id"),)
+
+    run_id: Mapped[str_id] = mapped_column(
+        ForeignKey("training_runs.run_id", ondelete="CASCADE"), primary_key=True
+    )
+    scaffold: Mapped[str] = mapped_column(Text, primary_key=True)
+    generic_scaffold: Mapped[str | None] = mapped_column(Text)
+    molecules: Mapped[int] = mapped_column(BigInteger)
+    first_step: Mapped[int] = mapped_column(BigInteger)
+    last_step: Mapped[int] = mapped_column(BigInteger)
+    best_reward: Mapped[float | None] = mapped_column(Float)
+    best_smiles: Mapped[str | None] = mapped_column(Text)
+    # {objective: {"count", "sum", "min", "max"}}: both extremes, because which one is best
+    # depends on the objective's direction, which may arrive with the launch after the molecules.
+    objective_stats_json: Mapped[dict[str, Any] | None] = mapped_column(Document)
+
+
+class RunMolecules(Base):
+    """A run's molecule counts over every batch it recorded."""
+
+    __tablename__ = "run_molecules"
+
+    run_id: Mapped[str_id] = mapped_column(
+        ForeignKey("training_runs.run_id", ondelete="CASCADE"), primary_key=True
+    )
+    molecules: Mapped[int] = mapped_column(BigInteger)
+    valid: Mapped[int] = mapped_column(BigInteger)
+    invalid: Mapped[int] = mapped_column(BigInteger)
+    acyclic: Mapped[int] = mapped_column(BigInteger)
+    distinct_scaffolds: Mapped[int] = mapped_column(Integer)
+    batches: Mapped[int] = mapped_column(Integer)
+
+
+class RunMoleculeBatch(Base):
+    """A batch of molecules already applied to its run: applying it again changes nothing."""
+
+    __tablename__ = "run_molecule_batches"
+
+    run_id: Mapped[str_id] = mapped_column(
+        ForeignKey("training_runs.run_id", ondelete="CASCADE"), primary_key=True
+    )
+    batch_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    step: Mapped[int] = mapped_column(BigInteger)
+    molecules: Mapped[int] = mapped_column(Integer)
+    invalid: Mapped[int] = mapped_column(Integer)
+    applied_at: Mapped[datetime] = mapped_column(UTCDateTime())

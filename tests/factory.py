@@ -307,3 +307,147 @@ def load_record(record: dict[str, Any]) -> None:
         store.attach_crash_data(
             run_id, error_log_s3_key=error_log, crash_report_s3_key=report, crash_analysis_s3_key=analysis
         )
+
+
+# --- generated molecules, for run.molecules batches ------------------------------------------
+
+# Real ring systems of drug-like molecules (benzene, pyridine, indole, piperidine, morpholine,
+# quinoline, benzimidazole, ...), and substituents generative models put on them.
+RING_SYSTEMS = (
+    "c1ccccc1",
+    "c1ccncc1",
+    "c1cncnc1",
+    "c1ccc2ccccc2c1",
+    "c1ccc2[nH]ccc2c1",
+    "c1ccc2ncccc2c1",
+    "c1ccc2[nH]cnc2c1",
+    "c1ccsc1",
+    "c1ccoc1",
+    "c1cn[nH]c1",
+    "c1cscn1",
+    "c1ncon1",
+    "C1CCNCC1",
+    "C1CCNC1",
+    "C1COCCN1",
+    "C1CNCCN1",
+    "C1CCCCC1",
+    "C1CC1",
+    "O=C1CCCN1",
+    "c1ccc2c(c1)CCN2",
+)
+LINKERS = ("", "C", "CC", "O", "N", "C(=O)N", "NC(=O)", "S(=O)(=O)N", "OC", "C=C")
+SUBSTITUENTS = ("C", "CC", "O", "N", "F", "Cl", "Br", "OC", "C#N", "C(F)(F)F", "C(=O)O", "C(=O)N", "N(C)C", "CCO")
+ACYCLIC = ("CCO", "CC(C)CO", "NCCCN", "CC(=O)OCC", "CCCCCCCC(=O)O", "OCC(O)CO")
+# What a generator emits now and then that RDKit cannot read.
+INVALID = ("C1CC", "c1cccc1", "CC(C", "C%99", "N(=O)(=O)(=O)C", "xyz")
+
+
+def _attachable(molecule: Any, ring_only: bool = False) -> list[int]:
+    return [
+        atom.GetIdx()
+        for atom in molecule.GetAtoms()
+        if atom.GetTotalNumHs() > 0 and (atom.IsInRing() or not ring_only)
+    ]
+
+
+def _join(rng: random.Random, left: Any, right: Any, linker: str, ring_only: bool = False) -> Any:
+    """Bond an atom of ``left`` to an atom of ``right`` through ``linker``; None when RDKit refuses."""
+    from rdkit import Chem
+
+    left_atoms, right_atoms = _attachable(left, ring_only), _attachable(right)
+    if not left_atoms or not right_atoms:
+        return None
+    parts = [left] + ([Chem.MolFromSmiles(linker)] if linker else []) + [right]
+    combined = parts[0]
+    for part in parts[1:]:
+        combined = Chem.CombineMols(combined, part)
+    editable = Chem.RWMol(combined)
+    offset = left.GetNumAtoms()
+    a = rng.choice(left_atoms)
+    if linker:
+        linker_atoms = parts[1].GetNumAtoms()
+        editable.AddBond(a, offset, Chem.BondType.SINGLE)
+        end = offset + linker_atoms - 1 if linker_atoms > 1 else offset
+        b = offset + linker_atoms + rng.choice(right_atoms)
+        editable.AddBond(end, b, Chem.BondType.SINGLE)
+    else:
+        editable.AddBond(a, offset + rng.choice(right_atoms), Chem.BondType.SINGLE)
+    molecule = editable.GetMol()
+    try:
+        Chem.SanitizeMol(molecule)
+    except (ValueError, RuntimeError):
+        return None
+    return molecule
+
+
+def generate_scaffolds(n: int, seed: int = 0) -> list[str]:
+    """Return ``n`` distinct ring scaffolds (canonical SMILES): ring systems joined by linkers."""
+    from rdkit import Chem
+
+    from store.chemistry import analyse
+
+    rng = random.Random(seed)
+    rings = [Chem.MolFromSmiles(smiles) for smiles in RING_SYSTEMS]
+    found: dict[str, None] = {}
+    for ring in RING_SYSTEMS:
+        found.setdefault(analyse(ring).scaffold)
+    while len(found) < n:
+        molecule = rng.choice(rings)
+        for _ in range(rng.choice((1, 1, 2, 2, 3))):
+            joined = _join(rng, molecule, rng.choice(rings), rng.choice(LINKERS))
+            molecule = joined if joined is not None else molecule
+        structure = analyse(Chem.MolToSmiles(molecule))
+        if structure is not None and structure.scaffold:
+            found.setdefault(structure.scaffold)
+    return list(found)[:n]
+
+
+def decorate(rng: random.Random, scaffold: str) -> str:
+    """Return a molecule of ``scaffold``: one to three substituents on its ring atoms."""
+    from rdkit import Chem
+
+    molecule = Chem.MolFromSmiles(scaffold)
+    for _ in range(rng.choice((1, 1, 2, 3))):
+        substituent = Chem.MolFromSmiles(rng.choice(SUBSTITUENTS))
+        joined = _join(rng, molecule, substituent, "", ring_only=True)
+        molecule = joined if joined is not None else molecule
+    return Chem.MolToSmiles(molecule)
+
+
+def molecule_batches(
+    run_id: str,
+    batches: int,
+    size: int = 100,
+    seed: int = 0,
+    scaffolds: list[str] | None = None,
+    objectives: tuple[str, ...] = ("QED", "SA_score"),
+) -> Iterator[dict[str, Any]]:
+    """Yield a run's ``run.molecules`` data, as an RL run generates them, the same for the same arguments.
+
+    The run favours a few scaffolds (drawn from ``scaffolds``, or the ring systems) more and more
+    as it trains, repeats molecules it already made, and now and then emits an acyclic molecule
+    or a SMILES RDKit cannot read.
+    """
+    rng = random.Random(f"{seed}:{run_id}")
+    pool = scaffolds or [RING_SYSTEMS[i] for i in range(len(RING_SYSTEMS))]
+    favourites = rng.sample(pool, min(len(pool), rng.randint(3, 12)))
+    made: list[str] = []
+    for index in range(batches):
+        step = (index + 1) * 50
+        molecules = []
+        for _ in range(size):
+            draw = rng.random()
+            if draw < 0.02:
+                smiles = rng.choice(INVALID)
+            elif draw < 0.05:
+                smiles = rng.choice(ACYCLIC)
+            elif made and draw < 0.35:
+                smiles = rng.choice(made)
+            else:
+                weights = [1.0 / (rank + 1) ** (1 + index / max(batches, 1)) for rank in range(len(favourites))]
+                smiles = decorate(rng, rng.choices(favourites, weights)[0])
+                made.append(smiles)
+            molecule: dict[str, Any] = {"smiles": smiles, "reward": round(rng.random(), 4)}
+            molecule["scores"] = {name: round(rng.random(), 4) for name in objectives}
+            molecules.append(molecule)
+        yield {"run_id": run_id, "batch_id": f"{run_id}-batch-{index:05d}", "step": step, "molecules": molecules}

@@ -6,7 +6,7 @@ import logging
 
 import click
 
-from ingest.cli import copy, inbox, replay, runs, service
+from ingest.cli import copy, inbox, replay, runs, scaffolds, service
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -22,5 +22,12 @@ def main(verbose: bool) -> None:
     )
 
 
-for command in [*service.COMMANDS, *replay.COMMANDS, *runs.COMMANDS, *copy.COMMANDS, *inbox.COMMANDS]:
+for command in [
+    *service.COMMANDS,
+    *replay.COMMANDS,
+    *runs.COMMANDS,
+    *scaffolds.COMMANDS,
+    *copy.COMMANDS,
+    *inbox.COMMANDS,
+]:
     main.add_command(command)

@@ -120,13 +120,17 @@ def _read_data(value: str) -> dict[str, Any]:
 
 @click.command()
 @click.argument("event_type", type=click.Choice(PIPELINE_TYPES))
-@click.option("--run-id", required=True, help="The run the event is about.")
+@click.option("--run-id", help="The run the event is about (default: the run_id in --data).")
 @click.option("--data", "data", default="{}", help="Event data as JSON, or @FILE to read it from a file.")
 @click.option("--url", default=None, help="Service URL (default: $TRAINING_DB_URL or http://127.0.0.1:8000).")
 @click.option("--secret", default=None, help="Signing secret (default: $PIPELINE_WEBHOOK_SECRET).")
-def send(event_type: str, run_id: str, data: str, url: str | None, secret: str | None) -> None:
+def send(event_type: str, run_id: str | None, data: str, url: str | None, secret: str | None) -> None:
     """Sign and send one pipeline event, e.g. `send run.finished --run-id R --data @summary.json`."""
-    payload = {**_read_data(data), "run_id": run_id}
+    payload = _read_data(data)
+    if run_id is not None:
+        payload["run_id"] = run_id
+    elif "run_id" not in payload:
+        raise click.UsageError("give --run-id, or a run_id in --data")
     try:
         answer = send_event(event_type, payload, url=url, secret=secret)
     except SendError as error:

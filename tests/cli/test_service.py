@@ -10,20 +10,7 @@ import requests
 
 from ingest.client import send_event
 from tests.conftest import PIPELINE_SECRET
-from tests.faults.services import BIN, free_port, running, service_env
-
-
-def wait_until_answering(url: str, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            requests.get(url, timeout=timeout).raise_for_status()
-            return
-        except requests.ConnectionError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-
+from tests.faults.services import BIN, free_port, running, service_env, wait_until_ready
 
 PROCESSED = 'training_db_events_processed_total{kind="run.launched",outcome="applied"} 1.0'
 
@@ -37,8 +24,7 @@ def test_the_workers_counters_are_in_the_webs_metrics(tmp_path: Path) -> None:
     command = [str(BIN / "training-db"), "serve", "--with-worker", "--bind", url.removeprefix("http://")]
 
     with running(command, env, tmp_path / "serve.log"):
-        # gunicorn listens before its workers have built the app, and holds what comes until then.
-        wait_until_answering(f"{url}/healthz")
+        wait_until_ready(url)
         send_event("run.launched", {"run_id": "r1", "config": {}}, url=url, secret=PIPELINE_SECRET)
         deadline = time.monotonic() + 30
         metrics = ""

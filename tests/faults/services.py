@@ -187,3 +187,16 @@ def private_postgres() -> Iterator[PrivatePostgres]:
         if cluster.running():
             cluster.stop()
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def wait_until_ready(url: str, timeout: float = 120.0) -> None:
+    """Wait for the served app to answer /readyz: on a loaded machine gunicorn takes a while."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"{url}/readyz", timeout=5).status_code == 200:
+                return
+        except (requests.ConnectionError, requests.Timeout):
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{url} never became ready")

@@ -86,6 +86,13 @@ def test_a_launch_config_gets_the_same_verdict(config: bytes) -> None:
         pipeline_event("run.progress", "r-1", step="3", metrics=7),
         pipeline_event("run.launched", "r-1"),
         pipeline_event("run.launched", "bad id!", config={}),
+        pipeline_event("run.molecules", "r-1", batch_id="b", step=1, molecules=[{"smiles": "CCO", "reward": 1}]),
+        pipeline_event("run.molecules", "r-1", batch_id="b", step=1, molecules=[{"smiles": 7}]),
+        pipeline_event("run.molecules", "r-1", batch_id="", step=1, molecules=[]),
+        pipeline_event("run.molecules", "r-1", batch_id="b", step=-1, molecules=[]),
+        pipeline_event("run.molecules", "r-1", batch_id="b", step=1, molecules={"smiles": "CCO"}),
+        pipeline_event("run.molecules", "r-1", batch_id="b", step=1, molecules=[{"smiles": "C", "scores": [1]}]),
+        pipeline_event("run.molecules", "r-1", batch_id="b", step=1, molecules=[{"smiles": "C", "reward": "x"}]),
     ],
     ids=lambda event: f"{event['type']} {json.dumps(event['data'])[:40]}",
 )

@@ -1,0 +1,142 @@
+"""Molecules with RDKit: canonical SMILES, Bemis-Murcko scaffolds, substructure search, depictions.
+
+The only module that imports RDKit. A molecule is parsed once and sanitized; what cannot be
+parsed is reported as ``None``, never raised: a generated batch holds invalid SMILES as a
+matter of course.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from functools import lru_cache
+from typing import NamedTuple
+
+from rdkit import Chem, RDLogger
+from rdkit.Chem import rdSubstructLibrary
+from rdkit.Chem.Draw import rdMolDraw2D
+from rdkit.Chem.Scaffolds import MurckoScaffold
+
+# RDKit logs every SMILES it cannot parse to stderr; an invalid molecule is counted instead.
+RDLogger.DisableLog("rdApp.*")
+
+# Reinforcement-learning runs generate the same molecules again and again: each distinct SMILES
+# is analysed once while it is among the most recent this many (about 25 MB when full).
+ANALYSIS_CACHE_SIZE = 65_536
+DEPICTION_CACHE_SIZE = 4_096
+
+
+class Structure(NamedTuple):
+    """A valid molecule: its canonical SMILES and its Bemis-Murcko scaffold ("" when acyclic)."""
+
+    smiles: str
+    scaffold: str
+
+
+@lru_cache(maxsize=ANALYSIS_CACHE_SIZE)
+def analyse(smiles: str) -> Structure | None:
+    """Return the molecule's canonical SMILES and scaffold, or None when RDKit cannot parse it."""
+    molecule = Chem.MolFromSmiles(smiles)
+    if molecule is None or molecule.GetNumAtoms() == 0:
+        return None
+    return Structure(Chem.MolToSmiles(molecule), _scaffold(molecule))
+
+
+def _scaffold(molecule: Chem.Mol) -> str:
+    # Without stereochemistry, as RDKit's own MurckoScaffoldSmiles: the enantiomers of a
+    # molecule share one framework.
+    return Chem.MolToSmiles(MurckoScaffold.GetScaffoldForMol(molecule), isomericSmiles=False)
+
+
+@lru_cache(maxsize=ANALYSIS_CACHE_SIZE)
+def generic_scaffold(scaffold: str) -> str | None:
+    """Return the scaffold with every atom a carbon and every bond single ("" for ""; None if RDKit fails)."""
+    if not scaffold:
+        return ""
+    molecule = Chem.MolFromSmiles(scaffold)
+    if molecule is None:
+        return None
+    try:
+        return Chem.MolToSmiles(MurckoScaffold.MakeScaffoldGeneric(molecule))
+    except (RuntimeError, ValueError):
+        # Valences a carbon cannot hold (a hypervalent sulfur made carbon) fail to sanitize.
+        return None
+
+
+def scaffold_of(smiles: str) -> str:
+    """Return the scaffold of a molecule or of a scaffold, as stored; ValueError if it cannot be parsed."""
+    structure = analyse(smiles)
+    if structure is None:
+        raise ValueError(f"RDKit cannot parse the SMILES {smiles!r}")
+    return structure.scaffold
+
+
+# Written only in SMARTS: atom lists and logic, any bond, any atom, an atomic number.
+_SMARTS_ONLY = ("~", "*", ",", ";", "&", "!", "$(", "[#")
+
+
+def pattern(text: str) -> Chem.Mol:
+    """Return a substructure query from SMARTS when ``text`` uses SMARTS' own syntax, else from
+    SMILES (aromaticity perceived: C1=CC=CC=C1 finds benzene rings), else SMARTS; ValueError if none.
+
+    RDKit reads "[#6]" as SMILES too, as a carbon radical that matches no aromatic carbon.
+    """
+    query = None
+    if text and not any(token in text for token in _SMARTS_ONLY):
+        query = Chem.MolFromSmiles(text)
+    if query is None and text:
+        query = Chem.MolFromSmarts(text)
+    if query is None or query.GetNumAtoms() == 0:
+        raise ValueError(f"RDKit reads {text!r} neither as SMILES nor as SMARTS")
+    return query
+
+
+def contains(smiles: str, query: Chem.Mol) -> bool:
+    """Tell whether the molecule ``smiles`` contains ``query`` (no screening: for checks)."""
+    molecule = Chem.MolFromSmiles(smiles)
+    return molecule is not None and molecule.HasSubstructMatch(query)
+
+
+class ScaffoldLibrary:
+    """Scaffolds held for substructure search: pattern fingerprints screen, then atoms are matched.
+
+    Scaffolds are added as they appear in the database; the library is never rebuilt.
+    """
+
+    def __init__(self) -> None:
+        self.molecules = rdSubstructLibrary.CachedTrustedSmilesMolHolder()
+        self.fingerprints = rdSubstructLibrary.PatternHolder()
+        self.library = rdSubstructLibrary.SubstructLibrary(self.molecules, self.fingerprints)
+        self.smiles: list[str] = []
+        # Every scaffold offered, held or not (RDKit may fail to read one back).
+        self.known: set[str] = set()
+
+    def add(self, scaffolds: Iterable[str]) -> None:
+        """Add scaffolds not held yet (canonical SMILES, as stored)."""
+        for smiles in scaffolds:
+            if smiles in self.known:
+                continue
+            self.known.add(smiles)
+            molecule = Chem.MolFromSmiles(smiles)
+            if molecule is None:
+                continue
+            self.library.AddMol(molecule)
+            self.smiles.append(smiles)
+
+    def matches(self, query: Chem.Mol) -> list[str]:
+        """Return every held scaffold that contains ``query``."""
+        if not self.smiles:
+            return []
+        found = self.library.GetMatches(query, maxResults=len(self.smiles))
+        return [self.smiles[index] for index in found]
+
+
+@lru_cache(maxsize=DEPICTION_CACHE_SIZE)
+def depiction(smiles: str, width: int = 300, height: int = 200) -> str:
+    """Return a 2-D depiction of the molecule as SVG text; ValueError if it cannot be parsed."""
+    molecule = Chem.MolFromSmiles(smiles) if smiles else None
+    if molecule is None:
+        raise ValueError(f"RDKit cannot parse the SMILES {smiles!r}")
+    drawer = rdMolDraw2D.MolDraw2DSVG(width, height)
+    rdMolDraw2D.PrepareAndDrawMolecule(drawer, molecule)
+    drawer.FinishDrawing()
+    return drawer.GetDrawingText()

@@ -1,0 +1,697 @@
+"""Per-scaffold tracking: the molecules runs generate, reduced to their Bemis-Murcko scaffolds.
+
+A batch of molecules is analysed (store/chemistry.py) before its transaction begins, then
+merged under its run's lock into the run's scaffold rows and counts. What a batch adds to a
+scaffold's totals over every run is written once, at the commit, for every scaffold of the
+transaction in one statement in SMILES order: two transactions adding to the same scaffolds
+wait for each other in the same order, and no totals row is held for longer than the commit.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import BigInteger, and_, bindparam, case, cast, event, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from store.database import get_engine, read_transaction, transaction
+from store.filters import compile_filter
+from store.models import RunMoleculeBatch, RunMolecules, RunObjective, RunScaffold, Scaffold, TrainingRun
+from store.query import check_limit, conditions_of, resolve
+from store.runs import RunState, check_run_id, utcnow
+
+if TYPE_CHECKING:
+    from store.chemistry import ScaffoldLibrary
+
+MAX_SMILES_LENGTH = 4096
+MAX_BATCH_ID_LENGTH = 255
+RUN_ORDERS = ("molecules", "best_reward", "first_step")
+CROSS_RUN_ORDERS = ("runs", "best_reward")
+_SCAFFOLDS = Scaffold.__table__
+_RUN_SCAFFOLDS = RunScaffold.__table__
+_RUN_MOLECULES = RunMolecules.__table__
+# Rows per statement: SQLite takes at most 32,766 parameters in one.
+_CHUNK = 500
+
+
+def _chemistry() -> ModuleType:
+    """Return store.chemistry, imported on first use.
+
+    RDKit takes 65 MB of memory in a process that imports it; the web processes, which import
+    the store but never see a molecule, do without it.
+    """
+    from store import chemistry
+
+    return chemistry
+
+
+@dataclass
+class _Tally:
+    """What one batch or run knows of one scaffold."""
+
+    molecules: int = 0
+    first_step: int = 0
+    last_step: int = 0
+    best_reward: float | None = None
+    best_smiles: str | None = None
+    # objective -> {"count", "sum", "min", "max"}
+    objectives: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def add(self, smiles: str, reward: float | None, scores: Mapping[str, float]) -> None:
+        self.molecules += 1
+        if _better(reward, smiles, self.best_reward, self.best_smiles):
+            self.best_reward, self.best_smiles = reward, smiles
+        for name, value in scores.items():
+            _merge_objective(self.objectives, name, {"count": 1, "sum": value, "min": value, "max": value})
+
+
+def _better(reward: float | None, smiles: str | None, best: float | None, best_smiles: str | None) -> bool:
+    """Tell whether a reward beats the best so far; ties go to the smaller SMILES, in any order."""
+    if reward is None:
+        return False
+    if best is None:
+        return True
+    return reward > best or (reward == best and (best_smiles is None or (smiles or "") < best_smiles))
+
+
+def _merge_objective(into: dict[str, dict[str, float]], name: str, stats: Mapping[str, float]) -> None:
+    current = into.get(name)
+    if current is None:
+        into[name] = dict(stats)
+        return
+    current["count"] += stats["count"]
+    current["sum"] += stats["sum"]
+    current["min"] = min(current["min"], stats["min"])
+    current["max"] = max(current["max"], stats["max"])
+
+
+def _number(value: Any, what: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{what} must be a finite number, not {value!r}")
+    return float(value)
+
+
+def _checked(molecules: Any) -> list[tuple[str, float | None, dict[str, float]]]:
+    """Return each molecule as (SMILES, reward, scores), or raise ValueError naming the first problem."""
+    if isinstance(molecules, str | bytes) or not isinstance(molecules, Sequence):
+        raise ValueError("molecules must be a list of {smiles, reward?, scores?}")
+    checked = []
+    for index, molecule in enumerate(molecules):
+        if not isinstance(molecule, Mapping):
+            raise ValueError(f"molecules[{index}] must be an object with smiles")
+        smiles = molecule.get("smiles")
+        if not isinstance(smiles, str) or len(smiles) > MAX_SMILES_LENGTH:
+            raise ValueError(f"molecules[{index}].smiles must be a string of at most {MAX_SMILES_LENGTH}")
+        reward = _number(molecule.get("reward"), f"molecules[{index}].reward")
+        scores = molecule.get("scores") or {}
+        if not isinstance(scores, Mapping):
+            raise ValueError(f"molecules[{index}].scores must map objective names to numbers")
+        numbers = {}
+        for name, value in scores.items():
+            if not isinstance(name, str) or not name or len(name) > 255:
+                raise ValueError(f"molecules[{index}].scores has an invalid objective name {name!r}")
+            number = _number(value, f"molecules[{index}].scores.{name}")
+            if number is not None:
+                numbers[name] = number
+        checked.append((smiles, reward, numbers))
+    return checked
+
+
+@dataclass
+class _Batch:
+    tallies: dict[str, _Tally]
+    molecules: int
+    invalid: int
+    acyclic: int
+
+
+def _analyse(molecules: list[tuple[str, float | None, dict[str, float]]], step: int) -> _Batch:
+    tallies: dict[str, _Tally] = {}
+    invalid = acyclic = 0
+    for smiles, reward, scores in molecules:
+        structure = _chemistry().analyse(smiles)
+        if structure is None:
+            invalid += 1
+            continue
+        if not structure.scaffold:
+            acyclic += 1
+        tally = tallies.get(structure.scaffold)
+        if tally is None:
+            tally = tallies[structure.scaffold] = _Tally(first_step=step, last_step=step)
+        tally.add(structure.smiles, reward, scores)
+    return _Batch(tallies, len(molecules), invalid, acyclic)
+
+
+def record_molecules(run_id: str, batch_id: str, step: int, molecules: Sequence[Mapping[str, Any]]) -> bool:
+    """Add a batch of generated molecules to the run's scaffolds; return False if the batch was applied before.
+
+    Each molecule is ``{"smiles", "reward"?, "scores"?: {objective: number}}``. A SMILES RDKit
+    cannot parse is counted as invalid. The run is created if it does not exist yet.
+    """
+    check_run_id(run_id)
+    if not isinstance(batch_id, str) or not batch_id or len(batch_id) > MAX_BATCH_ID_LENGTH:
+        raise ValueError(f"batch_id must be a non-empty string of at most {MAX_BATCH_ID_LENGTH} characters")
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise ValueError("step must be a non-negative integer")
+    batch = _analyse(_checked(molecules), step)
+    with transaction() as session, RunState(session, run_id, with_objectives=False):
+        applied = session.execute(
+            select(RunMoleculeBatch.step).where(
+                RunMoleculeBatch.run_id == run_id, RunMoleculeBatch.batch_id == batch_id
+            )
+        ).first()
+        if applied is not None:
+            return False
+        new = _merge_run_scaffolds(session, run_id, batch.tallies)
+        _add_run_counts(session, run_id, batch, new)
+        session.execute(
+            insert(RunMoleculeBatch.__table__).values(
+                run_id=run_id,
+                batch_id=batch_id,
+                step=step,
+                molecules=batch.molecules,
+                invalid=batch.invalid,
+                applied_at=utcnow(),
+            )
+        )
+        _pending_totals(session).add(run_id, batch.tallies, new)
+    return True
+
+
+def _stats_json(objectives: dict[str, dict[str, float]]) -> dict[str, Any] | None:
+    return {name: dict(stats) for name, stats in sorted(objectives.items())} or None
+
+
+def _merge_run_scaffolds(session: Session, run_id: str, tallies: dict[str, _Tally]) -> set[str]:
+    """Merge a batch into the run's scaffold rows; return the scaffolds new to the run."""
+    existing: dict[str, Any] = {}
+    names = sorted(tallies)
+    for start in range(0, len(names), _CHUNK):
+        rows = session.execute(
+            select(RunScaffold.__table__).where(
+                RunScaffold.run_id == run_id, RunScaffold.scaffold.in_(names[start : start + _CHUNK])
+            )
+        )
+        existing.update((row.scaffold, row) for row in rows)
+    inserts, updates = [], []
+    for scaffold in names:
+        tally = tallies[scaffold]
+        row = existing.get(scaffold)
+        if row is None:
+            inserts.append(
+                {
+                    "run_id": run_id,
+                    "scaffold": scaffold,
+                    "generic_scaffold": _chemistry().generic_scaffold(scaffold),
+                    "molecules": tally.molecules,
+                    "first_step": tally.first_step,
+                    "last_step": tally.last_step,
+                    "best_reward": tally.best_reward,
+                    "best_smiles": tally.best_smiles,
+                    "objective_stats_json": _stats_json(tally.objectives),
+                }
+            )
+            continue
+        objectives = {name: dict(stats) for name, stats in (row.objective_stats_json or {}).items()}
+        for name, stats in tally.objectives.items():
+            _merge_objective(objectives, name, stats)
+        best_reward, best_smiles = row.best_reward, row.best_smiles
+        if _better(tally.best_reward, tally.best_smiles, best_reward, best_smiles):
+            best_reward, best_smiles = tally.best_reward, tally.best_smiles
+        updates.append(
+            {
+                "key_run_id": run_id,
+                "key_scaffold": scaffold,
+                "new_molecules": row.molecules + tally.molecules,
+                "new_first_step": min(row.first_step, tally.first_step),
+                "new_last_step": max(row.last_step, tally.last_step),
+                "new_best_reward": best_reward,
+                "new_best_smiles": best_smiles,
+                "new_objective_stats_json": _stats_json(objectives),
+            }
+        )
+    for start in range(0, len(inserts), _CHUNK):
+        session.execute(insert(_RUN_SCAFFOLDS), inserts[start : start + _CHUNK])
+    if updates:
+        session.execute(_UPDATE_RUN_SCAFFOLD, updates)
+    return {row["scaffold"] for row in inserts}
+
+
+_UPDATE_RUN_SCAFFOLD = (
+    update(_RUN_SCAFFOLDS)
+    .where(
+        _RUN_SCAFFOLDS.c.run_id == bindparam("key_run_id"),
+        _RUN_SCAFFOLDS.c.scaffold == bindparam("key_scaffold"),
+    )
+    .values(
+        {
+            column: bindparam(f"new_{column}", type_=_RUN_SCAFFOLDS.c[column].type)
+            for column in (
+                "molecules",
+                "first_step",
+                "last_step",
+                "best_reward",
+                "best_smiles",
+                "objective_stats_json",
+            )
+        }
+    )
+)
+
+
+def _add_run_counts(session: Session, run_id: str, batch: _Batch, new: set[str]) -> None:
+    counts = {
+        "molecules": batch.molecules,
+        "valid": batch.molecules - batch.invalid,
+        "invalid": batch.invalid,
+        "acyclic": batch.acyclic,
+        # The empty scaffold of acyclic molecules is no ring system: it is not counted.
+        "distinct_scaffolds": len(new - {""}),
+        "batches": 1,
+    }
+    changed = session.execute(
+        update(_RUN_MOLECULES)
+        .where(_RUN_MOLECULES.c.run_id == run_id)
+        .values({name: _RUN_MOLECULES.c[name] + value for name, value in counts.items()})
+    )
+    if not changed.rowcount:
+        session.execute(insert(_RUN_MOLECULES).values(run_id=run_id, **counts))
+
+
+class _Totals:
+    """What a transaction adds to each scaffold's totals over every run, written at its commit."""
+
+    def __init__(self) -> None:
+        # scaffold -> [runs, molecules, best_reward, best_run_id, best_smiles]
+        self.added: dict[str, list[Any]] = {}
+
+    def add(self, run_id: str, tallies: dict[str, _Tally], new: set[str]) -> None:
+        for scaffold, tally in tallies.items():
+            added = self.added.setdefault(scaffold, [0, 0, None, None, None])
+            added[0] += scaffold in new
+            added[1] += tally.molecules
+            if _better_of_runs(tally.best_reward, run_id, tally.best_smiles, *added[2:]):
+                added[2:] = [tally.best_reward, run_id, tally.best_smiles]
+
+    def write(self, session: Session) -> None:
+        if not self.added:
+            return
+        now = utcnow()
+        rows = [
+            {
+                "smiles": scaffold,
+                "generic_smiles": _chemistry().generic_scaffold(scaffold),
+                "runs": runs,
+                "molecules": molecules,
+                "best_reward": best_reward,
+                "best_run_id": best_run_id,
+                "best_smiles": best_smiles,
+                "first_seen_at": now,
+            }
+            for scaffold, (runs, molecules, best_reward, best_run_id, best_smiles) in sorted(
+                self.added.items()
+            )
+        ]
+        self.added = {}
+        connection = session.connection()
+        upsert = _upsert_totals(connection.dialect.name)
+        for start in range(0, len(rows), _CHUNK):
+            connection.execute(upsert.values(rows[start : start + _CHUNK]))
+
+
+def _better_of_runs(
+    reward: float | None,
+    run_id: str,
+    smiles: str | None,
+    best: float | None,
+    best_run: str | None,
+    best_smiles: str | None,
+) -> bool:
+    """Tell whether a run's best beats the best over runs so far; ties go to the smaller run id,
+    then the smaller SMILES, so that the outcome is the same in any order."""
+    if reward is None:
+        return False
+    if best is None or reward > best:
+        return True
+    return reward == best and (run_id, smiles or "") < (best_run or "", best_smiles or "")
+
+
+def _upsert_totals(dialect: str) -> Any:
+    statement = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(_SCAFFOLDS)
+    new, old = statement.excluded, _SCAFFOLDS.c
+    wins = and_(
+        new.best_reward.is_not(None),
+        or_(
+            old.best_reward.is_(None),
+            new.best_reward > old.best_reward,
+            and_(new.best_reward == old.best_reward, new.best_run_id < old.best_run_id),
+            and_(
+                new.best_reward == old.best_reward,
+                new.best_run_id == old.best_run_id,
+                new.best_smiles < old.best_smiles,
+            ),
+        ),
+    )
+    return statement.on_conflict_do_update(
+        index_elements=[old.smiles],
+        set_={
+            "runs": old.runs + new.runs,
+            "molecules": old.molecules + new.molecules,
+            "best_reward": case((wins, new.best_reward), else_=old.best_reward),
+            "best_run_id": case((wins, new.best_run_id), else_=old.best_run_id),
+            "best_smiles": case((wins, new.best_smiles), else_=old.best_smiles),
+        },
+    )
+
+
+_TOTALS = "scaffold_totals"
+
+
+def _pending_totals(session: Session) -> _Totals:
+    totals = session.info.get(_TOTALS)
+    if totals is None:
+        totals = session.info[_TOTALS] = _Totals()
+    return totals
+
+
+@event.listens_for(Session, "before_commit")
+def _write_totals(session: Session) -> None:
+    totals = session.info.get(_TOTALS)
+    if totals is not None:
+        totals.write(session)
+
+
+# --- reading ------------------------------------------------------------------------------
+
+
+def _directions(session: Session, run_ids: Sequence[str]) -> dict[tuple[str, str], str]:
+    rows = session.execute(
+        select(RunObjective.run_id, RunObjective.objective_name, RunObjective.direction).where(
+            RunObjective.run_id.in_(list(run_ids)), RunObjective.direction.is_not(None)
+        )
+    )
+    return {(row.run_id, row.objective_name): row.direction for row in rows}
+
+
+def _objectives(stats: Mapping[str, Any] | None, directions: Mapping[str, str]) -> dict[str, Any]:
+    """Each objective's best (by its direction; maximize when the run declares none) and mean."""
+    shown = {}
+    for name, values in (stats or {}).items():
+        direction = directions.get(name, "maximize")
+        shown[name] = {
+            "best": values["min"] if direction == "minimize" else values["max"],
+            "mean": values["sum"] / values["count"],
+            "count": values["count"],
+            "direction": direction,
+        }
+    return shown
+
+
+def get_run_molecules(run_id: str) -> dict[str, Any] | None:
+    """Return a run's molecule counts (seen, valid, invalid, acyclic, distinct scaffolds, batches), or None."""
+    with read_transaction() as session:
+        row = session.execute(select(_RUN_MOLECULES).where(_RUN_MOLECULES.c.run_id == run_id)).first()
+    return dict(row._mapping) if row is not None else None
+
+
+def get_run_scaffolds(run_id: str, order_by: str = "molecules", limit: int | None = 50) -> list[dict[str, Any]]:
+    """Return a run's scaffolds: most molecules, best reward or earliest step first."""
+    if order_by not in RUN_ORDERS:
+        raise ValueError(f"unknown order_by {order_by!r}; expected one of {', '.join(RUN_ORDERS)}")
+    limit = check_limit(limit)
+    table = _RUN_SCAFFOLDS.c
+    ordering = {
+        "molecules": [table.molecules.desc()],
+        "best_reward": [table.best_reward.desc().nulls_last()],
+        "first_step": [table.first_step.asc()],
+    }[order_by]
+    with read_transaction() as session:
+        rows = session.execute(
+            select(_RUN_SCAFFOLDS)
+            .where(table.run_id == run_id)
+            .order_by(*ordering, table.scaffold)
+            .limit(limit)
+        ).all()
+        directions = _directions(session, [run_id]) if rows else {}
+    by_name = {name: direction for (_, name), direction in directions.items()}
+    return [
+        {
+            "scaffold": row.scaffold,
+            "generic_scaffold": row.generic_scaffold,
+            "molecules": row.molecules,
+            "first_step": row.first_step,
+            "last_step": row.last_step,
+            "best_reward": row.best_reward,
+            "best_smiles": row.best_smiles,
+            "objectives": _objectives(row.objective_stats_json, by_name),
+        }
+        for row in rows
+    ]
+
+
+RunFilter = str | Mapping[str, Any] | None
+
+
+def _run_conditions(filter: RunFilter, dialect: str) -> list[Any]:
+    """The conditions on training_runs of a filter string (the filter language) or a dict filter."""
+    if isinstance(filter, str):
+        return [compile_filter(filter, dialect)]
+    return conditions_of(filter, dialect)
+
+
+def _filtered_runs(filter: RunFilter, dialect: str) -> Any:
+    return select(TrainingRun.run_id).where(*_run_conditions(filter, dialect))
+
+
+def query_scaffolds(
+    filter: RunFilter = None,
+    min_runs: int = 1,
+    order_by: str = "runs",
+    limit: int | None = 50,
+) -> list[dict[str, Any]]:
+    """Return the scaffolds found by at least ``min_runs`` runs (of those ``filter`` selects: a
+    filter string, or the dict filters of query_runs): most runs or best reward first.
+
+    Each: scaffold, generic scaffold, runs, molecules, best reward with its run and molecule,
+    and when the store first saw it. The empty scaffold of acyclic molecules is left out.
+    """
+    if order_by not in CROSS_RUN_ORDERS:
+        raise ValueError(f"unknown order_by {order_by!r}; expected one of {', '.join(CROSS_RUN_ORDERS)}")
+    if isinstance(min_runs, bool) or not isinstance(min_runs, int) or min_runs < 1:
+        raise ValueError(f"min_runs must be a positive integer, not {min_runs!r}")
+    limit = check_limit(limit)
+    with read_transaction() as session:
+        if filter is None:
+            return _top_scaffolds(session, min_runs, order_by, limit)
+        runs = _filtered_runs(filter, session.get_bind().dialect.name)
+        return _top_scaffolds_of(session, runs, min_runs, order_by, limit)
+
+
+def _scaffold_dict(row: Any) -> dict[str, Any]:
+    return {
+        "scaffold": row.smiles,
+        "generic_scaffold": row.generic_smiles,
+        "runs": row.runs,
+        "molecules": row.molecules,
+        "best_reward": row.best_reward,
+        "best_run_id": row.best_run_id,
+        "best_smiles": row.best_smiles,
+        "first_seen_at": row.first_seen_at,
+    }
+
+
+def _top_scaffolds(session: Session, min_runs: int, order_by: str, limit: int | None) -> list[dict[str, Any]]:
+    table = _SCAFFOLDS.c
+    statement = select(_SCAFFOLDS).where(table.smiles != "", table.runs >= min_runs)
+    if order_by == "runs":
+        statement = statement.order_by(table.runs.desc(), table.smiles)
+    else:
+        # Read backwards along the (best_reward, smiles) index: scaffolds without a reward last.
+        statement = statement.where(table.best_reward.is_not(None)).order_by(
+            table.best_reward.desc(), table.smiles.desc()
+        )
+    return [_scaffold_dict(row) for row in session.execute(statement.limit(limit))]
+
+
+def _top_scaffolds_of(
+    session: Session, runs: Any, min_runs: int, order_by: str, limit: int | None
+) -> list[dict[str, Any]]:
+    table = _RUN_SCAFFOLDS.c
+    count = func.count().label("runs")
+    best = func.max(table.best_reward).label("best_reward")
+    grouped = (
+        select(table.scaffold, count, cast(func.sum(table.molecules), BigInteger).label("molecules"), best)
+        .where(table.run_id.in_(runs), table.scaffold != "")
+        .group_by(table.scaffold)
+        .having(func.count() >= min_runs)
+    )
+    if order_by == "runs":
+        grouped = grouped.order_by(count.desc(), table.scaffold)
+    else:
+        grouped = grouped.having(best.is_not(None)).order_by(best.desc(), table.scaffold.desc())
+    top = session.execute(grouped.limit(limit)).all()
+    if not top:
+        return []
+    names = [row.scaffold for row in top]
+    found = session.execute(
+        select(table.scaffold, table.run_id, table.best_reward, table.best_smiles).where(
+            table.scaffold.in_(names), table.run_id.in_(runs), table.best_reward.is_not(None)
+        )
+    ).all()
+    best_of: dict[str, tuple[float, str, str | None]] = {}
+    for row in found:
+        held = best_of.get(row.scaffold)
+        if held is None or _better_of_runs(row.best_reward, row.run_id, row.best_smiles, *held):
+            best_of[row.scaffold] = (row.best_reward, row.run_id, row.best_smiles)
+    identity = {
+        row.smiles: row
+        for row in session.execute(
+            select(_SCAFFOLDS.c.smiles, _SCAFFOLDS.c.generic_smiles, _SCAFFOLDS.c.first_seen_at).where(
+                _SCAFFOLDS.c.smiles.in_(names)
+            )
+        )
+    }
+    return [
+        {
+            "scaffold": row.scaffold,
+            "generic_scaffold": identity[row.scaffold].generic_smiles if row.scaffold in identity else None,
+            "runs": row.runs,
+            "molecules": row.molecules,
+            "best_reward": best_of.get(row.scaffold, (None,))[0],
+            "best_run_id": best_of.get(row.scaffold, (None, None))[1],
+            "best_smiles": best_of.get(row.scaffold, (None, None, None))[2],
+            "first_seen_at": identity[row.scaffold].first_seen_at if row.scaffold in identity else None,
+        }
+        for row in top
+    ]
+
+
+def scaffold_diversity(by: str = "gradient_method", filter: RunFilter = None) -> list[dict[str, Any]]:
+    """Compare groups of runs (by a run field) on how many distinct scaffolds their runs found.
+
+    Per group: runs with molecules, valid molecules, mean and median distinct scaffolds per run,
+    and distinct scaffolds per 1,000 valid molecules (summed over the group's runs).
+    """
+    field = resolve(by)
+    if field.is_json:
+        raise ValueError(f"diversity groups runs by a run field, not a JSON path: {by!r}")
+    with read_transaction() as session:
+        dialect = session.get_bind().dialect.name
+        rows = session.execute(
+            select(field.column.label("group"), RunMolecules.distinct_scaffolds, RunMolecules.valid)
+            .join(TrainingRun, TrainingRun.run_id == RunMolecules.run_id)
+            .where(*_run_conditions(filter, dialect))
+        ).all()
+    groups: dict[Any, list[tuple[int, int]]] = {}
+    for row in rows:
+        groups.setdefault(row.group, []).append((row.distinct_scaffolds, row.valid))
+    result = []
+    for group, values in groups.items():
+        distinct = [scaffolds for scaffolds, _ in values]
+        valid = sum(count for _, count in values)
+        result.append(
+            {
+                by: group,
+                "runs": len(values),
+                "valid_molecules": valid,
+                "mean_scaffolds_per_run": statistics.fmean(distinct),
+                "median_scaffolds_per_run": statistics.median(distinct),
+                "scaffolds_per_1000_valid": 1000 * sum(distinct) / valid if valid else None,
+            }
+        )
+    return sorted(result, key=lambda group: (group[by] is None, str(group[by])))
+
+
+# --- search -------------------------------------------------------------------------------
+
+_libraries: dict[str, ScaffoldLibrary] = {}
+_library_lock = threading.Lock()
+
+
+def _library(session: Session) -> ScaffoldLibrary:
+    """Return the process's substructure library of this database's scaffolds, brought up to date.
+
+    Scaffolds are never deleted, so a count equal to the library's says nothing is new.
+    """
+    key = get_engine().url.render_as_string(hide_password=True)
+    with _library_lock:
+        library = _libraries.get(key)
+        if library is None:
+            library = _libraries[key] = _chemistry().ScaffoldLibrary()
+        stored = session.scalar(select(func.count()).select_from(_SCAFFOLDS).where(_SCAFFOLDS.c.smiles != ""))
+        if stored != len(library.known):
+            library.add(session.scalars(select(_SCAFFOLDS.c.smiles).where(_SCAFFOLDS.c.smiles != "")))
+        return library
+
+
+# A pattern as common as benzene matches most scaffolds: looked up this many at a time, as SQLite
+# takes at most 32,766 parameters in one statement and PostgreSQL 65,535.
+_SEARCH_CHUNK = 10_000
+
+
+def _chunks(names: list[str]) -> list[list[str]]:
+    return [names[start : start + _SEARCH_CHUNK] for start in range(0, len(names), _SEARCH_CHUNK)]
+
+
+def find_runs_with_scaffold(
+    smiles: str, substructure: bool = False, limit: int | None = 100
+) -> list[dict[str, Any]]:
+    """Return the scaffolds matching ``smiles``, each with the runs that found them.
+
+    Exact (the default): ``smiles`` is a molecule or a scaffold, reduced to its scaffold; at most
+    one scaffold comes back. ``substructure=True``: every scaffold containing the SMILES or
+    SMARTS pattern, most runs first, at most ``limit``.
+    """
+    if not isinstance(smiles, str) or len(smiles) > MAX_SMILES_LENGTH:
+        raise ValueError(f"smiles must be a string of at most {MAX_SMILES_LENGTH} characters")
+    limit = check_limit(limit)
+    table = _SCAFFOLDS.c
+    with read_transaction() as session:
+        if substructure:
+            names = _library(session).matches(_chemistry().pattern(smiles))
+        else:
+            names = [_chemistry().scaffold_of(smiles)]
+        scaffolds = []
+        for chunk in _chunks(names):
+            scaffolds += session.execute(
+                select(_SCAFFOLDS)
+                .where(table.smiles.in_(chunk), table.runs > 0)
+                .order_by(table.runs.desc(), table.smiles)
+                .limit(limit)
+            ).all()
+        scaffolds = sorted(scaffolds, key=lambda row: (-row.runs, row.smiles))[:limit]
+        runs_of: dict[str, list[dict[str, Any]]] = {row.smiles: [] for row in scaffolds}
+        for chunk in _chunks(list(runs_of)):
+            found = session.execute(
+                select(_RUN_SCAFFOLDS)
+                .where(_RUN_SCAFFOLDS.c.scaffold.in_(chunk))
+                .order_by(_RUN_SCAFFOLDS.c.scaffold, _RUN_SCAFFOLDS.c.run_id)
+            )
+            for row in found:
+                runs_of[row.scaffold].append(
+                    {
+                        "run_id": row.run_id,
+                        "molecules": row.molecules,
+                        "first_step": row.first_step,
+                        "last_step": row.last_step,
+                        "best_reward": row.best_reward,
+                        "best_smiles": row.best_smiles,
+                    }
+                )
+    return [{**_scaffold_dict(row), "found_by": runs_of[row.smiles]} for row in scaffolds]
+
+
+def scaffold_svg(smiles: str) -> str:
+    """Return a 2-D depiction of a scaffold or molecule as SVG (RDKit's drawer, cached)."""
+    if not isinstance(smiles, str) or len(smiles) > MAX_SMILES_LENGTH:
+        raise ValueError(f"smiles must be a string of at most {MAX_SMILES_LENGTH} characters")
+    return _chemistry().depiction(smiles)

@@ -1,0 +1,144 @@
+"""run.molecules through the real app and worker: signed batches in, scaffolds out."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as examples
+from hypothesis import strategies as st
+
+import store
+from ingest.worker import Worker
+from store import inbox
+from store.models import Base
+from tests.factory import generate_scaffolds, molecule_batches
+from tests.webhooks import fixture, pipeline_event, post_pipeline
+
+RUN_ID = "run-000-0000042"
+
+
+def drain(worker: Worker) -> None:
+    while worker.run_once():
+        pass
+
+
+def test_a_batch_is_accepted_then_its_molecules_become_the_runs_scaffolds(client, worker):
+    response = post_pipeline(client, fixture("pipeline", "run_molecules__batch"))
+
+    assert response.status_code == 202
+    assert response.json["status"] == "accepted"
+    drain(worker)
+    assert {row["scaffold"]: row["best_smiles"] for row in store.get_run_scaffolds(RUN_ID)} == {
+        "c1ccccc1": "CC(=O)Oc1ccccc1C(=O)O",
+        "O=c1[nH]c(=O)c2[nH]cnc2[nH]1": "Cn1c(=O)c2c(ncn2C)n(C)c1=O",
+        "c1cncc(C2CCCN2)c1": "CN1CCC[C@H]1c1cccnc1",
+        "": "CCCCCCCC(=O)O",
+    }
+    counts = store.get_run_molecules(RUN_ID)
+    assert (counts["molecules"], counts["valid"], counts["invalid"], counts["acyclic"]) == (6, 5, 1, 1)
+    assert counts["distinct_scaffolds"] == 3
+
+
+def test_a_batch_sent_again_under_a_new_delivery_id_is_done_and_changes_nothing(client, worker):
+    body = fixture("pipeline", "run_molecules__batch")
+    post_pipeline(client, body, webhook_id="msg_first")
+    drain(worker)
+    before = store.get_run_scaffolds(RUN_ID), store.get_run_molecules(RUN_ID)
+
+    post_pipeline(client, body, webhook_id="msg_second")
+    drain(worker)
+
+    assert (store.get_run_scaffolds(RUN_ID), store.get_run_molecules(RUN_ID)) == before
+    assert dict(inbox.counts()) == {("pipeline", "done"): 2}
+
+
+@pytest.mark.parametrize(
+    ("data", "location"),
+    [
+        ({"step": 1, "molecules": []}, ["run.molecules", "data", "batch_id"]),
+        ({"batch_id": "b", "step": -5, "molecules": []}, ["run.molecules", "data", "step"]),
+        ({"batch_id": "b", "step": 1, "molecules": "CCO"}, ["run.molecules", "data", "molecules"]),
+        (
+            {"batch_id": "b", "step": 1, "molecules": [{"smiles": "CCO", "reward": "high"}]},
+            ["run.molecules", "data", "molecules", "0", "reward"],
+        ),
+    ],
+)
+def test_a_batch_of_the_wrong_shape_gets_422_naming_the_field(client, data, location):
+    response = post_pipeline(client, pipeline_event("run.molecules", RUN_ID, **data))
+
+    assert response.status_code == 422
+    assert location in [error["loc"] for error in response.json["details"]]
+
+
+def test_a_nan_reward_gets_422(client):
+    body = json.dumps(pipeline_event("run.molecules", RUN_ID, batch_id="b", step=1,
+                                     molecules=[{"smiles": "CCO", "reward": float("nan")}]))  # fmt: skip
+
+    response = post_pipeline(client, body)
+
+    assert response.status_code == 422
+
+
+def rows(run_ids: list[str]) -> Any:
+    """What the store answers for the runs, means rounded: float sums may differ in the last bit by order."""
+    answer = {
+        "runs": {run_id: [store.get_run_molecules(run_id), store.get_run_scaffolds(run_id, limit=None)]
+                 for run_id in run_ids},
+        "top": [{k: v for k, v in row.items() if k != "first_seen_at"} for row in store.query_scaffolds(limit=None)],
+    }  # fmt: skip
+    return json.loads(json.dumps(answer, sort_keys=True), parse_float=lambda value: round(float(value), 9))
+
+
+def test_batches_redelivered_in_any_order_end_in_the_rows_of_one_ordered_delivery(client, settings):
+    pool = generate_scaffolds(30, seed=4)
+    run_ids = ["run-a", "run-b"]
+    bodies = [
+        json.dumps({"type": "run.molecules", "timestamp": "2026-11-20T10:00:00Z", "data": data})
+        for run_id in run_ids
+        for data in molecule_batches(run_id, 3, size=12, scaffolds=pool, seed=8)
+    ]
+    worker = Worker(settings.model_copy(update={"worker_batch_size": 2}))
+    for index, body in enumerate(bodies):
+        assert post_pipeline(client, body, webhook_id=f"msg-{index}").status_code == 202
+    drain(worker)
+    expected = rows(run_ids)
+
+    @given(st.data())
+    @examples(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    def check(data: st.DataObject) -> None:
+        with store.get_engine().begin() as connection:
+            for table in reversed(Base.metadata.sorted_tables):
+                connection.execute(table.delete())
+        copies = data.draw(st.lists(st.integers(1, 3), min_size=len(bodies), max_size=len(bodies)))
+        deliveries = data.draw(st.permutations([i for i, n in enumerate(copies) for _ in range(n)]))
+        process_after = data.draw(st.lists(st.booleans(), min_size=len(deliveries), max_size=len(deliveries)))
+        for number, (index, process) in enumerate(zip(deliveries, process_after, strict=True)):
+            # A new delivery id each time: the sender sent the batch again, it is not a retry.
+            assert post_pipeline(client, bodies[index], webhook_id=f"msg-{index}-{number}").status_code == 202
+            if process:
+                worker.run_once()
+        drain(worker)
+        assert rows(run_ids) == expected
+
+    check()
+
+
+def test_a_batch_is_applied_after_the_other_events_claimed_with_it_have_committed(client, worker, monkeypatch):
+    post_pipeline(client, fixture("pipeline", "run_molecules__batch"))
+    post_pipeline(client, fixture("pipeline", "run_launched__basic"))
+    seen = []
+    record_molecules = store.record_molecules
+
+    def recording(*args: Any) -> bool:
+        seen.append(dict(inbox.counts()))
+        return record_molecules(*args)
+
+    monkeypatch.setattr(store, "record_molecules", recording)
+    assert worker.run_once() == 2
+
+    assert seen == [{("pipeline", "done"): 1, ("pipeline", "processing"): 1}]
+    assert store.get_run_molecules(RUN_ID)["molecules"] == 6
