@@ -269,11 +269,11 @@ def test_chunked_bodies_over_max_body_bytes_get_413_and_bodies_cut_short_400_and
 
 
 @pytest.mark.slow
+# PostgreSQL only: SQLite's writes are calls into C that no worker class can interleave.
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_a_request_waiting_on_the_database_does_not_hold_up_the_rest_of_its_worker(
     db: str, database_url: str, tmp_path: Path
 ) -> None:
-    if db != "postgresql":
-        pytest.skip("SQLite's writes are calls into C that no worker class can interleave")
     # One worker: the held-up event and the health check share it.
     with web_server(database_url, tmp_path, workers=1) as server, psycopg.connect(libpq_url()) as lock:
         lock.execute("LOCK TABLE inbox_events IN EXCLUSIVE MODE")
