@@ -360,11 +360,15 @@ def _finish(ids: Any) -> Any:
     )
 
 
-_FINISH = _finish(InboxEvent.__table__.c.id.in_(bindparam("ids", expanding=True)))
+_BY_IDS = InboxEvent.__table__.c.id.in_(bindparam("ids", expanding=True))
 # One statement text whatever the number of events, where IN would have one per number.
-_FINISH_ON_POSTGRESQL = Direct(
-    _finish(InboxEvent.__table__.c.id == any_(bindparam("ids", type_=postgresql.ARRAY(BigInteger))))
-)
+_BY_ID_ARRAY = InboxEvent.__table__.c.id == any_(bindparam("ids", type_=postgresql.ARRAY(BigInteger)))
+_WARNINGS = bindparam("warnings", type_=InboxEvent.__table__.c.warnings.type)
+_FINISH = _finish(_BY_IDS)
+_FINISH_ON_POSTGRESQL = Direct(_finish(_BY_ID_ARRAY))
+# The events without warnings keep the statements above, which never write the column.
+_FINISH_WARNED = _finish(_BY_IDS).values(warnings=_WARNINGS)
+_FINISH_WARNED_ON_POSTGRESQL = Direct(_finish(_BY_ID_ARRAY).values(warnings=_WARNINGS))
 
 
 def finish(
@@ -376,17 +380,15 @@ def finish(
     if not ids:
         return
     parameters = {"ids": ids, "final_status": status, "error": error, "finished_at": utcnow()}
+    if warnings:
+        parameters["warnings"] = warnings
     with connect() as connection:
-        if warnings:
-            # Rare: the events without warnings keep the statement the worker runs all day.
-            connection.execute(
-                _FINISH.values(warnings=bindparam("warnings", type_=InboxEvent.__table__.c.warnings.type)),
-                {**parameters, "warnings": warnings},
+        if connection.dialect.name == "postgresql":
+            (_FINISH_WARNED_ON_POSTGRESQL if warnings else _FINISH_ON_POSTGRESQL).execute(
+                connection, parameters
             )
-        elif connection.dialect.name == "postgresql":
-            _FINISH_ON_POSTGRESQL.execute(connection, parameters)
         else:
-            connection.execute(_FINISH, parameters)
+            connection.execute(_FINISH_WARNED if warnings else _FINISH, parameters)
 
 
 def release(event_ids: Iterable[int]) -> None:
