@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
 
-from ingest.cli.common import load_settings, progress_bar, user_errors
+from ingest.cli.common import load_settings, progress_bar
 from store.copy import CopyFailed, copy_database
 
 
@@ -24,7 +24,6 @@ def _location(url: str) -> str:
 @click.option(
     "--batch-size", type=click.IntRange(min=1), default=1000, show_default=True, help="Rows per insert."
 )
-@user_errors
 def copy(target_url: str, source_url: str | None, replace: bool, batch_size: int) -> None:
     """Copy a whole database into another: SQLite into PostgreSQL, say.
 

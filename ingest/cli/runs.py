@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 import store
-from ingest.cli.common import load_settings, progress, user_errors
+from ingest.cli.common import load_settings, progress
 from ingest.events import Source
 from store import extract, inbox
 from store.objectives import RESULT_COLUMNS
@@ -258,7 +258,6 @@ def _emit_rows(
     show_default=True,
     help="json writes times as ISO-8601 and NaN and Infinity as null.",
 )
-@user_errors
 def runs(
     filters: dict[str, dict[str, Any]],
     where: str | None,
@@ -290,7 +289,6 @@ def runs(
 @click.option(
     "--format", "output_format", type=click.Choice(("text", "json")), default="text", show_default=True
 )
-@user_errors
 def run(run_id: str, output_format: str) -> None:
     """Show one run: fields, objectives, crash report, config, summary."""
     load_settings()
@@ -341,7 +339,6 @@ def run(run_id: str, output_format: str) -> None:
 @click.option(
     "--format", "output_format", type=click.Choice(("table", "json")), default="table", show_default=True
 )
-@user_errors
 def compare(
     objective: str, metric: str, status: str, where: str | None, include_unknown: bool, output_format: str
 ) -> None:
@@ -377,7 +374,6 @@ def compare(
 @click.option(
     "--format", "output_format", type=click.Choice(("table", "json")), default="table", show_default=True
 )
-@user_errors
 def stats(where: str | None, include_unknown: bool, output_format: str) -> None:
     """Count runs by status and gradient method; show the crash rates."""
     load_settings()
@@ -411,7 +407,6 @@ def stats(where: str | None, include_unknown: bool, output_format: str) -> None:
 @click.option(
     "--format", "output_format", type=click.Choice(("table", "json")), default="table", show_default=True
 )
-@user_errors
 def events(status: str | None, source: str | None, limit: int, output_format: str) -> None:
     """List the newest inbox events and what became of them."""
     load_settings()
@@ -453,7 +448,9 @@ def flat_run(run: Mapping[str, Any], objectives: Iterable[Mapping[str, Any]]) ->
     return row
 
 
-def matching_runs(filters: Mapping[str, dict[str, Any]], where: str | None = None) -> Iterator[dict[str, Any]]:
+def matching_runs(
+    filters: Mapping[str, dict[str, Any]], where: str | None = None
+) -> Iterator[dict[str, Any]]:
     """Yield every matching run flattened, by run id, a page per short transaction.
 
     Not one long store.iter_runs: on SQLite a transaction holds the write lock, which would
@@ -581,7 +578,6 @@ def _batches(items: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[s
     help="Filter, repeatable, as for `runs`.",
 )
 @click.option("--filter", "where", metavar="FILTER", help=FILTER_HELP + " Combines with --where (and).")
-@user_errors
 def export(output_format: str, output: str, filters: dict[str, dict[str, Any]], where: str | None) -> None:
     """Export every matching run, flattened, for pandas and friends.
 
@@ -612,7 +608,11 @@ def _replacing(path: str, binary: bool) -> Iterator[IO[Any]]:
     target = Path(path)
     temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.partial")
     try:
-        with temporary.open("xb") if binary else temporary.open("x", encoding="utf-8", newline="") as file:
+        opened = temporary.open("xb") if binary else temporary.open("x", encoding="utf-8", newline="")
+    except OSError as error:
+        raise click.ClickException(f"cannot write {path}: {error.strerror}") from None
+    try:
+        with opened as file:
             yield file
         temporary.replace(target)
     except BaseException:

@@ -409,7 +409,8 @@ def test_a_message_stays_on_the_queue_while_the_database_is_down(
 ):
     body = fixture("s3", "object_created__put").decode()
     boto3.client("sqs").send_message(QueueUrl=queue, MessageBody=body)
-    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path}/no-such-directory/training_runs.db")
+    # A folder where the database file should be: SQLite cannot open it, as if it were down.
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path}")
 
     down = invoke("consume-sqs", queue, "--once", "--wait-seconds", "1")
     left = waiting(queue)
