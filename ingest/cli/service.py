@@ -154,6 +154,8 @@ def _read_data(value: str) -> dict[str, Any]:
 def send(event_type: str, run_id: str, data: str, url: str | None, secret: str | None) -> None:
     """Sign and send one pipeline event, e.g. `send run.finished --run-id R --data @summary.json`."""
     payload = {**_read_data(data), "run_id": run_id}
+    if not (secret or os.environ.get("PIPELINE_WEBHOOK_SECRET")):
+        raise click.ClickException("no signing secret: pass --secret or set PIPELINE_WEBHOOK_SECRET")
     try:
         answer = send_event(event_type, payload, url=url, secret=secret)
     except SendError as error:
