@@ -96,14 +96,14 @@ class Tally:
             f"ignored {self.ignored}, failed {len(self.failures)}"
         )
 
-    def report(self) -> None:
-        """Print the counts and the failures; exit non-zero when anything failed."""
+    def report(self, hint: str = "") -> None:
+        """Print the counts and the failures; exit non-zero when anything failed, ``hint`` saying what to do."""
         click.echo(self.summary())
         for failure in self.failures:
             click.echo(f"  failed {failure}")
         if self.failures:
             raise click.ClickException(
-                f"{len(self.failures)} of {self.seen} failed (first: {self.failures[0]})"
+                f"{len(self.failures)} of {self.seen} failed (first: {self.failures[0]}){hint}"
             )
 
 
@@ -364,7 +364,13 @@ def replay_file(events: str, trusted: bool) -> None:
                 tally.count_receipt(f"line {number}", intake.receive(source, body, headers, trusted=trusted))
         except (OSError, EOFError, UnicodeDecodeError) as error:
             tally.fail(events, f"unreadable after line {number}: {error}")
-    tally.report()
+    expired = not trusted and any("timestamp_out_of_tolerance" in failure for failure in tally.failures)
+    tally.report(
+        "; signatures expire minutes after they are made (WEBHOOK_TOLERANCE_SECONDS): replay a capture "
+        "you trust with --trusted"
+        if expired
+        else ""
+    )
 
 
 @click.command("consume-sqs")

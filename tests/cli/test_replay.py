@@ -336,6 +336,7 @@ def test_an_expired_pipeline_signature_is_refused_unless_trusted(env, tmp_path):
 
     assert refused.exit_code == 1
     assert "failed line 1: 401 timestamp_out_of_tolerance" in refused.output
+    assert refused.stderr.endswith("replay a capture you trust with --trusted\n")
     assert trusted.exit_code == 0, trusted.output
     assert "seen 1: applied 1" in trusted.output
     assert [d.headers["webhook-id"] for d in inbox.list_deliveries()] == ["msg_run_launched__basic"]
