@@ -6,6 +6,7 @@ JSON output is strict JSON: times are ISO-8601 strings and NaN and Infinity are 
 from __future__ import annotations
 
 import csv
+import difflib
 import functools
 import io
 import json
@@ -30,6 +31,7 @@ from ingest.events import Source
 from store import extract, inbox
 from store.objectives import RESULT_COLUMNS
 from store.query import DOCUMENTS, SCALAR_COLUMNS, resolve
+from store.reads import list_objectives
 
 WHERE = re.compile(r"(?P<field>[^<>=!~]+?)\s*(?P<op>>=|<=|!=|=|>|<|~)\s*(?P<value>.*)", re.DOTALL)
 WHERE_OPERATORS = {"=": "eq", "!=": "ne", ">": "gt", ">=": "gte", "<": "lt", "<=": "lte", "~": "like"}
@@ -98,13 +100,13 @@ def parse_objectives(
 
 
 def plain(value: Any) -> Any:
-    """Make a value strict JSON: times as ISO-8601, NaN and Infinity as null."""
+    """Make a value strict JSON: times as ISO-8601, NaN and Infinity as null, a None key as "null"."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, Mapping):
-        return {str(key): plain(item) for key, item in value.items()}
+        return {"null" if key is None else str(key): plain(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
         return [plain(item) for item in value]
     return value
@@ -189,7 +191,26 @@ def _objective_runs(
                 f"{' and '.join(f'{field}=VALUE' for field in OBJECTIVE_PASSTHROUGH)} do"
             )
         passed[name] = str(operations["eq"])
-    return store.query_runs_by_objectives(thresholds, metric=metric, limit=limit, where=where, **passed)
+    found = store.query_runs_by_objectives(thresholds, metric=metric, limit=limit, where=where, **passed)
+    if not found:
+        _check_objective_names(thresholds)
+    return found
+
+
+def _check_objective_names(thresholds: Iterable[str]) -> None:
+    """Refuse an objective no run has, suggesting the closest names, rather than answer "0 run(s)"."""
+    names = [objective["name"] for objective in list_objectives()]
+    by_folded = {name.casefold(): name for name in names}
+    for wanted in thresholds:
+        if wanted in names:
+            continue
+        closest = [
+            by_folded[n] for n in difflib.get_close_matches(wanted.casefold(), by_folded, n=3, cutoff=0.4)
+        ]
+        hint = (
+            f"; did you mean {', '.join(closest)}?" if closest else f"; objectives: {', '.join(names[:10])}"
+        )
+        raise ValueError(f"no run has the objective {wanted!r}{hint if names else ''}")
 
 
 def _emit_rows(
