@@ -334,6 +334,9 @@ def run(run_id: str, output_format: str) -> None:
     )
     if any(found[name] for name in crash):
         _print_table(((name, found[name]) for name in crash), ("crash", "value"), title="crash report")
+    if found["progress_json"]:
+        progress_title = f"progress at step {found['last_step']}"
+        _print_table(sorted(found["progress_json"].items()), ("metric", "value"), title=progress_title)
     if found["warnings"]:
         _print_table(sorted(found["warnings"].items()), ("field", "warning"), title="warnings")
     for title, name in (("config", "config_json"), ("summary", "final_metrics_json")):

@@ -171,6 +171,21 @@ def test_an_objective_no_run_has_is_named_with_the_closest_names(loaded):
     assert "0 run(s)" in none_pass.output
 
 
+def test_run_shows_the_latest_progress_metrics(loaded):
+    run_id = loaded[0]["run_id"]
+    store.update_run_status(run_id, "running")
+    store.record_progress(run_id, 7, {"train/loss": 0.25})
+    store.record_progress(run_id, 9, {"train/loss": 0.125, "lr": 0.001})
+
+    result = invoke("run", run_id)
+
+    assert result.exit_code == 0, result.output
+    assert "progress at step 9" in result.output
+    assert re.search(r"│ train/loss +│ 0\.125 +│", result.output)
+    assert re.search(r"│ lr +│ 0\.001 +│", result.output)
+    assert "0.25" not in result.output[result.output.index("progress at step 9") :].split("config:")[0]
+
+
 def test_objectives_combine_with_gradient_method_and_status(loaded):
     method = loaded[0]["config"]["training"]["gradient_method"]
 
