@@ -15,6 +15,7 @@ from click.testing import CliRunner, Result
 from sqlalchemy import create_engine, make_url, text
 
 from ingest.cli import main
+from store import migrate
 from tests.conftest import _postgres_admin_url
 from tests.faults.services import free_port, private_postgres
 
@@ -226,6 +227,7 @@ def test_a_worker_started_during_an_outage_starts_once_the_database_is_back(tmp_
     text = log.read_text()
     assert text.count("worker.database_unavailable") == 1
     assert text.index("worker.database_available") < text.index("worker.started")
+    assert "alembic" not in text
     assert "Traceback" not in text
 
 
@@ -234,3 +236,20 @@ def wait_for_line(log: Path, marker: str, timeout: float = 60.0) -> None:
     while marker not in log.read_text() and time.monotonic() < deadline:
         time.sleep(0.2)
     assert marker in log.read_text(), log.read_text()
+
+
+def test_migrate_is_quiet_unless_verbose(tmp_path: Path) -> None:
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path}/runs.db"}
+    quiet = subprocess.run(
+        [BIN / "training-db", "migrate"], env=env, capture_output=True, text=True, timeout=60
+    )
+    (tmp_path / "runs.db").unlink()
+    verbose = subprocess.run(
+        [BIN / "training-db", "-v", "migrate"], env=env, capture_output=True, text=True, timeout=60
+    )
+
+    assert quiet.returncode == 0 and verbose.returncode == 0
+    assert quiet.stderr == ""
+    assert quiet.stdout == f"database {tmp_path}/runs.db: schema empty -> {migrate.head_revision()}\n"
+    assert "INFO alembic.runtime.migration Running upgrade" in verbose.stderr
+
