@@ -253,3 +253,15 @@ def test_migrate_is_quiet_unless_verbose(tmp_path: Path) -> None:
     assert quiet.stdout == f"database {tmp_path}/runs.db: schema empty -> {migrate.head_revision()}\n"
     assert "INFO alembic.runtime.migration Running upgrade" in verbose.stderr
 
+
+def test_copy_into_an_unreachable_database_names_both(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path}/runs.db")
+    assert invoke("migrate").exit_code == 0
+    port = free_port()
+
+    line = one_line_error(invoke("copy", "--to", f"postgresql://postgres@127.0.0.1:{port}/x"))
+
+    assert line.startswith(f"Error: cannot copy sqlite:///{tmp_path}/runs.db -> 127.0.0.1:{port}/x: ")
+    assert "Connection refused" in line
