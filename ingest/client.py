@@ -84,9 +84,23 @@ def send_event(
         if response.status_code >= 400:
             raise SendError(
                 f"{endpoint} refused the event ({response.status_code}): {answer.get('message', answer)}"
+                + _details(answer)
             )
         return answer
     raise SendError(f"gave up after {retries + 1} attempts: {problem}")
+
+
+def _details(answer: Mapping[str, Any]) -> str:
+    """Return the field-level problems of a refusal (a 422's ``details``), joined on one line."""
+    details = answer.get("details")
+    if not isinstance(details, list) or not details:
+        return ""
+    problems = (
+        f"{'.'.join(map(str, d.get('loc', [])))}: {d.get('message', d.get('type', '?'))}"
+        for d in details
+        if isinstance(d, dict)
+    )
+    return " (" + "; ".join(problems) + ")"
 
 
 def _json(response: requests.Response) -> dict[str, Any]:

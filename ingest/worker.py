@@ -350,6 +350,7 @@ class Worker:
             log.warning("database.autovacuum_off: turn autovacuum on, or VACUUM ANALYZE regularly")
         if self.archiver is None:
             log.warning("inbox.unbounded: INBOX_ARCHIVE is unset, so processed deliveries are never deleted")
+        outage_wait = 0.0
         try:
             while not stop.is_set():
                 try:
@@ -359,6 +360,9 @@ class Worker:
                     if self.archiver is not None and time.monotonic() >= self.next_archiving:
                         self.archive()
                     claimed = self.run_once()
+                    if outage_wait:
+                        log.info("worker.database_available")
+                        outage_wait = 0.0
                     if claimed == 0:
                         # Polled, not signalled: a NOTIFY on every delivery made the web's
                         # inserts commit one at a time (migration 0004).
@@ -366,8 +370,12 @@ class Worker:
                     elif claimed < self.settings.worker_batch_size:
                         stop.wait(self.settings.worker_linger)
                 except DatabaseUnavailable as error:
-                    log.error("worker.database_unavailable error=%s", error)
-                    stop.wait(1.0)
+                    # Logged once per outage, retried ever less often (up to 30 s): an outage
+                    # never stops the worker.
+                    if not outage_wait:
+                        log.error("worker.database_unavailable retrying error=%s", error)
+                    outage_wait = min(outage_wait * 2 or 1.0, 30.0)
+                    stop.wait(outage_wait)
         finally:
             stopped.set()
             heartbeat.join()

@@ -8,10 +8,12 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from pathlib import Path
 
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import (
+    ArgumentError,
     DataError,
     DBAPIError,
     DisconnectionError,
@@ -26,10 +28,56 @@ from sqlalchemy.orm import Session, sessionmaker
 from store import jsoncodec
 
 DEFAULT_DATABASE_URL = "sqlite:///training_runs.db"
+SUPPORTED_BACKENDS = ("sqlite", "postgresql")
+# PostgreSQL's SQLSTATE for a relation that does not exist.
+_UNDEFINED_TABLE = "42P01"
 
 
 class DatabaseUnavailable(Exception):
     """The database cannot be reached or refused the connection; retrying later may work."""
+
+
+def parse_url(url: str) -> URL:
+    """Return ``url`` parsed, or raise ValueError naming what is wrong and the schemes supported."""
+    schemes = "sqlite:///PATH or postgresql://USER@HOST/DATABASE"
+    try:
+        parsed = make_url(normalize_url(url))
+    except ArgumentError:
+        raise ValueError(f"database URL {url!r} is not a URL: use {schemes}") from None
+    if parsed.get_backend_name() not in SUPPORTED_BACKENDS:
+        raise ValueError(
+            f"database URL {parsed.render_as_string()!r}: {parsed.get_backend_name()} is not supported; "
+            f"use {schemes}"
+        )
+    return parsed
+
+
+def sqlite_file(url: str) -> Path | None:
+    """Return the file an SQLite URL names, or None for PostgreSQL and in-memory databases."""
+    parsed = parse_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database).absolute()
+
+
+def location(url: str) -> str:
+    """Return ``url`` fit to show a user: its password hidden, an SQLite file as an absolute path."""
+    path = sqlite_file(url)
+    return str(path) if path else parse_url(url).render_as_string(hide_password=True)
+
+
+def schema_missing(error: BaseException) -> bool:
+    """Tell whether ``error`` says a table is missing: the database was never migrated."""
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, DatabaseUnavailable) and str(cause).startswith("no such table"):
+            return True
+        if isinstance(cause, ProgrammingError) and getattr(cause.orig, "sqlstate", None) == _UNDEFINED_TABLE:
+            return True
+        if isinstance(cause, OperationalError) and str(cause.orig).startswith("no such table"):
+            return True
+        cause = cause.__cause__
+    return False
 
 
 _lock = threading.Lock()
@@ -57,8 +105,8 @@ def normalize_url(url: str) -> str:
 
 def make_engine(url: str) -> Engine:
     """Create an engine with the store's JSON codec and per-backend settings."""
+    backend = parse_url(url).get_backend_name()
     url = normalize_url(url)
-    backend = make_url(url).get_backend_name()
     options: dict[str, object] = {
         "json_serializer": jsoncodec.dumps,
         "json_deserializer": jsoncodec.loads,

@@ -10,7 +10,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
-from store.database import get_engine
+from store.database import get_engine, unavailable_as_error
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -24,8 +24,9 @@ def alembic_config(engine: Engine | None = None) -> Config:
 
 
 def upgrade(engine: Engine | None = None, revision: str = "head") -> None:
-    """Upgrade the database schema to ``revision``."""
-    command.upgrade(alembic_config(engine), revision)
+    """Upgrade the database schema to ``revision``; an unreachable database raises DatabaseUnavailable."""
+    with unavailable_as_error():
+        command.upgrade(alembic_config(engine), revision)
 
 
 def head_revision() -> str:
@@ -37,7 +38,7 @@ def head_revision() -> str:
 
 def current_revision(engine: Engine | None = None) -> str | None:
     """Return the database's revision, or None for an empty database."""
-    with (engine or get_engine()).connect() as connection:
+    with unavailable_as_error(), (engine or get_engine()).connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
 
 

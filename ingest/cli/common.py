@@ -13,32 +13,67 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 
 import store
 from ingest.settings import Settings
-from store.database import DatabaseUnavailable
+from store.database import DatabaseUnavailable, location, schema_missing, sqlite_file
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
 
 
-def load_settings(database_url: str | None = None) -> Settings:
-    """Read the settings from the environment and point the store at the database."""
+def load_settings(database_url: str | None = None, create: bool = False) -> Settings:
+    """Read the settings from the environment and point the store at the database.
+
+    Unless ``create``, a missing SQLite file is an error: opening it would create an empty one.
+    """
     try:
         settings = Settings() if database_url is None else Settings(database_url=database_url)
     except ValidationError as error:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in error.errors())
         raise click.ClickException(f"bad configuration: {problems}") from None
+    path = sqlite_file(settings.database_url)
+    if not create and path is not None and not path.exists():
+        raise click.ClickException(
+            f"no database at {path}: set DATABASE_URL to yours (sqlite:////absolute/path.db or "
+            "postgresql://USER@HOST/DATABASE), or run `training-db migrate` to create one there"
+        )
     store.configure(settings.database_url)
     return settings
 
 
+def explain(error: Exception) -> str:
+    """Return the one line that tells a user what went wrong and what to do about it."""
+    if schema_missing(error):
+        return (
+            f"database {_database()} has no training-db tables: run `training-db migrate` "
+            "(or set DATABASE_URL to the database you meant)"
+        )
+    if isinstance(error, DatabaseUnavailable):
+        return f"database {_database()} is unreachable: {error} (is it running, and is DATABASE_URL right?)"
+    if isinstance(error, ValueError):
+        return str(error)
+    if isinstance(error, OSError) and error.strerror:
+        return f"{error.filename}: {error.strerror}" if error.filename else error.strerror
+    first_line = (str(error).strip().splitlines() or [""])[0]
+    return f"unexpected {type(error).__name__}: {first_line} (run again with --debug for the traceback)"
+
+
+def _database() -> str:
+    return location(str(store.get_engine().url.render_as_string(hide_password=False)))
+
+
 def user_errors(function: F) -> F:
-    """Report bad input and an unreachable database as one line and exit status 1."""
+    """Report any failure as one line and exit status 1; with --debug, show its traceback instead."""
 
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return function(*args, **kwargs)
-        except (ValueError, DatabaseUnavailable) as error:
-            raise click.ClickException(str(error)) from None
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as error:
+            context = click.get_current_context(silent=True)
+            if context is not None and context.find_root().params.get("debug"):
+                raise
+            raise click.ClickException(explain(error)) from None
 
     return wrapper  # type: ignore[return-value]
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
 
-from ingest.cli.common import load_settings, progress_bar, user_errors
+from ingest.cli.common import load_settings, progress_bar
 from store.copy import CopyFailed, copy_database
+from store.database import DatabaseUnavailable
 
 
 def _location(url: str) -> str:
@@ -24,7 +25,6 @@ def _location(url: str) -> str:
 @click.option(
     "--batch-size", type=click.IntRange(min=1), default=1000, show_default=True, help="Rows per insert."
 )
-@user_errors
 def copy(target_url: str, source_url: str | None, replace: bool, batch_size: int) -> None:
     """Copy a whole database into another: SQLite into PostgreSQL, say.
 
@@ -46,6 +46,11 @@ def copy(target_url: str, source_url: str | None, replace: bool, batch_size: int
             counts = copy_database(source_url, target_url, replace, batch_size, advance)
         except CopyFailed as error:
             raise click.ClickException(str(error)) from None
+        except DatabaseUnavailable as error:
+            # Either database may be the one that is down: the driver's message names its host.
+            raise click.ClickException(
+                f"cannot copy {_location(source_url)} -> {_location(target_url)}: {error}"
+            ) from None
     for table, count in counts.items():
         click.echo(f"{table:<16} {count:>9} rows")
     click.echo(f"copied {_location(source_url)} -> {_location(target_url)}; row counts verified")

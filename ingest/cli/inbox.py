@@ -11,7 +11,7 @@ from rich.table import Column, Table
 
 import store
 from ingest.archive import BATCH_SIZE, Archiver
-from ingest.cli.common import load_settings, user_errors
+from ingest.cli.common import load_settings
 from store import inbox
 
 
@@ -21,7 +21,6 @@ def inbox_group() -> None:
 
 
 @inbox_group.command()
-@user_errors
 def stats() -> None:
     """Count deliveries by status and source, the oldest of each status, and what is due for archiving."""
     settings = load_settings()
@@ -64,7 +63,6 @@ def stats() -> None:
     show_default=True,
     help="Deliveries per file, and per transaction.",
 )
-@user_errors
 def archive(older_than: float | None, batch_size: int) -> None:
     """Archive done and ignored deliveries older than the retention to INBOX_ARCHIVE, then delete them.
 

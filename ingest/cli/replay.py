@@ -29,7 +29,7 @@ from handlers import Outcome
 from handlers.s3 import objects_changed
 from handlers.wandb import default_since, store_run
 from ingest import auth
-from ingest.cli.common import load_settings, progress, user_errors
+from ingest.cli.common import load_settings, progress
 from ingest.events import S3ObjectEvent, S3Objects, Source
 from ingest.intake import Intake, Receipt
 from ingest.wandb_api import WandbApiError, WandbClient
@@ -96,14 +96,14 @@ class Tally:
             f"ignored {self.ignored}, failed {len(self.failures)}"
         )
 
-    def report(self) -> None:
-        """Print the counts and the failures; exit non-zero when anything failed."""
+    def report(self, hint: str = "") -> None:
+        """Print the counts and the failures; exit non-zero when anything failed, ``hint`` saying what to do."""
         click.echo(self.summary())
         for failure in self.failures:
             click.echo(f"  failed {failure}")
         if self.failures:
             raise click.ClickException(
-                f"{len(self.failures)} of {self.seen} failed (first: {self.failures[0]})"
+                f"{len(self.failures)} of {self.seen} failed (first: {self.failures[0]}){hint}"
             )
 
 
@@ -148,7 +148,6 @@ def replay() -> None:
 @click.option("--until", type=Moment(), help="Only events received before this time.")
 @click.option("--event-id", "event_ids", type=int, multiple=True, help="Only this event; repeatable.")
 @click.option("--dry-run", is_flag=True, help="List the events that would run, and run none.")
-@user_errors
 def replay_inbox(
     statuses: tuple[str, ...],
     source: str | None,
@@ -214,7 +213,6 @@ def _listed_objects(bucket: str, prefix: str, since: datetime | None) -> Iterato
 @click.option("--bucket", required=True, help="The bucket holding the crash reports.")
 @click.option("--prefix", help="Where the crash reports live in it (default: $CRASH_REPORT_PREFIX).")
 @click.option("--since", type=Moment(), help="Only objects last modified at or after this time.")
-@user_errors
 def replay_s3(bucket: str, prefix: str | None, since: datetime | None) -> None:
     """Attach every crash report in a bucket to its run.
 
@@ -253,7 +251,6 @@ def _project(value: str) -> tuple[str, str]:
     type=Moment(),
     help="Only runs created or heartbeating since this time (default: since the worker's last sync).",
 )
-@user_errors
 def replay_wandb(path: str, since: datetime | None) -> None:
     """Upsert a W&B project's runs, as the worker's sync does.
 
@@ -341,7 +338,6 @@ def open_lines(location: str) -> Iterator[IO[str]]:
     "expire 5 minutes after they were made, and a body given as an object is re-serialised. "
     "Use it only on captures you trust.",
 )
-@user_errors
 def replay_file(events: str, trusted: bool) -> None:
     """Re-ingest captured or archived deliveries from EVENTS (- for stdin).
 
@@ -368,7 +364,13 @@ def replay_file(events: str, trusted: bool) -> None:
                 tally.count_receipt(f"line {number}", intake.receive(source, body, headers, trusted=trusted))
         except (OSError, EOFError, UnicodeDecodeError) as error:
             tally.fail(events, f"unreadable after line {number}: {error}")
-    tally.report()
+    expired = not trusted and any("timestamp_out_of_tolerance" in failure for failure in tally.failures)
+    tally.report(
+        "; signatures expire minutes after they are made (WEBHOOK_TOLERANCE_SECONDS): replay a capture "
+        "you trust with --trusted"
+        if expired
+        else ""
+    )
 
 
 @click.command("consume-sqs")
@@ -384,7 +386,6 @@ def replay_file(events: str, trusted: bool) -> None:
     help="How long one receive waits for messages (long polling).",
 )
 @click.option("--once", is_flag=True, help="Receive once, store what came, then exit.")
-@user_errors
 def consume_sqs(queue_url: str, max_messages: int, wait_seconds: int, once: bool) -> None:
     """Pull S3 notifications from an SQS queue into the inbox.
 

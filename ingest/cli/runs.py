@@ -6,6 +6,7 @@ JSON output is strict JSON: times are ISO-8601 strings and NaN and Infinity are 
 from __future__ import annotations
 
 import csv
+import difflib
 import functools
 import io
 import json
@@ -25,11 +26,12 @@ from rich.console import Console
 from rich.table import Table
 
 import store
-from ingest.cli.common import load_settings, progress, user_errors
+from ingest.cli.common import load_settings, progress
 from ingest.events import Source
 from store import extract, inbox
 from store.objectives import RESULT_COLUMNS
 from store.query import DOCUMENTS, SCALAR_COLUMNS, resolve
+from store.reads import list_objectives
 
 WHERE = re.compile(r"(?P<field>[^<>=!~]+?)\s*(?P<op>>=|<=|!=|=|>|<|~)\s*(?P<value>.*)", re.DOTALL)
 WHERE_OPERATORS = {"=": "eq", "!=": "ne", ">": "gt", ">=": "gte", "<": "lt", "<=": "lte", "~": "like"}
@@ -98,13 +100,13 @@ def parse_objectives(
 
 
 def plain(value: Any) -> Any:
-    """Make a value strict JSON: times as ISO-8601, NaN and Infinity as null."""
+    """Make a value strict JSON: times as ISO-8601, NaN and Infinity as null, a None key as "null"."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, Mapping):
-        return {str(key): plain(item) for key, item in value.items()}
+        return {"null" if key is None else str(key): plain(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
         return [plain(item) for item in value]
     return value
@@ -189,7 +191,26 @@ def _objective_runs(
                 f"{' and '.join(f'{field}=VALUE' for field in OBJECTIVE_PASSTHROUGH)} do"
             )
         passed[name] = str(operations["eq"])
-    return store.query_runs_by_objectives(thresholds, metric=metric, limit=limit, where=where, **passed)
+    found = store.query_runs_by_objectives(thresholds, metric=metric, limit=limit, where=where, **passed)
+    if not found:
+        _check_objective_names(thresholds)
+    return found
+
+
+def _check_objective_names(thresholds: Iterable[str]) -> None:
+    """Refuse an objective no run has, suggesting the closest names, rather than answer "0 run(s)"."""
+    names = [objective["name"] for objective in list_objectives()]
+    by_folded = {name.casefold(): name for name in names}
+    for wanted in thresholds:
+        if wanted in names:
+            continue
+        closest = [
+            by_folded[n] for n in difflib.get_close_matches(wanted.casefold(), by_folded, n=3, cutoff=0.4)
+        ]
+        hint = (
+            f"; did you mean {', '.join(closest)}?" if closest else f"; objectives: {', '.join(names[:10])}"
+        )
+        raise ValueError(f"no run has the objective {wanted!r}{hint if names else ''}")
 
 
 def _emit_rows(
@@ -258,7 +279,6 @@ def _emit_rows(
     show_default=True,
     help="json writes times as ISO-8601 and NaN and Infinity as null.",
 )
-@user_errors
 def runs(
     filters: dict[str, dict[str, Any]],
     where: str | None,
@@ -290,7 +310,6 @@ def runs(
 @click.option(
     "--format", "output_format", type=click.Choice(("text", "json")), default="text", show_default=True
 )
-@user_errors
 def run(run_id: str, output_format: str) -> None:
     """Show one run: fields, objectives, crash report, config, summary."""
     load_settings()
@@ -315,6 +334,9 @@ def run(run_id: str, output_format: str) -> None:
     )
     if any(found[name] for name in crash):
         _print_table(((name, found[name]) for name in crash), ("crash", "value"), title="crash report")
+    if found["progress_json"]:
+        progress_title = f"progress at step {found['last_step']}"
+        _print_table(sorted(found["progress_json"].items()), ("metric", "value"), title=progress_title)
     if found["warnings"]:
         _print_table(sorted(found["warnings"].items()), ("field", "warning"), title="warnings")
     for title, name in (("config", "config_json"), ("summary", "final_metrics_json")):
@@ -341,7 +363,6 @@ def run(run_id: str, output_format: str) -> None:
 @click.option(
     "--format", "output_format", type=click.Choice(("table", "json")), default="table", show_default=True
 )
-@user_errors
 def compare(
     objective: str, metric: str, status: str, where: str | None, include_unknown: bool, output_format: str
 ) -> None:
@@ -377,7 +398,6 @@ def compare(
 @click.option(
     "--format", "output_format", type=click.Choice(("table", "json")), default="table", show_default=True
 )
-@user_errors
 def stats(where: str | None, include_unknown: bool, output_format: str) -> None:
     """Count runs by status and gradient method; show the crash rates."""
     load_settings()
@@ -411,7 +431,6 @@ def stats(where: str | None, include_unknown: bool, output_format: str) -> None:
 @click.option(
     "--format", "output_format", type=click.Choice(("table", "json")), default="table", show_default=True
 )
-@user_errors
 def events(status: str | None, source: str | None, limit: int, output_format: str) -> None:
     """List the newest inbox events and what became of them."""
     load_settings()
@@ -453,7 +472,9 @@ def flat_run(run: Mapping[str, Any], objectives: Iterable[Mapping[str, Any]]) ->
     return row
 
 
-def matching_runs(filters: Mapping[str, dict[str, Any]], where: str | None = None) -> Iterator[dict[str, Any]]:
+def matching_runs(
+    filters: Mapping[str, dict[str, Any]], where: str | None = None
+) -> Iterator[dict[str, Any]]:
     """Yield every matching run flattened, by run id, a page per short transaction.
 
     Not one long store.iter_runs: on SQLite a transaction holds the write lock, which would
@@ -581,7 +602,6 @@ def _batches(items: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[s
     help="Filter, repeatable, as for `runs`.",
 )
 @click.option("--filter", "where", metavar="FILTER", help=FILTER_HELP + " Combines with --where (and).")
-@user_errors
 def export(output_format: str, output: str, filters: dict[str, dict[str, Any]], where: str | None) -> None:
     """Export every matching run, flattened, for pandas and friends.
 
@@ -612,7 +632,11 @@ def _replacing(path: str, binary: bool) -> Iterator[IO[Any]]:
     target = Path(path)
     temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.partial")
     try:
-        with temporary.open("xb") if binary else temporary.open("x", encoding="utf-8", newline="") as file:
+        opened = temporary.open("xb") if binary else temporary.open("x", encoding="utf-8", newline="")
+    except OSError as error:
+        raise click.ClickException(f"cannot write {path}: {error.strerror}") from None
+    try:
+        with opened as file:
             yield file
         temporary.replace(target)
     except BaseException:

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 import store
-from ingest.cli.common import load_settings, user_errors
+from ingest.cli.common import load_settings
 from ingest.cli.runs import FORMATS, _csv_cell, _echo_json, _print_table, parse_where
 from store.scaffolds import CROSS_RUN_ORDERS, RUN_ORDERS
 
@@ -91,7 +91,6 @@ def _flatten_objectives(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]
 )
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="At most this many scaffolds.")
 @click.option("--format", "output_format", type=click.Choice(FORMATS), default="table", show_default=True)
-@user_errors
 def scaffolds(
     run_id: str | None,
     top: bool,
@@ -164,7 +163,6 @@ def _run_scaffolds(run_id: str, order_by: str, limit: int, output_format: str) -
 )
 @click.option("--filter", "filter_text", metavar="FILTER", help="Only runs matching a filter.")
 @click.option("--format", "output_format", type=click.Choice(FORMATS), default="table", show_default=True)
-@user_errors
 def diversity(by: str, filters: dict[str, dict[str, Any]], filter_text: str | None, output_format: str) -> None:
     """Compare groups of runs on how many distinct scaffolds they found."""
     run_filter = _run_filter(filters, filter_text)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -10,15 +11,19 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import click
 
-from ingest.cli.common import load_settings, user_errors
+from ingest.cli.common import load_settings
 from ingest.client import SendError, send_event
 from ingest.events import EventKind
 from store import migrate as migrations
+from store.database import DatabaseUnavailable, location
+
+log = logging.getLogger("worker")
 
 # By path, not `python:ingest.gunicorn_conf`: importing it as a module imports the ingest
 # package, and psycopg and SQLAlchemy with it, in gunicorn's master, before gevent patches the
@@ -28,14 +33,13 @@ PIPELINE_TYPES = [kind.value for kind in EventKind if kind.value.startswith("run
 
 
 @click.command()
-@user_errors
 def migrate() -> None:
     """Create or upgrade the database schema to the newest migration."""
-    settings = load_settings()
+    settings = load_settings(create=True)
     before = migrations.current_revision()
     migrations.upgrade()
     after = migrations.current_revision()
-    where = settings.database_url.split("@")[-1]
+    where = location(settings.database_url)
     click.echo(
         f"database {where}: schema {before or 'empty'} -> {after}"
         if before != after
@@ -90,7 +94,7 @@ def worker(once: bool) -> None:
     from ingest.worker import Worker
 
     settings = load_settings()
-    if not migrations.schema_is_current():
+    if not _wait_for_database(None if once else 30.0):
         raise click.ClickException(
             "database schema is not at the newest migration: run `training-db migrate`"
         )
@@ -107,8 +111,35 @@ def worker(once: bool) -> None:
     process.run(stop)
 
 
+def _wait_for_database(longest_wait: float | None) -> bool:
+    """Tell whether the schema is current, waiting with backoff while the database is unreachable.
+
+    With ``longest_wait`` None, one outage is an error (``worker --once``).
+    """
+    wait = 1.0
+    down = False
+    while True:
+        try:
+            current = migrations.schema_is_current()
+        except DatabaseUnavailable as error:
+            if longest_wait is None:
+                raise
+            if not down:
+                log.error("worker.database_unavailable retrying error=%s", error)
+                down = True
+            time.sleep(wait)
+            wait = min(wait * 2, longest_wait)
+            continue
+        if down:
+            log.info("worker.database_available")
+        return current
+
+
 def _read_data(value: str) -> dict[str, Any]:
-    text = Path(value[1:]).read_text() if value.startswith("@") else value
+    try:
+        text = Path(value[1:]).read_text() if value.startswith("@") else value
+    except OSError as error:
+        raise click.ClickException(f"cannot read --data file {value[1:]}: {error.strerror}") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as error:
@@ -131,6 +162,8 @@ def send(event_type: str, run_id: str | None, data: str, url: str | None, secret
         payload["run_id"] = run_id
     elif "run_id" not in payload:
         raise click.UsageError("give --run-id, or a run_id in --data")
+    if not (secret or os.environ.get("PIPELINE_WEBHOOK_SECRET")):
+        raise click.ClickException("no signing secret: pass --secret or set PIPELINE_WEBHOOK_SECRET")
     try:
         answer = send_event(event_type, payload, url=url, secret=secret)
     except SendError as error:

@@ -336,6 +336,7 @@ def test_an_expired_pipeline_signature_is_refused_unless_trusted(env, tmp_path):
 
     assert refused.exit_code == 1
     assert "failed line 1: 401 timestamp_out_of_tolerance" in refused.output
+    assert refused.stderr.endswith("replay a capture you trust with --trusted\n")
     assert trusted.exit_code == 0, trusted.output
     assert "seen 1: applied 1" in trusted.output
     assert [d.headers["webhook-id"] for d in inbox.list_deliveries()] == ["msg_run_launched__basic"]
@@ -409,7 +410,8 @@ def test_a_message_stays_on_the_queue_while_the_database_is_down(
 ):
     body = fixture("s3", "object_created__put").decode()
     boto3.client("sqs").send_message(QueueUrl=queue, MessageBody=body)
-    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path}/no-such-directory/training_runs.db")
+    # A folder where the database file should be: SQLite cannot open it, as if it were down.
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path}")
 
     down = invoke("consume-sqs", queue, "--once", "--wait-seconds", "1")
     left = waiting(queue)

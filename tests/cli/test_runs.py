@@ -157,6 +157,35 @@ def test_objectives_filter_best_first_with_their_values(loaded):
     ]
 
 
+def test_an_objective_no_run_has_is_named_with_the_closest_names(loaded):
+    misspelt = invoke("runs", "--objective", "comt_activty>=0.5")
+    unknown = invoke("runs", "--objective", "NOPE>=0.5")
+    none_pass = invoke("runs", "--objective", "COMT_activity>=2")
+
+    assert misspelt.exit_code == 1
+    assert misspelt.stderr.startswith("Error: no run has the objective 'comt_activty'; did you mean COMT_activity")
+    assert unknown.exit_code == 1
+    assert unknown.stderr.startswith("Error: no run has the objective 'NOPE'; ")
+    assert len(unknown.stderr.splitlines()) == 1
+    assert none_pass.exit_code == 0, none_pass.output
+    assert "0 run(s)" in none_pass.output
+
+
+def test_run_shows_the_latest_progress_metrics(loaded):
+    run_id = loaded[0]["run_id"]
+    store.update_run_status(run_id, "running")
+    store.record_progress(run_id, 7, {"train/loss": 0.25})
+    store.record_progress(run_id, 9, {"train/loss": 0.125, "lr": 0.001})
+
+    result = invoke("run", run_id)
+
+    assert result.exit_code == 0, result.output
+    assert "progress at step 9" in result.output
+    assert re.search(r"│ train/loss +│ 0\.125 +│", result.output)
+    assert re.search(r"│ lr +│ 0\.001 +│", result.output)
+    assert "0.25" not in result.output[result.output.index("progress at step 9") :].split("config:")[0]
+
+
 def test_objectives_combine_with_gradient_method_and_status(loaded):
     method = loaded[0]["config"]["training"]["gradient_method"]
 
@@ -287,6 +316,10 @@ def test_stats_and_compare_count_runs_never_launched_only_when_asked(loaded):
     assert "unknown" not in counted["runs_by_status"]
     assert (every["total_runs"], every["runs_by_status"]["unknown"]) == (len(loaded) + 1, 1)
     assert None not in [r["gradient_method"] for r in compared]
+    # The never-launched run has no gradient method: JSON's spelling of it, not Python's.
+    assert every["runs_by_gradient_method"]["null"] == 1
+    assert "None" not in every["runs_by_gradient_method"]
+    assert "None" not in every["crash_rate_by_gradient_method"]
     assert None in [r["gradient_method"] for r in strict_json(compared_every.output)]
 
 
