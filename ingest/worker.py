@@ -267,7 +267,7 @@ class Worker:
             self._failed(delivery, error)
 
     def _dead(self, delivery: inbox.Delivery, error: Exception) -> None:
-        """Give up on an event at once: its failure would repeat on every attempt."""
+        """Give up on an event: its failure would repeat, or it has had its attempts."""
         message = f"{type(error).__name__}: {error}"
         log.error(
             "event.dead id=%s kind=%s attempts=%d error=%s",
@@ -285,18 +285,10 @@ class Worker:
         metrics.processed(delivery.kind, "invalid")
 
     def _failed(self, delivery: inbox.Delivery, error: Exception) -> None:
-        message = f"{type(error).__name__}: {error}"
         if delivery.attempts >= self.settings.worker_max_attempts:
-            log.error(
-                "event.dead id=%s kind=%s attempts=%d error=%s",
-                delivery.id,
-                delivery.kind,
-                delivery.attempts,
-                message,
-            )
-            inbox.finish([delivery.id], "dead", message)
-            metrics.dead(delivery.kind)
+            self._dead(delivery, error)
         else:
+            message = f"{type(error).__name__}: {error}"
             log.warning(
                 "event.failed id=%s kind=%s attempts=%d error=%s",
                 delivery.id,

@@ -42,7 +42,7 @@ from store.fields import DOCUMENTS, SCALAR_COLUMNS, Field, JsonAccess, resolve, 
 from store.filters import OBJECTIVE_STATS, compile_filter
 from store.models import Document, RunObjective, S3Object, TrainingRun, UTCDateTime
 from store.pareto import front
-from store.runs import JSON_COLUMNS, objective_to_dict, parse_time, run_to_dict
+from store.runs import JSON_COLUMNS, parse_time, run_with_objectives
 
 # Rows a JSON-lines stream reads from the database at a time.
 STREAM_BATCH = 1000
@@ -71,18 +71,9 @@ def list_objectives() -> list[dict[str, Any]]:
 def run_detail(run_id: str) -> dict[str, Any] | None:
     """Return one run with every field, its objectives and its crash-report objects, or None."""
     with replica_transaction() as session:
-        run = session.get(TrainingRun, run_id)
-        if run is None:
+        result = run_with_objectives(session, run_id)
+        if result is None:
             return None
-        result = run_to_dict(run)
-        result["objectives"] = [
-            objective_to_dict(o)
-            for o in session.scalars(
-                select(RunObjective)
-                .where(RunObjective.run_id == run_id)
-                .order_by(RunObjective.objective_name)
-            )
-        ]
         result["s3_objects"] = [
             {
                 "bucket": o.bucket,

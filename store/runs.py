@@ -710,16 +710,19 @@ def objective_to_dict(objective: RunObjective | ObjectiveRecord) -> dict[str, An
 def get_run(run_id: str) -> dict[str, Any] | None:
     """Return one run with all its fields and its objectives, or None."""
     with read_transaction() as session:
-        run = session.get(TrainingRun, run_id)
-        if run is None:
-            return None
-        result = run_to_dict(run)
-        result["objectives"] = [
-            objective_to_dict(o)
-            for o in session.scalars(
-                select(RunObjective)
-                .where(RunObjective.run_id == run_id)
-                .order_by(RunObjective.objective_name)
-            )
-        ]
-        return result
+        return run_with_objectives(session, run_id)
+
+
+def run_with_objectives(session: Session, run_id: str) -> dict[str, Any] | None:
+    """Return one run with all its fields and its objectives, or None, read in ``session``."""
+    run = session.get(TrainingRun, run_id)
+    if run is None:
+        return None
+    result = run_to_dict(run)
+    result["objectives"] = [
+        objective_to_dict(o)
+        for o in session.scalars(
+            select(RunObjective).where(RunObjective.run_id == run_id).order_by(RunObjective.objective_name)
+        )
+    ]
+    return result

@@ -222,13 +222,17 @@ def _emit_rows(
     shown = list(columns or default)
     values = ([column_value(run, name) for name in shown] for run in rows)
     if output_format == "csv":
-        text = io.StringIO()
-        writer = csv.writer(text)
-        writer.writerow(shown)
-        writer.writerows([_csv_cell(value) for value in row] for row in values)
-        click.echo(text.getvalue(), nl=False)
+        _echo_csv(values, shown)
         return
     _print_table(values, shown, title=f"{len(rows)} run(s)")
+
+
+def _echo_csv(rows: Iterable[Sequence[Any]], headers: Sequence[str]) -> None:
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(headers)
+    writer.writerows([_csv_cell(value) for value in row] for row in rows)
+    click.echo(text.getvalue(), nl=False)
 
 
 @click.command()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,7 +9,7 @@ import click
 
 import store
 from ingest.cli.common import load_settings
-from ingest.cli.runs import FORMATS, _csv_cell, _echo_json, _print_table, parse_where
+from ingest.cli.runs import FORMATS, _echo_csv, _echo_json, _print_table, parse_where
 from store.scaffolds import CROSS_RUN_ORDERS, RUN_ORDERS
 
 RUN_COLUMNS = ("scaffold", "molecules", "first_step", "last_step", "best_reward", "best_smiles")
@@ -31,11 +29,7 @@ def _emit(rows: list[dict[str, Any]], columns: Sequence[str], output_format: str
         return
     values = [[row.get(name) for name in columns] for row in rows]
     if output_format == "csv":
-        text = io.StringIO()
-        writer = csv.writer(text)
-        writer.writerow(columns)
-        writer.writerows([_csv_cell(value) for value in row] for row in values)
-        click.echo(text.getvalue(), nl=False)
+        _echo_csv(values, columns)
         return
     _print_table(values, columns, title=title)
 
