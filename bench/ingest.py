@@ -289,8 +289,9 @@ class Inbox:
         return time.monotonic()
 
     def truncate(self) -> None:
+        # CASCADE: the runs' molecule tables refer to training_runs.
         self.connection.execute(
-            "TRUNCATE inbox_events, run_objectives, training_runs, s3_objects RESTART IDENTITY"
+            "TRUNCATE inbox_events, run_objectives, training_runs, s3_objects RESTART IDENTITY CASCADE"
         )
 
     def count(self, table: str) -> int:
