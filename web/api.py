@@ -180,6 +180,13 @@ def _integer(name: str, default: int, low: int, high: int) -> int:
     return value
 
 
+def _flag(name: str) -> bool:
+    raw = _given(name, "false")
+    if raw not in ("true", "false"):
+        raise BadParameter(name, f"{name}: must be true or false, not {raw!r}")
+    return raw == "true"
+
+
 def _list(name: str) -> list[str] | None:
     raw = _text(name)
     if raw is None:
@@ -227,11 +234,12 @@ def compare() -> Response:
 
 @blueprint.get("/pareto")
 def pareto() -> Response:
-    """The exact Pareto front of the matching runs over 2 to 6 objectives."""
+    """The exact Pareto front of the matching runs over 2 to 6 objectives, and with points=true every run considered."""
     objectives = _text("objectives")
     if objectives is None:
         raise BadParameter("objectives", "objectives: name 2 to 6 objectives, e.g. A:max,B:min,C")
-    return answer(reads.pareto(objectives, _given("metric", "raw_mean"), _text("filter")))
+    metric = _given("metric", "raw_mean")
+    return answer(reads.pareto(objectives, metric, _text("filter"), _flag("points")))
 
 
 @blueprint.get("/stats")
