@@ -550,7 +550,7 @@ def _comparison(node: Comparison, truth: bool, dialect: str) -> ColumnElement[bo
     if target.kind == "json":
         json_value = _JsonValue(target, dialect)
         values = tuple(json_value.literal(v) for v in node.values)
-        return json_value.once(_apply(json_value.of_kind(_kind(node.values[0])), op, values, dialect))
+        return _apply(json_value.of_kind(_kind(node.values[0])), op, values, dialect)
     return _apply(target.column, op, node.values, dialect)
 
 
@@ -618,8 +618,7 @@ def _missing(target: Target, dialect: str) -> ColumnElement[bool]:
     if target.kind == "objective":
         return not_(_objective_holds(target, dialect, None))
     if target.kind == "json":
-        json_value = _JsonValue(target, dialect)
-        return json_value.once(json_value.missing())
+        return _JsonValue(target, dialect).missing()
     return target.column.is_(None)
 
 
@@ -648,32 +647,10 @@ def objective_join(name: str, objective: Any) -> Any:
 
 
 class _JsonValue(JsonAccess):
-    """A JSON path's value as SQL: each kind is NULL where the value is of another kind.
-
-    On PostgreSQL the path is read once per row, into ``node``, and every test reads that small
-    value: each read of the path itself would de-TOAST and decompress the whole document again.
-    """
+    """A JSON path's value as SQL: each kind is NULL where the value is of another kind."""
 
     def __init__(self, target: Target, dialect: str) -> None:
         super().__init__(Field(target.name, target.column, target.path), dialect)
-        if dialect == "postgresql":
-            # A function in FROM runs once per row of the subquery (once); an expression would be
-            # copied into each place that reads it.
-            self.node = func.jsonb_extract_path(target.column, *target.path).column_valued()
-
-    def once(self, condition: ColumnElement[bool]) -> ColumnElement[bool]:
-        """The condition, reading the path once per run (PostgreSQL)."""
-        if self.dialect != "postgresql":
-            return condition
-        return select(condition).correlate(TrainingRun).scalar_subquery()
-
-    def _pg_node(self) -> ColumnElement[Any]:
-        return self.node
-
-    def text(self) -> ColumnElement[Any]:
-        if self.dialect == "postgresql":
-            return case((self.json_type() == "string", self._text_at(())))
-        return super().text()
 
     def literal(self, value: Any) -> Any:
         """The literal as the value of its kind compares with it."""
@@ -700,24 +677,25 @@ class _JsonValue(JsonAccess):
         """'true' or 'false' where the value is a boolean."""
         kind = self.json_type()
         if self.dialect == "postgresql":
-            return case((kind == "boolean", self._text_at(())))
+            return case((kind == "boolean", self._text_at(self.field.path)))
         return case((kind.in_(["true", "false"]), kind))
 
     def numeric(self) -> ColumnElement[Any]:
         """The number at the path, or the finite float of a ``{"$float": ...}`` marker there."""
         kind = self.json_type()
-        marker = self._text_at(("$float",))
+        marker_path = (*self.field.path, "$float")
+        marker = self._text_at(marker_path)
         if self.dialect == "postgresql":
             # Equal to {"$float": <its marker as a string>}: one key, and a string under it.
             is_marker = self._pg_node() == func.jsonb_build_object(cast(literal("$float"), Text), marker)
-            plain = cast(self._text_at(()), Numeric)
+            plain = cast(self._text_at(self.field.path), Numeric)
             return case(
                 (kind == "number", plain),
                 (and_(kind == "object", is_marker, marker.not_in(_NON_FINITE)), cast(marker, Numeric)),
             )
         whole = func.json_extract(self.field.column, sqlite_path(self.field.path))
         is_marker = and_(
-            func.json_type(self.field.column, sqlite_path((*self.field.path, "$float"))) == "text",
+            func.json_type(self.field.column, sqlite_path(marker_path)) == "text",
             whole == func.json_object("$float", marker),
         )
         return case(
@@ -731,16 +709,13 @@ class _JsonValue(JsonAccess):
         # An object's text as each database renders it.
         separator = ": " if self.dialect == "postgresql" else ":"
         markers = [f'{{"$float"{separator}"{m}"}}' for m in _NON_FINITE]
-        whole = self._text_at(())
+        whole = self._text_at(self.field.path)
         return or_(kind.is_(None), kind == "null", and_(kind == "object", whole.in_(markers)))
 
     def _text_at(self, path: tuple[str, ...]) -> ColumnElement[Any]:
-        """The text at ``path`` under the field's path."""
         if self.dialect == "postgresql":
-            return type_coerce(self.node.op("#>>")(_pg_path(path)), String)
-        return type_coerce(
-            func.json_extract(self.field.column, sqlite_path((*self.field.path, *path))), String
-        )
+            return type_coerce(self.field.column.op("#>>")(_pg_path(path)), String)
+        return type_coerce(func.json_extract(self.field.column, sqlite_path(path)), String)
 
 
 def _pg_path(path: tuple[str, ...]) -> Any:
