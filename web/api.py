@@ -267,10 +267,11 @@ def events() -> Response:
     statuses = _list("status") or ["failed", "dead"]
     source = _text("source")
     limit = _integer("limit", 50, 1, reads.MAX_LIMIT)
-    cursor = _text("cursor")
+    # An empty cursor is refused, not read as none: the schema says digits, and so do the pages.
+    cursor = _arg("cursor")
     before = None
     if cursor is not None:
-        if not cursor.isdigit() or int(cursor) > MAX_EVENT_ID:
+        if not (cursor.isascii() and cursor.isdigit()) or int(cursor) > MAX_EVENT_ID:
             raise BadParameter("cursor", "cursor: not a cursor this API gave out")
         before = int(cursor)
     found = inbox.page_events(statuses, source, before, limit + 1)

@@ -55,7 +55,13 @@ def test_events_filter_by_status_and_source_and_page_by_cursor(client: FlaskClie
 
 @pytest.mark.parametrize(
     ("params", "parameter"),
-    [({"status": "broken"}, None), ({"cursor": "x"}, "cursor"), ({"limit": "0"}, "limit")],
+    [
+        ({"status": "broken"}, None),
+        ({"cursor": "x"}, "cursor"),
+        ({"cursor": ""}, "cursor"),
+        ({"cursor": "\u0661"}, "cursor"),
+        ({"limit": "0"}, "limit"),
+    ],
 )
 def test_bad_event_parameters_get_400(
     client: FlaskClient, params: dict[str, str], parameter: str | None
