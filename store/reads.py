@@ -582,9 +582,13 @@ def parse_objectives(spec: str | Sequence[str]) -> list[tuple[str, str | None]]:
 
 
 def pareto(
-    objectives: str | Sequence[str], metric: str = "raw_mean", where: str | None = None
+    objectives: str | Sequence[str],
+    metric: str = "raw_mean",
+    where: str | None = None,
+    with_points: bool = False,
 ) -> dict[str, Any]:
-    """Return the exact Pareto front of the matching runs that have every objective's value.
+    """Return the exact Pareto front of the matching runs that have every objective's value, and
+    with ``with_points`` every such run's id, gradient method and values, column by column.
 
     The database hands over each run's values only; store.pareto finds the front.
     """
@@ -598,7 +602,10 @@ def pareto(
         values = [getattr(table, metric) for table in tables]
         # The objectives' index holds every value: training_runs is read only to filter.
         first = tables[0]
-        statement = select(first.run_id, *values).where(first.objective_name == wanted[0][0])
+        # run_objectives keeps a copy of the run's gradient method: the points need no other table.
+        statement = select(first.run_id, *values, first.gradient_method).where(
+            first.objective_name == wanted[0][0]
+        )
         for table, (name, _) in zip(tables[1:], wanted[1:], strict=True):
             statement = statement.join(
                 table, and_(table.run_id == first.run_id, table.objective_name == name)
@@ -607,19 +614,28 @@ def pareto(
             statement = statement.join(TrainingRun, TrainingRun.run_id == first.run_id)
         rows = session.execute(statement.where(*conditions, *[value.is_not(None) for value in values])).all()
         signs = [1.0 if direction == "maximize" else -1.0 for direction in directions]
-        points = [tuple(sign * v for sign, v in zip(signs, row[1:], strict=True)) for row in rows]
+        points = [tuple(sign * v for sign, v in zip(signs, row[1:-1], strict=True)) for row in rows]
         members = sorted((rows[i] for i in front(points)), key=lambda row: row[0])
         details = _run_columns(session, [row[0] for row in members], ("gradient_method", "status"))
     names = [name for name, _ in wanted]
-    return {
+    answer: dict[str, Any] = {
         "objectives": [{"name": n, "direction": d} for n, d in zip(names, directions, strict=True)],
         "metric": metric,
         "considered": len(rows),
         "front": [
-            {"run_id": row[0], "values": dict(zip(names, row[1:], strict=True)), **details[row[0]]}
+            {"run_id": row[0], "values": dict(zip(names, row[1:-1], strict=True)), **details[row[0]]}
             for row in members
         ],
     }
+    if with_points:
+        # Columns, not one object per run: a quarter of the bytes, and no per-run parsing in a browser.
+        columns = list(zip(*rows, strict=True)) or [()] * (len(names) + 2)
+        answer["points"] = {
+            "run_id": list(columns[0]),
+            "gradient_method": list(columns[-1]),
+            "values": {name: list(column) for name, column in zip(names, columns[1:-1], strict=True)},
+        }
+    return answer
 
 
 def _run_columns(session: Any, run_ids: list[str], columns: Sequence[str]) -> dict[str, dict[str, Any]]:

@@ -194,6 +194,13 @@ def _integer(name: str, default: int, low: int, high: int) -> int:
     return value
 
 
+def _flag(name: str) -> bool:
+    raw = _given(name, "false")
+    if raw not in ("true", "false"):
+        raise BadParameter(name, f"{name}: must be true or false, not {raw!r}")
+    return raw == "true"
+
+
 def _list(name: str) -> list[str] | None:
     raw = _text(name)
     if raw is None:
@@ -242,11 +249,12 @@ def compare() -> Response:
 
 @blueprint.get("/pareto")
 def pareto() -> Response:
-    """The exact Pareto front of the matching runs over 2 to 6 objectives."""
+    """The exact Pareto front of the matching runs over 2 to 6 objectives, and with points=true every run considered."""
     objectives = _text("objectives")
     if objectives is None:
         raise BadParameter("objectives", "objectives: name 2 to 6 objectives, e.g. A:max,B:min,C")
-    return answer(reads.pareto(objectives, _given("metric", "raw_mean"), _text("filter")))
+    metric = _given("metric", "raw_mean")
+    return answer(reads.pareto(objectives, metric, _text("filter"), _flag("points")))
 
 
 @blueprint.get("/stats")
@@ -274,10 +282,11 @@ def events() -> Response:
     statuses = _list("status") or ["failed", "dead"]
     source = _text("source")
     limit = _integer("limit", 50, 1, reads.MAX_LIMIT)
-    cursor = _arg("cursor")  # event ids only: an empty cursor is no cursor, not the first page
+    # An empty cursor is refused, not read as none: the schema says digits, and so do the pages.
+    cursor = _arg("cursor")
     before = None
     if cursor is not None:
-        if not cursor.isdigit() or int(cursor) > MAX_EVENT_ID:
+        if not (cursor.isascii() and cursor.isdigit()) or int(cursor) > MAX_EVENT_ID:
             raise BadParameter("cursor", "cursor: not a cursor this API gave out")
         before = int(cursor)
     found = inbox.page_events(statuses, source, before, limit + 1)

@@ -31,6 +31,7 @@ from flask import (
     request,
     stream_with_context,
 )
+from markupsafe import Markup
 
 from store import reads
 from store.query import SCALAR_COLUMNS
@@ -332,8 +333,12 @@ def _flatten(document: Any, prefix: str = "") -> dict[str, Any]:
 
 
 @blueprint.get("/pareto")
-def pareto() -> tuple[str, int]:
-    """The Pareto front of two to six objectives over every matching run, and every run considered."""
+def pareto() -> Response:
+    """The Pareto front of two to six objectives over every matching run, and every run considered.
+
+    One query answers both: the front, and the chart's points, written into the page (gzipped when
+    the browser takes it): no second request, and no second query for values the first one read.
+    """
     objectives = _objectives()
     default = ",".join(o["name"] for o in objectives[:2])
     params = {
@@ -345,9 +350,12 @@ def pareto() -> tuple[str, int]:
     answer: dict[str, Any] = {"objectives": [], "considered": 0, "front": []}
     if params["objectives"]:
         try:
-            answer = api("/api/pareto", params)
+            answer = api("/api/pareto", {**params, "points": "true"})
         except ApiError as refused:
             error = _error_for_page(refused)
+    chart = None
+    if answer["objectives"]:
+        chart = {key: answer[key] for key in ("objectives", "front", "considered", "points")}
     html = render_template(
         "pareto.html",
         params=params,
@@ -355,55 +363,22 @@ def pareto() -> tuple[str, int]:
         metrics=METRICS,
         answer=answer,
         error=error,
-        points_url=_points_url(answer["objectives"], params) if answer["objectives"] else None,
+        chart_data=_script_json(chart) if chart else None,
     )
-    return _answer(html, error)
-
-
-def _points_url(objectives: list[dict[str, Any]], params: Mapping[str, str]) -> str:
-    """The address of every considered run's values, for the chart."""
-    query = {"objectives": ",".join(o["name"] for o in objectives), **params}
-    return "/pareto/points?" + urlencode({key: query[key] for key in ("objectives", "metric", "filter")})
-
-
-@blueprint.get("/pareto/points")
-def pareto_points() -> Response | tuple[Response, int]:
-    """Every considered run of a Pareto chart, column by column: run ids, methods, each objective's values.
-
-    Considered means what /api/pareto considers: matching the filter, with a value of every
-    objective. Columns, not one object per run, because a chart of 26,000 runs then costs a
-    quarter of the bytes and no per-run parsing in the browser.
-    """
-    names = [
-        name.split(":")[0].strip() for name in request.args.get("objectives", "").split(",") if name.strip()
-    ]
-    metric = request.args.get("metric", "raw_mean")
-    if not 2 <= len(names) <= 6 or metric not in METRICS:
-        return jsonify(
-            error="bad_parameter", message="objectives: name 2 to 6; metric: one of " + ", ".join(METRICS)
-        ), 400
-    fields = [f"objective.{name}.{metric}" for name in names]
-    having = " and ".join(f"{field} is not null" for field in fields)
-    user_filter = request.args.get("filter", "").strip()
-    where = f"({user_filter}) and {having}" if user_filter else having
-    try:
-        lines = b"".join(reads.stream_runs(where, "run_id", ["run_id", "gradient_method", *fields]))
-    except ValueError as error:
-        return jsonify(error="bad_parameter", message=str(error)), 400
-    runs = [orjson.loads(line) for line in lines.splitlines() if line]
-    body = orjson.dumps(
-        {
-            "run_id": [run["run_id"] for run in runs],
-            "gradient_method": [run["gradient_method"] for run in runs],
-            "values": {name: [run[field] for run in runs] for name, field in zip(names, fields, strict=True)},
-        }
-    )
-    response = Response(body, mimetype="application/json")
+    response = Response(html, 400 if error else 200, mimetype="text/html")
     if "gzip" in request.headers.get("Accept-Encoding", ""):
-        response.set_data(gzip.compress(body, 1))
+        response.set_data(gzip.compress(response.get_data(), 1))
         response.headers["Content-Encoding"] = "gzip"
     response.headers["Vary"] = "Accept-Encoding"
     return response
+
+
+def _script_json(data: Any) -> Markup:
+    """JSON for a <script type="application/json">, escaped as Flask's tojson does, encoded by orjson."""
+    text = orjson.dumps(data).decode()
+    for char, escape in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("'", "\\u0027")):
+        text = text.replace(char, escape)
+    return Markup(text)
 
 
 @blueprint.get("/stats")

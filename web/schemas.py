@@ -73,11 +73,22 @@ class FrontMember(BaseModel):
     status: str | None
 
 
+class ParetoPoints(BaseModel):
+    """Every considered run, column by column: the i-th run is run_id[i], gradient_method[i], values[name][i]."""
+
+    run_id: list[str]
+    gradient_method: list[str | None]
+    values: dict[str, list[float]]
+
+
 class Front(Timed):
     objectives: list[ParetoObjective]
     metric: str
     considered: int = Field(description="Matching runs that have every objective's value.")
     front: list[FrontMember] = Field(description="The non-dominated runs, by run_id.")
+    points: ParetoPoints | None = Field(
+        default=None, description="Only with points=true: every considered run, in no set order."
+    )
 
 
 class Counts(BaseModel):
@@ -224,6 +235,11 @@ def paths(schema: Callable[[Any], dict[str, Any]], error: Callable[[str], dict[s
                 ),
                 OBJECTIVE_METRIC,
                 FILTER,
+                _query(
+                    "points",
+                    "true: also every considered run's id, gradient method and values (for a chart).",
+                    {"type": "string", "enum": ["true", "false"]},
+                ),
             ],
         ),
         "/api/stats": get(

@@ -188,10 +188,34 @@ def test_pareto_over_the_api_is_the_brute_force_front(
         assert (member["gradient_method"], member["status"]) == (row["gradient_method"], row["status"])
 
 
+def test_pareto_with_points_gives_every_considered_run_column_by_column(
+    client: FlaskClient, loaded: list[dict[str, Any]]
+) -> None:
+    names = ["DRD5_activity", "COMT_activity", "QED"]
+    rows = [
+        r
+        for r in objective_rows(client, *names)
+        if all(r[f"objective.{n}.raw_mean"] is not None for n in names)
+    ]
+
+    answer = get(client, "/api/pareto", objectives=",".join(names), points="true", filter="batch_size >= 0")
+
+    points = answer["points"]
+    assert answer["considered"] == len(points["run_id"]) == len(rows) > 0
+    by_id = {r["run_id"]: r for r in rows}
+    for i, run_id in enumerate(points["run_id"]):
+        assert points["gradient_method"][i] == by_id[run_id]["gradient_method"]
+        assert {n: points["values"][n][i] for n in names} == {
+            n: by_id[run_id][f"objective.{n}.raw_mean"] for n in names
+        }
+    assert "points" not in get(client, "/api/pareto", objectives=",".join(names))
+
+
 @pytest.mark.parametrize(
     ("params", "message"),
     [
         ({}, "objectives"),
+        ({"objectives": "a,b", "points": "yes"}, "points: must be true or false"),
         ({"objectives": "DRD5_activity"}, "2 to 6"),
         ({"objectives": "a,b,c,d,e,f,g"}, "2 to 6"),
         ({"objectives": "a:up,b"}, ":max, :min"),

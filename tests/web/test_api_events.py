@@ -59,6 +59,7 @@ def test_events_filter_by_status_and_source_and_page_by_cursor(client: FlaskClie
         ({"status": "broken"}, None),
         ({"cursor": "x"}, "cursor"),
         ({"cursor": ""}, "cursor"),
+        ({"cursor": "\u0661"}, "cursor"),
         ({"limit": "0"}, "limit"),
     ],
 )

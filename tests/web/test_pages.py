@@ -8,6 +8,7 @@ import io
 import re
 from html import unescape
 
+import orjson
 import pytest
 from flask.testing import FlaskClient
 
@@ -232,7 +233,7 @@ def test_side_by_side_takes_two_to_ten_runs(client: FlaskClient, seeded: dict[st
     assert f"Pick 2 to 10 runs to see them side by side ({count} picked)." in html
 
 
-def test_pareto_lists_the_front_and_asks_the_api_for_every_considered_run(
+def test_pareto_lists_the_front_and_writes_every_considered_run_into_the_page(
     client: FlaskClient, seeded: dict[str, int]
 ) -> None:
     answer = client.get("/api/pareto?objectives=COMT_activity,DRD5_activity", headers=READ).get_json()
@@ -242,23 +243,27 @@ def test_pareto_lists_the_front_and_asks_the_api_for_every_considered_run(
     assert f"{len(answer['front'])} runs on the front of {answer['considered']} considered" in html
     for run in answer["front"]:
         assert f'href="/runs/{run["run_id"]}"' in html
-    points_url = re.search(r'"points_url": "([^"]+)"', html).group(1).encode().decode("unicode_escape")
-    points = client.get(points_url, headers=READ).get_json()
+    chart = orjson.loads(re.search(r'id="pareto-data">([^<]*)</script>', html).group(1))
+    points = chart["points"]
+    assert chart["front"] == answer["front"]
     assert len(points["run_id"]) == len(points["gradient_method"]) == answer["considered"]
     assert {run["run_id"] for run in answer["front"]} <= set(points["run_id"])
     for name in ("COMT_activity", "DRD5_activity"):
         assert len(points["values"][name]) == answer["considered"] and None not in points["values"][name]
 
 
-def test_the_pareto_points_refuse_one_objective_and_a_bad_filter(
+def test_the_pareto_page_is_gzipped_for_a_browser_that_takes_it(
     client: FlaskClient, seeded: dict[str, int]
 ) -> None:
-    one = client.get("/pareto/points?objectives=QED", headers=READ)
-    bad = client.get("/pareto/points?objectives=QED,SA_score&filter=batchsize+%3D+1", headers=READ)
+    plain = page(client, "/pareto?objectives=COMT_activity,DRD5_activity")
 
-    assert one.status_code == bad.status_code == 400
-    assert "2 to 6" in one.get_json()["message"]
-    assert "batch_size" in bad.get_json()["message"]
+    response = client.get(
+        "/pareto?objectives=COMT_activity,DRD5_activity", headers={**READ, "Accept-Encoding": "gzip"}
+    )
+
+    assert response.status_code == 200
+    assert response.headers["Content-Encoding"] == "gzip"
+    assert gzip.decompress(response.get_data()).decode() == plain
 
 
 def test_stats_counts_runs_by_status_and_crash_rate_by_method(

@@ -56,19 +56,14 @@ function drawCompare() {
     markDrawn(element, groups.reduce((sum, g) => sum + g.n, 0)));
 }
 
-// Pareto: every considered run (from /pareto/points, column by column), coloured by method, the front on top.
+// Pareto: every considered run (in the page, column by column), coloured by method, the front on top.
 async function drawPareto() {
   const data = readData("pareto-data");
   const element = document.getElementById("pareto-chart");
   const status = document.getElementById("pareto-status");
-  if (!data || !element || !data.points_url) return;
+  if (!data || !element) return;
   const names = data.objectives.map((o) => o.name);
-  const response = await fetch(data.points_url, { credentials: "same-origin" });
-  if (!response.ok) {
-    status.textContent = `Could not load the runs: ${response.status}`;
-    return;
-  }
-  const points = await response.json();
+  const points = data.points;
   const byMethod = new Map();
   const count = points.run_id.length;
   const columns = names.map((name) => points.values[name]);
