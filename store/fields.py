@@ -11,11 +11,27 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Float, String, and_, case, cast, func, literal, or_, type_coerce
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Float,
+    Integer,
+    String,
+    and_,
+    case,
+    cast,
+    func,
+    literal,
+    or_,
+    type_coerce,
+)
 from sqlalchemy.sql.elements import KeyedColumnElement
 
 from store.models import TrainingRun
 from store.runs import JSON_COLUMNS, RUN_COLUMNS
+
+# What an integer column holds: -limit to limit - 1.
+INTEGER_RANGES = {Integer: 2**31, BigInteger: 2**63}
 
 DOCUMENTS = {"config": "config_json", "summary": "final_metrics_json", "progress": "progress_json"}
 SCALAR_COLUMNS = tuple(c for c in RUN_COLUMNS if c not in JSON_COLUMNS)

@@ -35,10 +35,8 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
-    BigInteger,
     ColumnElement,
     Float,
-    Integer,
     Numeric,
     Select,
     String,
@@ -59,7 +57,7 @@ from sqlalchemy.orm import aliased
 from sqlalchemy.types import Text
 
 from store import extract
-from store.fields import DOCUMENTS, SCALAR_COLUMNS, Field, JsonAccess, sqlite_path
+from store.fields import DOCUMENTS, INTEGER_RANGES, SCALAR_COLUMNS, Field, JsonAccess, sqlite_path
 from store.models import RunObjective, TrainingRun, UTCDateTime
 from store.runs import parse_time
 
@@ -78,7 +76,6 @@ _COMPARE: dict[str, Callable[[Any, Any], Any]] = {
     ">": lambda x, v: x > v,
     ">=": lambda x, v: x >= v,
 }
-_INTEGER_RANGES = {Integer: 2**31, BigInteger: 2**63}
 _NON_FINITE = ("NaN", "Infinity", "-Infinity")
 
 
@@ -453,7 +450,7 @@ def _checked(target: Target, op: str, token: Token, text: str) -> Any:
             raise refuse(f"{target.name} compares with numbers, not {token.text}")
         if python_type is float:
             return _as_float(value, target, refuse)
-        limit = _INTEGER_RANGES.get(type(column.type), 2**63)
+        limit = INTEGER_RANGES.get(type(column.type), 2**63)
         if isinstance(value, int) and not -limit <= value < limit:
             raise refuse(f"{value} is out of the range of {target.name} ({-limit} to {limit - 1})")
         return value

@@ -12,13 +12,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select, true
+from sqlalchemy import ColumnElement, Numeric, Select, and_, false, func, literal, or_, select, true
 
 from store import extract
 from store.database import read_transaction
 from store.fields import DOCUMENTS as DOCUMENTS
+from store.fields import INTEGER_RANGES, Field, JsonAccess, is_number, resolve
 from store.fields import SCALAR_COLUMNS as SCALAR_COLUMNS
-from store.fields import Field, JsonAccess, is_number, resolve
 from store.filters import compile_filter, matching_run_ids, objective_join, parse_field, select_field
 from store.models import RunObjective, TrainingRun, UTCDateTime
 from store.runs import RUN_COLUMNS, parse_time
@@ -34,18 +34,21 @@ def _coerce_for_column(field: Field, value: Any) -> Any:
         return parse_time(value, field.name)
     python_type = field.column.type.python_type
     if python_type in (int, float):
-        if is_number(value):
-            return value
         if isinstance(value, str):
             try:
-                return (
+                value = (
                     float(value)
                     if python_type is float or "." in value or "e" in value.lower()
                     else int(value)
                 )
             except ValueError:
                 pass
-        raise ValueError(f"{field.name} compares with numbers, not {value!r}")
+        if not is_number(value):
+            raise ValueError(f"{field.name} compares with numbers, not {value!r}")
+        limit = INTEGER_RANGES.get(type(field.column.type))
+        if limit is not None and isinstance(value, int) and not -limit <= value < limit:
+            raise ValueError(f"{value} is out of the range of {field.name} ({-limit} to {limit - 1})")
+        return value
     if not isinstance(value, str):
         raise ValueError(f"{field.name} compares with strings, not {value!r}")
     if field.name == "status":
@@ -111,6 +114,10 @@ def _json_condition(field: Field, op: str, value: Any, dialect: str) -> ColumnEl
     if is_number(value):
         if not math.isfinite(value):
             raise ValueError(f"{field.name} cannot be compared with {value}")
+        if isinstance(value, int) and not -(2**63) <= value < 2**63:
+            # Bound as a bigint by default, which refuses it. SQLite's JSON numbers past 64 bits
+            # are doubles anyway; PostgreSQL compares as numeric, exactly.
+            value = float(value) if dialect == "sqlite" else literal(value, Numeric())
         expression = access.number()
     elif isinstance(value, str):
         expression = access.text()

@@ -593,3 +593,22 @@ def test_export_filter_exports_only_the_matching_runs(loaded, small_pages):
     expected = [r for r in loaded if r["state"] == "crashed" or r["config"]["training"]["batch_size"] == 16]
     assert result.exit_code == 0, result.output
     assert sorted(strict_json(line)["run_id"] for line in result.output.splitlines()) == ids(expected)
+
+
+def test_where_with_an_integer_past_a_columns_range_is_one_line_naming_the_range(db):
+    result = invoke("runs", "--where", "batch_size>9223372036854775808")
+
+    assert result.exit_code == 1
+    assert result.output == (
+        "Error: 9223372036854775808 is out of the range of batch_size (-2147483648 to 2147483647)\n"
+    )
+
+
+def test_where_on_a_json_path_compares_integers_past_64_bits_as_numbers(loaded):
+    huge = invoke("runs", "--where", "config.training.batch_size>9223372036854775808", "--format", "json")
+    small = invoke("runs", "--where", "config.training.batch_size<9223372036854775808", "--format", "json")
+
+    assert huge.exit_code == 0, huge.output
+    assert strict_json(huge.output) == []
+    assert small.exit_code == 0, small.output
+    assert len(strict_json(small.output)) == min(len(loaded), 100)
