@@ -9,6 +9,7 @@ bound as parameters; nothing the user writes is pasted into SQL.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -27,7 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql.elements import KeyedColumnElement
 
-from store.models import TrainingRun
+from store.models import TrainingRun, UTCDateTime
 from store.runs import JSON_COLUMNS, RUN_COLUMNS
 
 # What an integer column holds: -limit to limit - 1.
@@ -35,6 +36,12 @@ INTEGER_RANGES = {Integer: 2**31, BigInteger: 2**63}
 
 DOCUMENTS = {"config": "config_json", "summary": "final_metrics_json", "progress": "progress_json"}
 SCALAR_COLUMNS = tuple(c for c in RUN_COLUMNS if c not in JSON_COLUMNS)
+# Each typed column's Python type, for readers that must type a column none of whose values is set.
+SCALAR_TYPES: dict[str, type] = {
+    name: datetime if isinstance(column.type, UTCDateTime) else column.type.python_type
+    for name, column in TrainingRun.__table__.columns.items()
+    if name in SCALAR_COLUMNS
+}
 
 
 @dataclass(frozen=True)

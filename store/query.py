@@ -19,6 +19,7 @@ from store.database import read_transaction
 from store.fields import DOCUMENTS as DOCUMENTS
 from store.fields import INTEGER_RANGES, Field, JsonAccess, is_number, resolve
 from store.fields import SCALAR_COLUMNS as SCALAR_COLUMNS
+from store.fields import SCALAR_TYPES as SCALAR_TYPES
 from store.filters import compile_filter, matching_run_ids, objective_join, parse_field, select_field
 from store.models import RunObjective, TrainingRun, UTCDateTime
 from store.runs import RUN_COLUMNS, parse_time

@@ -30,7 +30,7 @@ from ingest.cli.common import load_settings, progress
 from ingest.events import Source
 from store import extract, inbox
 from store.objectives import RESULT_COLUMNS
-from store.query import DOCUMENTS, SCALAR_COLUMNS, resolve
+from store.query import DOCUMENTS, SCALAR_COLUMNS, SCALAR_TYPES, resolve
 from store.reads import list_objectives
 
 WHERE = re.compile(r"(?P<field>[^<>=!~]+?)\s*(?P<op>>=|<=|!=|=|>|<|~)\s*(?P<value>.*)", re.DOTALL)
@@ -562,13 +562,24 @@ def _fits(value: Any, column: pa.DataType) -> Any:
     return None
 
 
+def _known_kinds(name: str, kinds: set[type]) -> set[type]:
+    """The types a column's values have; for a column of nothing but nulls, the type the schema gives it."""
+    if kinds - {type(None)}:
+        return kinds
+    if name in SCALAR_TYPES:
+        return {SCALAR_TYPES[name]}
+    if name.startswith("objective."):
+        return {float}
+    return kinds
+
+
 def _write_parquet(matching: Callable[[], Iterator[dict[str, Any]]], output: IO[bytes]) -> int:
     kinds: dict[str, set[type]] = {}
     for row in progress(matching(), "reading columns"):
         for name, value in row.items():
             kinds.setdefault(name, set()).add(_kind(value))
     names = _ordered_columns(kinds or {name: set() for name in SCALAR_COLUMNS})
-    schema = pa.schema([(name, _arrow_type(kinds.get(name, set()))) for name in names])
+    schema = pa.schema([(name, _arrow_type(_known_kinds(name, kinds.get(name, set())))) for name in names])
     written = 0
     with pq.ParquetWriter(output, schema) as writer:
         for batch in _batches(progress(matching(), "exporting runs"), EXPORT_PAGE):

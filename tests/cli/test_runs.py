@@ -408,6 +408,22 @@ def test_export_parquet_has_typed_columns_and_every_run(loaded, small_pages, tmp
         assert row["created_at"] == store.get_run(record["run_id"])["created_at"]
 
 
+
+def test_export_parquet_types_columns_of_nothing_but_nulls_from_the_schema(db, tmp_path):
+    store.insert_run("bare", config_dict={})
+    store.insert_objective("bare", "QED")
+    output = tmp_path / "runs.parquet"
+
+    result = invoke("export", "--format", "parquet", "--output", str(output))
+
+    assert result.exit_code == 0, result.output
+    schema = pq.read_table(output).schema
+    assert str(schema.field("batch_size").type) == "int64"
+    assert str(schema.field("learning_rate").type) == "double"
+    assert str(schema.field("completed_at").type) == "timestamp[us, tz=UTC]"
+    assert str(schema.field("gradient_method").type) == "string"
+    assert str(schema.field("objective.QED.raw_mean").type) == "double"
+
 def test_export_jsonl_writes_one_strict_json_run_a_line_to_stdout(loaded, small_pages):
     result = invoke("export", "--format", "jsonl", "--where", "status=crashed")
 
