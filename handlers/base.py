@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ingest.settings import Settings
@@ -23,7 +23,6 @@ class Context:
     settings: Settings
     wandb_client: Callable[[], Any] | None = None
     http_get: Callable[[str], Any] | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
 
 
 Handler = Callable[[Any, Context], Outcome]

@@ -223,11 +223,6 @@ def _plan_once(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-de
     dbapi_connection.commit()
 
 
-def backend() -> str:
-    """Return ``postgresql`` or ``sqlite``."""
-    return get_engine().dialect.name
-
-
 def _sessionmaker() -> sessionmaker[Session]:
     get_engine()
     assert _sessions is not None

@@ -443,22 +443,6 @@ def _replay_conditions(
     return conditions
 
 
-def requeue(
-    statuses: Sequence[str] = ("failed", "dead"),
-    source: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    event_ids: Sequence[int] = (),
-) -> list[Delivery]:
-    """Return the events a replay would run again, oldest first."""
-    conditions = _replay_conditions(statuses, source, since, until, event_ids)
-    with connect(begin=False) as connection:
-        rows = connection.execute(
-            select(*_COLUMNS).where(*conditions).order_by(InboxEvent.__table__.c.id)
-        ).all()
-    return [_delivery(row) for row in rows]
-
-
 def requeue_ids(
     statuses: Sequence[str] = ("failed", "dead"),
     source: str | None = None,
