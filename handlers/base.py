@@ -22,7 +22,8 @@ class Context:
 
     settings: Settings
     wandb_client: Callable[[], Any] | None = None
-    http_get: Callable[[str], Any] | None = None
+    # Visits a verified SubscriptionConfirmation's SubscribeURL (ingest.auth checks it first).
+    confirm_subscription: Callable[[dict[str, Any]], None] | None = None
 
 
 Handler = Callable[[Any, Context], Outcome]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 
 from handlers.base import Context, Outcome
-from ingest import auth
 from ingest.events import SubscriptionMessage
 
 log = logging.getLogger(__name__)
@@ -17,6 +16,8 @@ def confirm_subscription(event: SubscriptionMessage, context: Context) -> Outcom
     if not context.settings.sns_confirm_subscriptions:
         log.warning("sns.confirmation_skipped topic=%s url=%s", envelope.TopicArn, envelope.SubscribeURL)
         return Outcome.IGNORED
-    auth.confirm_subscription(envelope.model_dump(), http_get=context.http_get)
+    if context.confirm_subscription is None:
+        raise RuntimeError("no confirm_subscription service in the handlers' context")
+    context.confirm_subscription(envelope.model_dump())
     log.info("sns.subscription_confirmed topic=%s", envelope.TopicArn)
     return Outcome.APPLIED

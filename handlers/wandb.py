@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 import store
 from handlers.base import Context, Outcome, outcome
 from ingest.events import WandbAutomation
 from ingest.settings import Settings
-from ingest.wandb_api import WandbRun
+
+if TYPE_CHECKING:  # the W&B client's model, named for types only: handlers get the client from their context
+    from ingest.wandb_api import WandbRun
 
 log = logging.getLogger(__name__)
 

@@ -9,11 +9,12 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import store
 from handlers import HANDLERS, IGNORED, Context, Outcome
 from handlers.wandb import sync_project
-from ingest import WANDB_API_KEY_UNSET, metrics
+from ingest import WANDB_API_KEY_UNSET, auth, metrics
 from ingest.archive import Archiver
 from ingest.events import EventKind
 from ingest.parsing import Invalid, Malformed, Parsed, parse_stored
@@ -31,8 +32,13 @@ def make_context(settings: Settings, http_get: Callable[[str], object] | None = 
     def wandb_client() -> WandbClient:
         return WandbClient(settings.wandb_base_url, settings.wandb_api_key)
 
+    def confirm_subscription(message: dict[str, Any]) -> None:
+        auth.confirm_subscription(message, http_get=http_get)
+
     return Context(
-        settings=settings, wandb_client=wandb_client if settings.wandb_api_key else None, http_get=http_get
+        settings=settings,
+        wandb_client=wandb_client if settings.wandb_api_key else None,
+        confirm_subscription=confirm_subscription,
     )
 
 
