@@ -9,10 +9,12 @@ from typing import Any
 import orjson
 from flask import Blueprint, Response, current_app, g, request, stream_with_context
 
+import store
 from ingest.settings import Settings
 from store import inbox, reads
 from store.database import DatabaseUnavailable
 from store.filters import FilterError
+from store.scaffolds import CROSS_RUN_ORDERS, RUN_ORDERS
 from web import auth
 
 blueprint = Blueprint("api", __name__, url_prefix="/api")
@@ -299,3 +301,79 @@ def events() -> Response:
             "next_cursor": str(page[-1].id) if len(found) > limit else None,
         }
     )
+
+
+def _store_answer(parameter: str, question: Any, *args: Any, **kwargs: Any) -> Any:
+    """Ask the store; a ValueError it raises about ``parameter`` becomes a 400 naming it (filters name themselves)."""
+    try:
+        return question(*args, **kwargs)
+    except FilterError:
+        raise
+    except ValueError as error:
+        raise BadParameter(parameter, f"{parameter}: {error}") from None
+
+
+@blueprint.get("/runs/<path:run_id>/scaffolds")
+def run_scaffolds(run_id: str) -> Response:
+    """A run's molecule counts and its scaffolds: most molecules, best reward or earliest step first."""
+    order_by = _given("order_by", "molecules")
+    if order_by not in RUN_ORDERS:
+        raise BadParameter("order_by", f"order_by: must be one of {', '.join(RUN_ORDERS)}, not {order_by!r}")
+    limit = _integer("limit", 50, 1, reads.MAX_LIMIT)
+    counts = store.get_run_molecules(run_id)
+    if counts is None and store.get_run(run_id) is None:
+        return not_found(f"run {run_id!r}")
+    found = store.get_run_scaffolds(run_id, order_by, limit)
+    return answer({"run_id": run_id, "molecules": counts, "order_by": order_by, "scaffolds": found})
+
+
+@blueprint.get("/scaffolds")
+def scaffolds() -> Response:
+    """Scaffolds across the matching runs (most runs or best reward first), or those containing a pattern."""
+    where = _text("filter")
+    contains = _text("contains")
+    order_by = _given("order_by", "runs")
+    min_runs = _integer("min_runs", 1, 1, 2**31 - 1)
+    limit = _integer("limit", 50, 1, reads.MAX_LIMIT)
+    if order_by not in CROSS_RUN_ORDERS:
+        raise BadParameter(
+            "order_by", f"order_by: must be one of {', '.join(CROSS_RUN_ORDERS)}, not {order_by!r}"
+        )
+    if contains is not None:
+        if where is not None:
+            raise BadParameter("contains", "contains: searches every run; give it without filter")
+        found = _store_answer(
+            "contains", store.find_runs_with_scaffold, contains, substructure=True, limit=limit
+        )
+        found = [scaffold for scaffold in found if scaffold["runs"] >= min_runs]
+        if order_by == "best_reward":
+            found = [scaffold for scaffold in found if scaffold["best_reward"] is not None]
+            found.sort(key=lambda scaffold: (-scaffold["best_reward"], scaffold["scaffold"]))
+    else:
+        found = store.query_scaffolds(where, min_runs, order_by, limit)
+    return answer({"contains": contains, "order_by": order_by, "scaffolds": found})
+
+
+@blueprint.get("/diversity")
+def diversity() -> Response:
+    """Per group of matching runs: distinct scaffolds per run (mean, median) and per 1,000 valid molecules."""
+    by = _text("by", "gradient_method") or ""
+    groups = _store_answer("by", store.scaffold_diversity, by, _text("filter"))
+    return answer({"by": by, "groups": [{"key": group.pop(by), **group} for group in groups]})
+
+
+SVG_MAX_AGE = 86_400
+
+
+@blueprint.get("/scaffold.svg")
+def scaffold_depiction() -> Response:
+    """A 2-D depiction of a scaffold or molecule (RDKit's SVG drawer), cached by the browser for a day."""
+    smiles = _text("smiles")
+    if smiles is None:
+        raise BadParameter("smiles", "smiles: name the scaffold or molecule to draw")
+    svg = _store_answer("smiles", store.scaffold_svg, smiles)
+    response = Response(svg, mimetype="image/svg+xml")
+    # Private: the depiction is behind the read guard, so shared caches must not keep it.
+    response.headers["Cache-Control"] = f"private, max-age={SVG_MAX_AGE}"
+    response.add_etag()
+    return response.make_conditional(request)

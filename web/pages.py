@@ -48,6 +48,8 @@ DEFAULT_COLUMNS = ("run_id", "status", "gradient_method", "batch_size", "learnin
 PAGE_SIZES = (25, 50, 100, 250)
 METRICS = ("raw_mean", "normalized_mean", "raw_std", "normalized_std", "weight")
 SIDE_BY_SIDE_RUNS = (2, 10)
+RUN_PAGE_SCAFFOLDS = 12
+SCAFFOLDS_PAGE_SIZE = 30
 OBJECTIVES_TTL_SECONDS = 60.0
 # The fields of a run the side-by-side view compares besides its config and summary.
 RUN_FIELDS_COMPARED = (
@@ -243,7 +245,8 @@ def run(run_id: str) -> str | tuple[str, int]:
         if refused.status == 404:
             return render_template("not_found.html", what=f"run {run_id}"), 404
         raise
-    return render_template("run.html", run=found)
+    found_scaffolds = api(f"/api/runs/{_quote(run_id)}/scaffolds", {"limit": RUN_PAGE_SCAFFOLDS})
+    return render_template("run.html", run=found, scaffolds=found_scaffolds)
 
 
 def _quote(run_id: str) -> str:
@@ -394,6 +397,27 @@ def stats() -> tuple[str, int]:
     except ApiError as refused:
         error = _error_for_page(refused)
     html = render_template("stats.html", params=params, stats=by_group, by_status=by_status, error=error)
+    return _answer(html, error)
+
+
+@blueprint.get("/scaffolds")
+def scaffolds() -> tuple[str, int]:
+    """Top scaffolds across runs (or those containing a pattern), drawn, and diversity per gradient method."""
+    params = {
+        "filter": request.args.get("filter", ""),
+        "contains": request.args.get("contains", ""),
+        "order_by": request.args.get("order_by", "runs"),
+        "min_runs": request.args.get("min_runs", "1"),
+    }
+    error = None
+    found: dict[str, Any] = {"scaffolds": []}
+    diversity: dict[str, Any] = {"by": "gradient_method", "groups": []}
+    try:
+        found = api("/api/scaffolds", {**params, "limit": SCAFFOLDS_PAGE_SIZE})
+        diversity = api("/api/diversity", {"by": "gradient_method", "filter": params["filter"]})
+    except ApiError as refused:
+        error = _error_for_page(refused)
+    html = render_template("scaffolds.html", params=params, found=found, diversity=diversity, error=error)
     return _answer(html, error)
 
 

@@ -140,6 +140,71 @@ class Replayed(BaseModel):
     error: str | None
 
 
+class RunScaffold(BaseModel):
+    scaffold: str = Field(description="Bemis-Murcko scaffold, canonical SMILES; empty for acyclic molecules.")
+    generic_scaffold: str | None
+    molecules: int = Field(description="Molecules seen with this scaffold, repeats included.")
+    first_step: int | None
+    last_step: int | None
+    best_reward: float | None
+    best_smiles: str | None = Field(description="The molecule of the best reward, canonical SMILES.")
+    objectives: dict[str, Any] = Field(
+        description="Per objective: best (by its direction), mean, count, direction."
+    )
+
+
+class RunScaffolds(Timed):
+    run_id: str
+    molecules: dict[str, Any] | None = Field(
+        description="The run's counts: seen, valid, invalid, acyclic, distinct scaffolds, batches; null before any."
+    )
+    order_by: Literal["molecules", "best_reward", "first_step"]
+    scaffolds: list[RunScaffold]
+
+
+class FoundBy(BaseModel):
+    run_id: str
+    molecules: int
+    first_step: int | None
+    last_step: int | None
+    best_reward: float | None
+    best_smiles: str | None
+
+
+class CrossRunScaffold(BaseModel):
+    scaffold: str
+    generic_scaffold: str | None
+    runs: int = Field(description="Runs that found it.")
+    molecules: int
+    best_reward: float | None
+    best_run_id: str | None
+    best_smiles: str | None
+    first_seen_at: datetime | None
+    found_by: list[FoundBy] | None = Field(
+        default=None, description="Only with contains: the runs that found it."
+    )
+
+
+class Scaffolds(Timed):
+    contains: str | None
+    order_by: Literal["runs", "best_reward"]
+    scaffolds: list[CrossRunScaffold]
+
+
+class DiversityGroup(BaseModel):
+    key: Any = Field(description="The group's value of `by` (null for runs without one).")
+    runs: int = Field(description="Runs of the group with molecules.")
+    valid_molecules: int
+    mean_scaffolds_per_run: float
+    median_scaffolds_per_run: float
+    scaffolds_per_1000_valid: float | None
+
+
+class Diversity(Timed):
+    by: str
+    groups: list[DiversityGroup]
+
+
 def _query(name: str, description: str, schema: dict[str, Any], required: bool = False) -> dict[str, Any]:
     return {"name": name, "in": "query", "required": required, "description": description, "schema": schema}
 
@@ -150,6 +215,11 @@ OBJECTIVE_METRIC = _query(
 )
 BY = _query("by", "A typed column or a JSON path (config.a.b, summary.key) to group by.", {"type": "string"})
 LIMIT = _query("limit", "Rows per page.", {"type": "integer", "minimum": 1, "maximum": reads.MAX_LIMIT})
+SCAFFOLD_LIMIT = _query(
+    "limit",
+    "Scaffolds to return (default 50).",
+    {"type": "integer", "minimum": 1, "maximum": reads.MAX_LIMIT},
+)
 
 
 def paths(schema: Callable[[Any], dict[str, Any]], error: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
@@ -210,6 +280,72 @@ def paths(schema: Callable[[Any], dict[str, Any]], error: Callable[[str], dict[s
                     {"name": "run_id", "in": "path", "required": True, "schema": {"type": "string"}}
                 ],
                 "responses": {"200": ok(RunAnswer), **refusals, "404": error("No such run")},
+            }
+        },
+        "/api/runs/{run_id}/scaffolds": {
+            "get": {
+                "summary": "A run's molecule counts and its scaffolds",
+                "security": read_security,
+                "parameters": [
+                    {"name": "run_id", "in": "path", "required": True, "schema": {"type": "string"}},
+                    _query(
+                        "order_by",
+                        "molecules (default), best_reward or first_step.",
+                        {"type": "string", "enum": ["molecules", "best_reward", "first_step"]},
+                    ),
+                    SCAFFOLD_LIMIT,
+                ],
+                "responses": {"200": ok(RunScaffolds), **refusals, "404": error("No such run")},
+            }
+        },
+        "/api/scaffolds": get(
+            "Scaffolds across the matching runs, or every scaffold containing a SMILES/SMARTS pattern",
+            Scaffolds,
+            [
+                FILTER,
+                _query(
+                    "contains",
+                    "A SMILES or SMARTS pattern: scaffolds containing it, with the runs that found them "
+                    "(not with filter).",
+                    {"type": "string"},
+                ),
+                _query(
+                    "order_by",
+                    "runs (default) or best_reward.",
+                    {"type": "string", "enum": ["runs", "best_reward"]},
+                ),
+                _query("min_runs", "Found by at least this many runs.", {"type": "integer", "minimum": 1}),
+                SCAFFOLD_LIMIT,
+            ],
+        ),
+        "/api/diversity": get(
+            "Distinct scaffolds per run and per 1,000 valid molecules, per group of matching runs",
+            Diversity,
+            [
+                _query("by", "A typed run column to group by (default gradient_method).", {"type": "string"}),
+                FILTER,
+            ],
+        ),
+        "/api/scaffold.svg": {
+            "get": {
+                "summary": "A 2-D depiction of a scaffold or molecule (RDKit), cached privately for a day",
+                "security": read_security,
+                "parameters": [
+                    _query(
+                        "smiles",
+                        "The scaffold or molecule, as SMILES.",
+                        {"type": "string", "minLength": 1},
+                        True,
+                    )
+                ],
+                "responses": {
+                    "200": {
+                        "description": "SVG",
+                        "content": {"image/svg+xml": {"schema": {"type": "string"}}},
+                    },
+                    "304": {"description": "Not modified (If-None-Match held the ETag)"},
+                    **refusals,
+                },
             }
         },
         "/api/objectives": get("Each objective's name, direction and number of runs", Objectives, []),

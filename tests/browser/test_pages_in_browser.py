@@ -6,6 +6,7 @@ import re
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import store
 from tests.browser.conftest import PHONE, READ_TOKEN, Site, Watch, log_in, open_page, screenshot
 from tests.browser.seed import RUNS
 
@@ -234,3 +235,36 @@ def test_an_admin_replays_a_failed_event_from_its_row(page: Any, site: Site) -> 
     page.reload()
     assert page.locator(f"#event-{site.events['failed']}").count() == 0
     assert page.locator(f"#event-{site.events['dead']}").count() == 1
+
+
+def test_the_scaffolds_page_draws_each_scaffold_and_diversity_and_searches(page: Any, site: Site) -> None:
+    store.configure(site.database_url)
+    for index, smiles in enumerate(
+        ("CC(=O)Oc1ccccc1C(=O)O", "CN1CCC[C@H]1c1cccnc1", "Cn1c(=O)c2c(ncn2C)n(C)c1=O")
+    ):
+        store.record_molecules(
+            "run-017-0000000", f"browser-{index}", index, [{"smiles": smiles, "reward": 0.5}]
+        )
+    store.record_molecules("run-017-0000015", "browser-0", 0, [{"smiles": "c1ccccc1O", "reward": 0.2}])
+    store.get_engine().dispose()
+
+    page.get_by_role("link", name="Scaffolds").click()
+    page.wait_for_url(f"{site.url}/scaffolds")
+    page.locator("#diversity-chart[data-drawn='true']").wait_for()
+    images = page.locator("figure.scaffold img")
+    assert images.count() == 3
+    page.wait_for_function("[...document.querySelectorAll('figure.scaffold img')].every(i => i.complete)")
+    assert (
+        page.evaluate("[...document.querySelectorAll('figure.scaffold img')].map(i => i.naturalWidth)")
+        == [300] * 3
+    )
+    screenshot(page, "scaffolds")
+
+    page.get_by_label("Containing (SMILES or SMARTS; searches every run)").fill("c1ccncc1")
+    page.get_by_label("Containing (SMILES or SMARTS; searches every run)").press("Enter")
+    page.wait_for_url(re.compile(r"contains="))
+    assert page.locator("figure.scaffold figcaption").all_inner_texts() == ["c1cncc(C2CCCN2)c1"]
+
+    page.goto(f"{site.url}/runs/run-017-0000000")
+    page.wait_for_function("[...document.querySelectorAll('figure.scaffold img')].every(i => i.complete)")
+    assert page.locator("#scaffolds figure.scaffold img").count() == 3

@@ -58,6 +58,10 @@ OPERATIONS = [
     ("GET", "/api/pareto"),
     ("GET", "/api/stats"),
     ("GET", "/api/events"),
+    ("GET", "/api/runs/{run_id}/scaffolds"),
+    ("GET", "/api/scaffolds"),
+    ("GET", "/api/diversity"),
+    ("GET", "/api/scaffold.svg"),
     ("POST", "/api/events/{event_id}/replay"),
 ]
 # Only these GETs take no parameters: they have no invalid form to generate.

@@ -99,6 +99,10 @@ def test_the_openapi_document_describes_every_endpoint_with_generated_schemas(cl
         "/api/stats",
         "/api/events",
         "/api/events/{event_id}/replay",
+        "/api/runs/{run_id}/scaffolds",
+        "/api/scaffolds",
+        "/api/diversity",
+        "/api/scaffold.svg",
     }
     assert "RunLaunched" in document["components"]["schemas"]
     assert "SnsEnvelope" in document["components"]["schemas"]

@@ -13,10 +13,12 @@ import pytest
 from flask.testing import FlaskClient
 
 import store
+from store import scaffolds
 from tests.browser.seed import RUNS, seed_database
 from tests.web.conftest import ADMIN, READ
 
 FIRST_RUN = "run-017-0000000"
+SECOND_RUN = "run-017-0000015"
 
 
 @pytest.fixture
@@ -321,3 +323,46 @@ def test_every_control_has_a_label_and_every_asset_is_served_by_the_app(
             assert control_id and f'for="{control_id.group(1)}"' in html, (path, control.group(0))
         linked = re.findall(r'(?:src|href)="([^"]+)"', html)
         assert [url for url in linked if "://" in url and not url.startswith("https://wandb.ai/")] == []
+
+
+@pytest.fixture
+def with_molecules(seeded: dict[str, int], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two runs with molecules, and a fresh substructure library (tests empty the database)."""
+    monkeypatch.setattr(scaffolds, "_libraries", {})
+    aspirin, nicotine = "CC(=O)Oc1ccccc1C(=O)O", "CN1CCC[C@H]1c1cccnc1"
+    store.record_molecules(FIRST_RUN, "b1", 0, [{"smiles": aspirin, "reward": 0.4}, {"smiles": "CCCC"}])
+    store.record_molecules(FIRST_RUN, "b2", 5, [{"smiles": nicotine, "reward": 0.9}, {"smiles": "C1CC"}])
+    store.record_molecules(SECOND_RUN, "b1", 0, [{"smiles": aspirin, "reward": 0.7}])
+
+
+def test_a_run_page_shows_its_scaffolds_drawn(client: FlaskClient, with_molecules: None) -> None:
+    html = page(client, f"/runs/{FIRST_RUN}")
+    section = html[html.index('id="scaffolds-h"') :]
+    assert "2 distinct scaffolds in 3 valid molecules (1 invalid, 1 acyclic)" in re.sub(
+        r"<[^>]+>", "", section
+    )
+    assert '<img src="/api/scaffold.svg?smiles=c1ccccc1"' in section
+    assert "acyclic (no ring)" in section
+    assert "No molecules recorded." in page(client, "/runs/run-017-0000003")
+
+
+def test_the_scaffolds_page_draws_top_scaffolds_searches_and_charts_diversity(
+    client: FlaskClient, with_molecules: None
+) -> None:
+    html = page(client, "/scaffolds")
+    assert 'href="/scaffolds" aria-current="page"' in html
+    top = html[html.index('id="top-h"') :]
+    assert top.index("<code>c1ccccc1</code>") < top.index("<code>c1cncc(C2CCCN2)c1</code>")
+    assert f'href="/runs/{FIRST_RUN}#scaffolds"' in top
+    chart = orjson.loads(re.search(r'id="diversity-data">(.*?)</script>', html, re.S).group(1))
+    assert sum(group["runs"] for group in chart["groups"]) == 2
+    found = page(client, "/scaffolds?contains=c1ccncc1")
+    assert "<code>c1cncc(C2CCCN2)c1</code>" in found and "<code>c1ccccc1</code>" not in found
+
+
+def test_a_bad_pattern_on_the_scaffolds_page_is_a_400_naming_it(
+    client: FlaskClient, with_molecules: None
+) -> None:
+    html = page(client, "/scaffolds?contains=C1CC((", status=400)
+    assert "contains: RDKit reads 'C1CC((' neither as SMILES nor as SMARTS" in html
+    assert 'value="C1CC(("' in html

@@ -166,6 +166,22 @@ function drawStats() {
   }
 }
 
+// Scaffolds: distinct scaffolds per 1,000 valid molecules, one bar per gradient method.
+function drawDiversity() {
+  const data = readData("diversity-data");
+  const element = document.getElementById("diversity-chart");
+  if (!data || !element) return;
+  Plotly.newPlot(element, [{
+    type: "bar",
+    x: data.groups.map((g) => label(g.key)),
+    y: data.groups.map((g) => g.scaffolds_per_1000_valid),
+    marker: { color: data.groups.map((g, i) => METHOD_COLOURS[i % METHOD_COLOURS.length]) },
+    hovertemplate: "%{x}: %{y:.1f} per 1,000<extra></extra>",
+  }], { ...LAYOUT, showlegend: false, xaxis: { type: "category" }, yaxis: { title: { text: "scaffolds per 1,000 valid" } } }, CONFIG)
+    .then(() => markDrawn(element, data.groups.length));
+}
+
 drawCompare();
 drawPareto();
 drawStats();
+drawDiversity();
