@@ -7,7 +7,8 @@ matter of course.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -107,8 +108,11 @@ class ScaffoldLibrary:
         self.fingerprints = rdSubstructLibrary.PatternHolder()
         self.library = rdSubstructLibrary.SubstructLibrary(self.molecules, self.fingerprints)
         self.smiles: list[str] = []
+        self.index: dict[str, int] = {}
         # Every scaffold offered, held or not (RDKit may fail to read one back).
         self.known: set[str] = set()
+        # A search in a given order sets the library's search order for its duration.
+        self.searching = threading.Lock()
 
     def add(self, scaffolds: Iterable[str]) -> None:
         """Add scaffolds not held yet (canonical SMILES, as stored)."""
@@ -119,6 +123,7 @@ class ScaffoldLibrary:
             molecule = Chem.MolFromSmiles(smiles)
             if molecule is None:
                 continue
+            self.index[smiles] = len(self.smiles)
             self.library.AddMol(molecule)
             self.smiles.append(smiles)
 
@@ -126,7 +131,26 @@ class ScaffoldLibrary:
         """Return every held scaffold that contains ``query``."""
         if not self.smiles:
             return []
-        found = self.library.GetMatches(query, maxResults=len(self.smiles))
+        with self.searching:
+            found = self.library.GetMatches(query, maxResults=len(self.smiles))
+        return [self.smiles[index] for index in found]
+
+    def first_matches(self, query: Chem.Mol, among: Sequence[str], most: int) -> list[str]:
+        """Return the first ``most`` scaffolds of ``among``, in its order, that contain ``query``.
+
+        The search stops at the ``most``-th match: a common pattern is answered from the first
+        few hundred scaffolds instead of every one held.
+        """
+        order = [self.index[smiles] for smiles in among if smiles in self.index]
+        if not order or most <= 0:
+            return []
+        with self.searching:
+            self.library.SetSearchOrder(order)
+            try:
+                # One thread: several would each stop at ``most`` in their own stride of the order.
+                found = self.library.GetMatches(query, 0, len(order), numThreads=1, maxResults=most)
+            finally:
+                self.library.SetSearchOrder([])
         return [self.smiles[index] for index in found]
 
 
