@@ -111,7 +111,7 @@ class ScaffoldLibrary:
         self.index: dict[str, int] = {}
         # Every scaffold offered, held or not (RDKit may fail to read one back).
         self.known: set[str] = set()
-        # A search in a given order sets the library's search order for its duration.
+        # Held while scaffolds are added and while a search sets the library's search order.
         self.searching = threading.Lock()
 
     def add(self, scaffolds: Iterable[str]) -> None:
@@ -123,10 +123,12 @@ class ScaffoldLibrary:
             molecule = _trusted(smiles)
             if molecule is None:
                 continue
-            self.index[smiles] = len(self.smiles)
-            self.molecules.AddSmiles(smiles)
-            self.fingerprints.AddFingerprint(self.fingerprints.MakeFingerprint(molecule))
-            self.smiles.append(smiles)
+            fingerprint = self.fingerprints.MakeFingerprint(molecule)
+            with self.searching:
+                self.index[smiles] = len(self.smiles)
+                self.molecules.AddSmiles(smiles)
+                self.fingerprints.AddFingerprint(fingerprint)
+                self.smiles.append(smiles)
 
     def matches(self, query: Chem.Mol) -> list[str]:
         """Return every held scaffold that contains ``query``."""
