@@ -636,10 +636,41 @@ def _library(session: Session) -> ScaffoldLibrary:
 # A pattern as common as benzene matches most scaffolds: looked up this many at a time, as SQLite
 # takes at most 32,766 parameters in one statement and PostgreSQL 65,535.
 _SEARCH_CHUNK = 10_000
+# Scaffolds searched in order of runs, this many first, four times as many in each page after.
+_SEARCH_PAGE = 2_000
 
 
 def _chunks(names: list[str]) -> list[list[str]]:
     return [names[start : start + _SEARCH_CHUNK] for start in range(0, len(names), _SEARCH_CHUNK)]
+
+
+def _matching(session: Session, smiles: str, limit: int | None) -> list[str]:
+    """Return the scaffolds containing the pattern, or with a limit the first ``limit`` by runs.
+
+    With a limit the scaffolds are searched page by page in the order the answer takes (most
+    runs first, then SMILES), and the search stops at the limit: a pattern most scaffolds contain
+    is answered from the first page rather than matched against every scaffold.
+    """
+    library = _library(session)
+    query = _chemistry().pattern(smiles)
+    if limit is None:
+        return library.matches(query)
+    table = _SCAFFOLDS.c
+    names: list[str] = []
+    offset, page = 0, _SEARCH_PAGE
+    while len(names) < limit:
+        ranked = session.scalars(
+            select(table.smiles)
+            .where(table.runs > 0, table.smiles != "")
+            .order_by(table.runs.desc(), table.smiles)
+            .offset(offset)
+            .limit(page)
+        ).all()
+        if not ranked:
+            break
+        names += library.first_matches(query, ranked, limit - len(names))
+        offset, page = offset + len(ranked), page * 4
+    return names
 
 
 def find_runs_with_scaffold(
@@ -657,7 +688,7 @@ def find_runs_with_scaffold(
     table = _SCAFFOLDS.c
     with read_transaction() as session:
         if substructure:
-            names = _library(session).matches(_chemistry().pattern(smiles))
+            names = _matching(session, smiles, limit)
         else:
             names = [_chemistry().scaffold_of(smiles)]
         scaffolds = []

@@ -224,6 +224,24 @@ def test_substructure_search_finds_what_a_brute_force_match_finds(db):
         assert all(row["found_by"] for row in found)
 
 
+def test_a_limited_substructure_search_returns_the_first_matches_by_runs_across_pages(db, monkeypatch):
+    monkeypatch.setattr(scaffolds, "_SEARCH_PAGE", 3)
+    pool = generate_scaffolds(120, seed=4)
+    for index in range(5):
+        run_id = f"run-{index}"
+        for batch in molecule_batches(run_id, 2, size=50, scaffolds=pool, seed=index):
+            store.record_molecules(run_id, batch["batch_id"], batch["step"], batch["molecules"])
+    runs = {row["scaffold"]: row["runs"] for row in store.query_scaffolds(limit=None)}
+
+    for pattern in ("c1ccncc1", "C(=O)N", "c1ccccc1", "[#16]", "[R2]", "C1CCCCCCCCCCC1"):
+        query = Chem.MolFromSmarts(pattern) if "#" in pattern or "R" in pattern else Chem.MolFromSmiles(pattern)
+        matching = [s for s in runs if s and Chem.MolFromSmiles(s).HasSubstructMatch(query)]
+        for limit in (1, 4, 25):
+            expected = sorted(matching, key=lambda smiles: (-runs[smiles], smiles))[:limit]
+            found = store.find_runs_with_scaffold(pattern, substructure=True, limit=limit)
+            assert [row["scaffold"] for row in found] == expected, (pattern, limit)
+
+
 def test_the_substructure_library_takes_in_scaffolds_recorded_after_it_was_built(db):
     store.record_molecules("r1", "b1", 0, [{"smiles": ASPIRIN}])
     assert [row["scaffold"] for row in store.find_runs_with_scaffold("c1ccccc1", substructure=True)] == [BENZENE]
