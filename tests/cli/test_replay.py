@@ -12,7 +12,6 @@ from typing import Any
 import boto3
 import pytest
 from click.testing import CliRunner, Result
-from moto.server import ThreadedMotoServer
 
 import store
 from ingest.cli import main
@@ -44,26 +43,6 @@ def runs_snapshot() -> list[dict[str, Any]]:
     """Every run with its objectives, as get_run returns them; NaN written out so that it equals itself."""
     runs = [store.get_run(run["run_id"]) for run in store.query_runs(order_by="run_id", limit=None)]
     return json.loads(json.dumps(runs, default=str), parse_constant=str)
-
-
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    """Serve S3 and SQS with moto on loopback."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
-@pytest.fixture
-def aws(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Point boto3, in the tests and in the commands, at moto."""
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    return moto_endpoint
 
 
 def unique(name: str) -> str:

@@ -11,14 +11,8 @@ from rdkit import Chem
 import store
 from store import scaffolds
 from tests.factory import generate_scaffolds, molecule_batches
+from tests.molecules import ASPIRIN, BENZENE, CAFFEINE, NICOTINE, NICOTINE_SCAFFOLD, XANTHINE_SCAFFOLD
 from tests.web.conftest import READ
-
-ASPIRIN = "CC(=O)Oc1ccccc1C(=O)O"
-NICOTINE = "CN1CCC[C@H]1c1cccnc1"
-CAFFEINE = "Cn1c(=O)c2c(ncn2C)n(C)c1=O"
-BENZENE = "c1ccccc1"
-NICOTINE_SCAFFOLD = "c1cncc(C2CCCN2)c1"
-XANTHINE_SCAFFOLD = "O=c1[nH]c(=O)c2[nH]cnc2[nH]1"
 
 
 @pytest.fixture(autouse=True)
