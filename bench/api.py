@@ -32,7 +32,7 @@ from ingest.settings import Settings  # noqa: E402
 from store import migrate  # noqa: E402
 from store.database import normalize_url, read_transaction  # noqa: E402
 from store.models import TrainingRun  # noqa: E402
-from tests.factory import generate_runs  # noqa: E402
+from testkit.factory import generate_runs  # noqa: E402
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/training_db_bench_api"
 TOKEN = "bench-token"

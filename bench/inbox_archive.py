@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.drain import store_for_worker, worker_draining  # noqa: E402
 from bench.ingest import Events, libpq, postgres_pids, tree_cpu_seconds  # noqa: E402
-from tests.factory import generate_runs  # noqa: E402
+from testkit.factory import generate_runs  # noqa: E402
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/training_db_bench_archive"
 

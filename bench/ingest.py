@@ -33,7 +33,6 @@ import os
 import platform
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -58,8 +57,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from ingest.client import sign  # noqa: E402
-from tests.factory import generate_runs, read_runs_file  # noqa: E402
-from tests.faults.services import running  # noqa: E402
+from testkit.factory import generate_runs, read_runs_file  # noqa: E402
+from testkit.processes import free_port, running  # noqa: E402
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/training_db_bench_ingest"
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -137,12 +136,6 @@ def write_requests(path: Path, events: Iterator[tuple[str, str, str, bytes]]) ->
 
 
 # --- processes and databases ----------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def with_driver(url: str, driver: str, database: str | None = None) -> str:

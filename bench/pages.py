@@ -50,7 +50,7 @@ from ingest.settings import Settings  # noqa: E402
 from store import migrate  # noqa: E402
 from store.database import normalize_url  # noqa: E402
 from store.models import TrainingRun  # noqa: E402
-from tests.factory import generate_runs  # noqa: E402
+from testkit.factory import generate_runs  # noqa: E402
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/training_db_bench_pages"
 TOKEN = "bench-token"
@@ -146,11 +146,13 @@ def time_call(call: Callable[[], Any], repeat: int) -> dict[str, float]:
 @contextmanager
 def served(url: str) -> Iterator[str]:
     """Serve the app with gunicorn on a free loopback port; yield its base URL."""
-    from tests.faults.services import BIN, GUNICORN_CONFIG, WebServer, free_port, running, service_env
+    from ingest.cli.service import GUNICORN_CONFIG
+    from testkit.processes import BIN, WebServer, free_port, running
 
     port = free_port()
-    env = service_env(
-        url,
+    env = dict(
+        os.environ,
+        DATABASE_URL=url,
         HOST="127.0.0.1",
         PORT=str(port),
         WEB_CONCURRENCY="2",

@@ -38,7 +38,7 @@ import store  # noqa: E402
 from store import migrate  # noqa: E402
 from store.bulk import load_runs  # noqa: E402
 from store.database import normalize_url  # noqa: E402
-from tests.factory import generate_runs, read_runs_file  # noqa: E402
+from testkit.factory import generate_runs, read_runs_file  # noqa: E402
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/training_db_bench"
 WARM_UP = 3

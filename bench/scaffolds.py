@@ -4,7 +4,7 @@
         [--runs R] [--scaffolds S] [--repeat K] [--skip-throughput] [--skip-queries] [--json]
 
 Throughput: the ingester (gunicorn, as the Procfile serves it) and one ``training-db worker``
-on PostgreSQL get N signed ``run.molecules`` batches of M molecules (tests/factory.py: RL-like
+on PostgreSQL get N signed ``run.molecules`` batches of M molecules (testkit/factory.py: RL-like
 runs that repeat molecules); the rate is molecules from the first request sent to the last
 batch committed. The baseline, in this process before and after, is bare RDKit on the same
 SMILES: parse, canonical SMILES, Murcko scaffold, no cache. The same is done again with every
@@ -47,8 +47,8 @@ from bench.query import recreate_database, time_call  # noqa: E402
 from ingest.client import sign  # noqa: E402
 from store import migrate  # noqa: E402
 from store.database import normalize_url  # noqa: E402
-from tests.factory import generate_runs, generate_scaffolds, molecule_batches  # noqa: E402
-from tests.faults.services import running  # noqa: E402
+from testkit.factory import generate_runs, generate_scaffolds, molecule_batches  # noqa: E402
+from testkit.processes import running  # noqa: E402
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/training_db_bench_scaffolds"
 BIN = Path(sys.executable).parent

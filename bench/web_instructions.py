@@ -44,7 +44,7 @@ from bench.ingest import (  # noqa: E402
     with_driver,
     write_requests,
 )
-from tests.factory import generate_runs  # noqa: E402
+from testkit.factory import generate_runs  # noqa: E402
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/training_db_bench_web"
 

@@ -10,7 +10,7 @@ from sqlalchemy import update
 import store
 from store import inbox
 from store.models import TrainingRun
-from tests.factory import generate_runs
+from testkit.factory import generate_runs
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 RUNS = 240

@@ -17,7 +17,7 @@ from sqlalchemy.engine import make_url
 import store
 from ingest.cli import main
 from store import inbox
-from tests.factory import generate_runs, load_record
+from testkit.factory import generate_runs, load_record
 
 RECORDS = list(generate_runs(15, seed=3))
 

@@ -18,7 +18,7 @@ from click.testing import CliRunner, Result
 import store
 from ingest.cli import main, runs
 from store import inbox
-from tests.factory import generate_runs
+from testkit.factory import generate_runs
 from tests.webhooks import post_pipeline
 
 RUNS = list(generate_runs(24, seed=7))

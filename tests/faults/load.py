@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import requests
 
-from tests.factory import generate_runs
+from testkit.factory import generate_runs
 from tests.webhooks import pipeline_event, pipeline_headers
 
 RETRIED = frozenset({None, 429, 500, 502, 503, 504})

@@ -5,10 +5,7 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -21,16 +18,8 @@ import requests
 from ingest.cli.service import GUNICORN_CONFIG
 from store import migrate
 from store.database import make_engine
+from testkit.processes import BIN, WebServer, free_port, running
 from tests.conftest import PIPELINE_SECRET, S3_TOKEN, TOPIC_ARN, WANDB_TOKEN
-
-BIN = Path(sys.executable).parent
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def service_env(database_url: str, **extra: str) -> dict[str, str]:
@@ -44,52 +33,6 @@ def service_env(database_url: str, **extra: str) -> dict[str, str]:
         "SNS_TOPIC_ARNS": TOPIC_ARN,
         **extra,
     }
-
-
-@contextmanager
-def running(command: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """Run ``command`` for the block, its output in ``log``; stop it as a supervisor would."""
-    with log.open("ab") as output:
-        process = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT, cwd=ROOT)
-    try:
-        yield process
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-class WebServer:
-    """gunicorn started as the Procfile's web line starts it."""
-
-    def __init__(self, process: subprocess.Popen[bytes], port: int, workers: int) -> None:
-        self.process, self.workers = process, workers
-        self.url = f"http://127.0.0.1:{port}"
-
-    def worker_pids(self) -> list[int]:
-        """Return the pids of gunicorn's worker processes."""
-        pids: list[int] = []
-        for task in Path(f"/proc/{self.process.pid}/task").iterdir():
-            pids += [int(pid) for pid in (task / "children").read_text().split()]
-        return pids
-
-    def wait_until_up(self, timeout: float = 60.0) -> None:
-        """Wait until every worker has booted and one answers."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                requests.get(f"{self.url}/healthz", timeout=5).raise_for_status()
-                if len(self.worker_pids()) == self.workers:
-                    return
-            except requests.RequestException:
-                if self.process.poll() is not None:
-                    raise
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"gunicorn did not start {self.workers} workers in {timeout:.0f} s")
-            time.sleep(0.1)
 
 
 @contextmanager

@@ -22,7 +22,7 @@ from ingest.settings import Settings
 from ingest.worker import Worker
 from store import inbox
 from store.models import Base
-from tests.factory import CRASH_BUCKET, generate_runs
+from testkit.factory import CRASH_BUCKET, generate_runs
 from tests.sns_signer import SnsSigner
 from tests.webhooks import pipeline_event, post_pipeline, post_s3, post_sns, sns_notification
 

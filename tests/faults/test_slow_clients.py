@@ -19,8 +19,8 @@ import requests
 
 from store import inbox
 from store.database import libpq_url
+from testkit.factory import generate_runs
 from tests.conftest import S3_TOKEN
-from tests.factory import generate_runs
 from tests.faults.services import web_server
 from tests.webhooks import pipeline_event, pipeline_headers
 

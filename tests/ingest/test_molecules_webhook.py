@@ -14,7 +14,7 @@ import store
 from ingest.worker import Worker
 from store import inbox
 from store.models import Base
-from tests.factory import generate_scaffolds, molecule_batches
+from testkit.factory import generate_scaffolds, molecule_batches
 from tests.webhooks import fixture, pipeline_event, post_pipeline
 
 RUN_ID = "run-000-0000042"

@@ -12,7 +12,7 @@ from sqlalchemy import Text, cast, delete, select
 
 import store
 from store.models import RunObjective, TrainingRun
-from tests.factory import generate_runs, load_record
+from testkit.factory import generate_runs, load_record
 
 ROUND_TRIP_RUNS = 1000
 COMPARED_RUNS = 200

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 import store
 from store.filters import All, Any_, Comparison, FilterError, Not, compile_filter, parse
-from tests.factory import generate_runs, load_record
+from testkit.factory import generate_runs, load_record
 
 # Parsing
 

@@ -14,7 +14,7 @@ from rdkit import Chem
 import store
 from store import scaffolds
 from store.models import Base
-from tests.factory import generate_scaffolds, molecule_batches
+from testkit.factory import generate_scaffolds, molecule_batches
 from tests.molecules import (
     ASPIRIN,
     BENZENE,

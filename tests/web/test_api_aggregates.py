@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 import store
 from store.pareto import front
-from tests.factory import generate_runs
+from testkit.factory import generate_runs
 from tests.web.conftest import READ
 
 RUNS = 60

@@ -8,7 +8,7 @@ import pytest
 from flask.testing import FlaskClient
 
 import store
-from tests.factory import generate_runs
+from testkit.factory import generate_runs
 from tests.web.conftest import READ
 
 RUNS = 50

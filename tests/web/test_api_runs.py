@@ -16,7 +16,7 @@ from flask.testing import FlaskClient
 import store
 from ingest import create_app
 from store import jsoncodec
-from tests.factory import generate_runs, load_record
+from testkit.factory import generate_runs, load_record
 from tests.web.conftest import READ
 
 RUNS = 40

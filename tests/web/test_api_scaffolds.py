@@ -10,7 +10,7 @@ from rdkit import Chem
 
 import store
 from store import scaffolds
-from tests.factory import generate_scaffolds, molecule_batches
+from testkit.factory import generate_scaffolds, molecule_batches
 from tests.molecules import ASPIRIN, BENZENE, CAFFEINE, NICOTINE, NICOTINE_SCAFFOLD, XANTHINE_SCAFFOLD
 from tests.web.conftest import READ
 
