@@ -36,6 +36,7 @@ from store.scaffolds import (
     record_molecules,
     scaffold_diversity,
     scaffold_svg,
+    top_scaffolds_of_runs,
 )
 from store.wandb_runs import advance_wandb_sync_cursor, upsert_wandb_run, wandb_sync_cursor
 
@@ -72,6 +73,7 @@ __all__ = [
     "query_scaffolds",
     "scaffold_diversity",
     "scaffold_svg",
+    "top_scaffolds_of_runs",
     "update_objective_metric",
     "unit_of_work",
     "update_run_status",

@@ -458,6 +458,76 @@ def get_run_scaffolds(run_id: str, order_by: str = "molecules", limit: int | Non
     ]
 
 
+TOP_ORDERS = ("molecules", "best_reward")
+MAX_TOP_PER_RUN = 50
+# Run ids per statement: SQLite takes at most 32,766 parameters in one. A Pareto front or a
+# set of compared runs is far smaller, so in practice this is one statement.
+_RUN_ID_CHUNK = 10_000
+
+
+def top_scaffolds_of_runs(
+    run_ids: Sequence[str], per_run: int = 5, order_by: str = "molecules"
+) -> dict[str, list[dict[str, Any]]]:
+    """Return each run's top ``per_run`` scaffolds, most molecules or best reward first, in one query.
+
+    Every given run id is a key, with an empty list when the run found no ring scaffold (or does
+    not exist); the empty scaffold of acyclic molecules is left out. Ties go to the smaller SMILES.
+    """
+    if isinstance(run_ids, str | bytes) or not isinstance(run_ids, Sequence):
+        raise ValueError("run_ids must be a list of run ids")
+    if any(not isinstance(run_id, str) for run_id in run_ids):
+        raise ValueError("run_ids must be strings")
+    if order_by not in TOP_ORDERS:
+        raise ValueError(f"unknown order_by {order_by!r}; expected one of {', '.join(TOP_ORDERS)}")
+    if isinstance(per_run, bool) or not isinstance(per_run, int) or not 1 <= per_run <= MAX_TOP_PER_RUN:
+        raise ValueError(f"per_run must be an integer from 1 to {MAX_TOP_PER_RUN}, not {per_run!r}")
+    wanted = list(dict.fromkeys(run_ids))
+    found: dict[str, list[dict[str, Any]]] = {run_id: [] for run_id in wanted}
+    if not wanted:
+        return found
+    table = _RUN_SCAFFOLDS.c
+    ordering = {
+        "molecules": [table.molecules.desc()],
+        "best_reward": [table.best_reward.desc().nulls_last()],
+    }[order_by]
+    # A window ranks each run's scaffolds where they lie together under the primary key
+    # (run_id, scaffold): the runs' rows are read once, never those of other runs.
+    rank = func.row_number().over(partition_by=table.run_id, order_by=[*ordering, table.scaffold])
+    with read_transaction() as session:
+        for start in range(0, len(wanted), _RUN_ID_CHUNK):
+            ranked = (
+                select(
+                    table.run_id,
+                    table.scaffold,
+                    table.generic_scaffold,
+                    table.molecules,
+                    table.first_step,
+                    table.last_step,
+                    table.best_reward,
+                    table.best_smiles,
+                    rank.label("rank"),
+                )
+                .where(table.run_id.in_(wanted[start : start + _RUN_ID_CHUNK]), table.scaffold != "")
+                .subquery("ranked")
+            )
+            rows = session.execute(
+                select(ranked).where(ranked.c.rank <= per_run).order_by(ranked.c.run_id, ranked.c.rank)
+            )
+            for row in rows:
+                found[row.run_id].append(
+                    {
+                        "scaffold": row.scaffold,
+                        "generic_scaffold": row.generic_scaffold,
+                        "molecules": row.molecules,
+                        "first_step": row.first_step,
+                        "last_step": row.last_step,
+                        "best_reward": row.best_reward,
+                        "best_smiles": row.best_smiles,
+                    }
+                )
+    return found
+
+
 RunFilter = str | Mapping[str, Any] | None
 
 
