@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from itertools import chain
 from typing import Any
+from urllib.parse import urlencode
 
 import orjson
 from flask import Blueprint, Response, current_app, g, request, stream_with_context
@@ -14,7 +15,7 @@ from ingest.settings import Settings
 from store import inbox, reads
 from store.database import DatabaseUnavailable
 from store.filters import FilterError
-from store.scaffolds import CROSS_RUN_ORDERS, RUN_ORDERS
+from store.scaffolds import CROSS_RUN_ORDERS, MAX_TOP_PER_RUN, RUN_ORDERS, TOP_ORDERS
 from web import auth
 
 blueprint = Blueprint("api", __name__, url_prefix="/api")
@@ -235,28 +236,66 @@ def runs() -> Response:
 
 @blueprint.get("/compare")
 def compare() -> Response:
-    """One objective summarised per group of matching runs: n, mean, std, quartiles, the best run."""
+    """One objective summarised per group of matching runs: n, mean, std, quartiles, the best run.
+
+    With scaffolds=N each group comes with its best run's top N scaffolds.
+    """
     objective = _text("objective")
     if objective is None:
         raise BadParameter("objective", "objective: name the objective to compare on")
-    return answer(
-        reads.compare_groups(
-            objective,
-            _given("metric", "raw_mean"),
-            _text("by", "gradient_method") or "",
-            _text("filter"),
-        )
+    top = _top_scaffolds()
+    compared = reads.compare_groups(
+        objective,
+        _given("metric", "raw_mean"),
+        _text("by", "gradient_method") or "",
+        _text("filter"),
     )
+    if top is not None:
+        best_runs = [group["best_run_id"] for group in compared["groups"] if group["best_run_id"]]
+        found = store.top_scaffolds_of_runs(best_runs, *top)
+        for group in compared["groups"]:
+            group["best_run_scaffolds"] = _depicted(found.get(group["best_run_id"], []))
+    return answer(compared)
 
 
 @blueprint.get("/pareto")
 def pareto() -> Response:
-    """The exact Pareto front of the matching runs over 2 to 6 objectives, and with points=true every run considered."""
+    """The exact Pareto front of the matching runs over 2 to 6 objectives, and with points=true every run considered.
+
+    With scaffolds=N each front run comes with its top N scaffolds.
+    """
     objectives = _text("objectives")
     if objectives is None:
         raise BadParameter("objectives", "objectives: name 2 to 6 objectives, e.g. A:max,B:min,C")
     metric = _given("metric", "raw_mean")
-    return answer(reads.pareto(objectives, metric, _text("filter"), _flag("points")))
+    top = _top_scaffolds()
+    found = reads.pareto(objectives, metric, _text("filter"), _flag("points"))
+    if top is not None:
+        scaffolds_of = store.top_scaffolds_of_runs([member["run_id"] for member in found["front"]], *top)
+        for member in found["front"]:
+            member["scaffolds"] = _depicted(scaffolds_of[member["run_id"]])
+    return answer(found)
+
+
+def _top_scaffolds() -> tuple[int, str] | None:
+    """The scaffolds=N option of /api/pareto and /api/compare: (N, order), or None when not asked."""
+    per_run = _integer("scaffolds", 0, 0, MAX_TOP_PER_RUN)
+    order_by = _given("scaffolds_order_by", "molecules")
+    if order_by not in TOP_ORDERS:
+        raise BadParameter(
+            "scaffolds_order_by",
+            f"scaffolds_order_by: must be one of {', '.join(TOP_ORDERS)}, not {order_by!r}",
+        )
+    return (per_run, order_by) if per_run else None
+
+
+def depiction_url(smiles: str) -> str:
+    """The address of a scaffold's 2-D depiction, served by scaffold_depiction below."""
+    return "/api/scaffold.svg?" + urlencode({"smiles": smiles})
+
+
+def _depicted(scaffolds: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{**scaffold, "depiction_url": depiction_url(scaffold["scaffold"])} for scaffold in scaffolds]
 
 
 @blueprint.get("/stats")

@@ -33,9 +33,11 @@ from flask import (
 )
 from markupsafe import Markup
 
+import store
 from store import reads
 from store.query import SCALAR_COLUMNS
 from web import auth
+from web.api import depiction_url
 
 blueprint = Blueprint("pages", __name__, template_folder="templates")
 blueprint.before_request(auth.page_guard)
@@ -48,6 +50,8 @@ DEFAULT_COLUMNS = ("run_id", "status", "gradient_method", "batch_size", "learnin
 PAGE_SIZES = (25, 50, 100, 250)
 METRICS = ("raw_mean", "normalized_mean", "raw_std", "normalized_std", "weight")
 SIDE_BY_SIDE_RUNS = (2, 10)
+# Top scaffolds shown per front run, best run and side-by-side run unless the URL says otherwise.
+TOP_SCAFFOLDS = "3"
 RUN_PAGE_SCAFFOLDS = 12
 SCAFFOLDS_PAGE_SIZE = 30
 OBJECTIVES_TTL_SECONDS = 60.0
@@ -253,6 +257,14 @@ def _quote(run_id: str) -> str:
     return quote(run_id, safe="")
 
 
+def _scaffold_params() -> dict[str, str]:
+    """The top scaffolds the Pareto and compare pages show: how many per run, and by what."""
+    return {
+        "scaffolds": request.args.get("scaffolds", TOP_SCAFFOLDS),
+        "scaffolds_order_by": request.args.get("scaffolds_order_by", "molecules"),
+    }
+
+
 @blueprint.get("/compare")
 def compare() -> tuple[str, int]:
     """Box plots of one objective per group over every matching run, and runs side by side."""
@@ -263,6 +275,7 @@ def compare() -> tuple[str, int]:
         "metric": request.args.get("metric", "raw_mean"),
         "by": request.args.get("by", "gradient_method"),
         "filter": request.args.get("filter", ""),
+        **_scaffold_params(),
     }
     error = None
     groups: list[dict[str, Any]] = []
@@ -271,7 +284,7 @@ def compare() -> tuple[str, int]:
             groups = api("/api/compare", params)["groups"]
         except ApiError as refused:
             error = _error_for_page(refused)
-    side_by_side, side_error = _side_by_side(request.args.getlist("run"))
+    side_by_side, side_error = _side_by_side(request.args.getlist("run"), params)
     html = render_template(
         "compare.html",
         params=params,
@@ -283,11 +296,15 @@ def compare() -> tuple[str, int]:
         side_error=side_error,
         only_differences=request.args.get("only_differences") == "1",
         direction=next((o["direction"] for o in objectives if o["name"] == chosen), None),
+        show_scaffolds=any("best_run_scaffolds" in group for group in groups),
     )
     return _answer(html, error or side_error)
 
 
-def _side_by_side(run_ids: list[str]) -> tuple[dict[str, Any] | None, str | None]:
+def _side_by_side(
+    run_ids: list[str], scaffold_params: Mapping[str, str]
+) -> tuple[dict[str, Any] | None, str | None]:
+    """The chosen runs' fields, config and summary row by row, and their top scaffolds."""
     run_ids = list(dict.fromkeys(run_ids))
     if not run_ids:
         return None, None
@@ -318,7 +335,31 @@ def _side_by_side(run_ids: list[str]) -> tuple[dict[str, Any] | None, str | None
         ]
         for section, per_run in sections.items()
     }
-    return {"runs": runs, "rows": rows}, None
+    scaffolds = _top_scaffolds_of(run_ids, scaffold_params)
+    differ = scaffolds is not None and len({tuple(s["scaffold"] for s in found) for found in scaffolds}) > 1
+    return {"runs": runs, "rows": rows, "scaffolds": scaffolds, "scaffolds_differ": differ}, None
+
+
+def _top_scaffolds_of(
+    run_ids: list[str], scaffold_params: Mapping[str, str]
+) -> list[list[dict[str, Any]]] | None:
+    """Each chosen run's top scaffolds, or None when none are asked for, or asked for wrongly.
+
+    The store answers for every chosen run in one query: through the API it would be a request
+    per run, and /api/runs/<id>/scaffolds carries the acyclic molecules' empty scaffold too.
+    """
+    if scaffold_params["scaffolds"] in ("", "0"):
+        return None
+    try:
+        found = store.top_scaffolds_of_runs(
+            run_ids, int(scaffold_params["scaffolds"]), scaffold_params["scaffolds_order_by"]
+        )
+    except ValueError:
+        # The groups' answer from the API names the problem on the page; the view goes without.
+        return None
+    return [
+        [{**s, "depiction_url": depiction_url(s["scaffold"])} for s in found[run_id]] for run_id in run_ids
+    ]
 
 
 def _natural(key: str) -> tuple[Any, ...]:
@@ -348,6 +389,7 @@ def pareto() -> Response:
         "objectives": request.args.get("objectives", default),
         "metric": request.args.get("metric", "raw_mean"),
         "filter": request.args.get("filter", ""),
+        **_scaffold_params(),
     }
     error = None
     answer: dict[str, Any] = {"objectives": [], "considered": 0, "front": []}
@@ -358,7 +400,9 @@ def pareto() -> Response:
             error = _error_for_page(refused)
     chart = None
     if answer["objectives"]:
-        chart = {key: answer[key] for key in ("objectives", "front", "considered", "points")}
+        chart = {key: answer[key] for key in ("objectives", "considered", "points")}
+        # The chart draws the front's values; the scaffolds are the table's.
+        chart["front"] = [{k: v for k, v in r.items() if k != "scaffolds"} for r in answer["front"]]
     html = render_template(
         "pareto.html",
         params=params,
@@ -367,6 +411,7 @@ def pareto() -> Response:
         answer=answer,
         error=error,
         chart_data=_script_json(chart) if chart else None,
+        show_scaffolds=any("scaffolds" in member for member in answer["front"]),
     )
     response = Response(html, 400 if error else 200, mimetype="text/html")
     if "gzip" in request.headers.get("Accept-Encoding", ""):

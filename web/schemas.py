@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from store import reads
 from store.inbox import STATUSES
+from store.scaffolds import MAX_TOP_PER_RUN, TOP_ORDERS
 
 
 class Timed(BaseModel):
@@ -39,6 +40,24 @@ class Objectives(Timed):
     objectives: list[Objective]
 
 
+class TopScaffold(BaseModel):
+    scaffold: str = Field(description="Bemis-Murcko scaffold, canonical SMILES (never the empty one).")
+    generic_scaffold: str | None
+    molecules: int = Field(description="The run's molecules with this scaffold, repeats included.")
+    first_step: int | None
+    last_step: int | None
+    best_reward: float | None
+    best_smiles: str | None = Field(description="The run's molecule of the best reward, canonical SMILES.")
+    depiction_url: str = Field(description="Its 2-D depiction: /api/scaffold.svg?smiles=...")
+
+
+def _top_scaffolds_field() -> Any:
+    return Field(
+        default=None,
+        description="Only with scaffolds=N: the run's top N scaffolds, most molecules or best reward first.",
+    )
+
+
 class Group(BaseModel):
     key: Any = Field(description="The group's value of `by` (null for runs without one).")
     n: int
@@ -51,6 +70,7 @@ class Group(BaseModel):
     q3: float | None
     best: float | None = Field(description="max or min, by the objective's direction.")
     best_run_id: str | None
+    best_run_scaffolds: list[TopScaffold] | None = _top_scaffolds_field()
 
 
 class Comparison(Timed):
@@ -71,6 +91,7 @@ class FrontMember(BaseModel):
     values: dict[str, float]
     gradient_method: str | None
     status: str | None
+    scaffolds: list[TopScaffold] | None = _top_scaffolds_field()
 
 
 class ParetoPoints(BaseModel):
@@ -215,6 +236,16 @@ OBJECTIVE_METRIC = _query(
 )
 BY = _query("by", "A typed column or a JSON path (config.a.b, summary.key) to group by.", {"type": "string"})
 LIMIT = _query("limit", "Rows per page.", {"type": "integer", "minimum": 1, "maximum": reads.MAX_LIMIT})
+SCAFFOLDS_PER_RUN = _query(
+    "scaffolds",
+    "Add each run's top N scaffolds (1 to 50, with their depictions' URLs); 0 or absent adds none.",
+    {"type": "integer", "minimum": 0, "maximum": MAX_TOP_PER_RUN},
+)
+SCAFFOLDS_ORDER = _query(
+    "scaffolds_order_by",
+    "With scaffolds: the top by molecules (default) or best_reward.",
+    {"type": "string", "enum": list(TOP_ORDERS)},
+)
 SCAFFOLD_LIMIT = _query(
     "limit",
     "Scaffolds to return (default 50).",
@@ -350,17 +381,19 @@ def paths(schema: Callable[[Any], dict[str, Any]], error: Callable[[str], dict[s
         },
         "/api/objectives": get("Each objective's name, direction and number of runs", Objectives, []),
         "/api/compare": get(
-            "One objective per group of matching runs: n, mean, std, quartiles, best run",
+            "One objective per group of matching runs: n, mean, std, quartiles, best run (and its top scaffolds)",
             Comparison,
             [
                 _query("objective", "The objective's name.", {"type": "string", "minLength": 1}, True),
                 OBJECTIVE_METRIC,
                 BY,
                 FILTER,
+                SCAFFOLDS_PER_RUN,
+                SCAFFOLDS_ORDER,
             ],
         ),
         "/api/pareto": get(
-            "The exact Pareto front of the matching runs over 2 to 6 objectives",
+            "The exact Pareto front of the matching runs over 2 to 6 objectives (and the front runs' top scaffolds)",
             Front,
             [
                 _query(
@@ -376,6 +409,8 @@ def paths(schema: Callable[[Any], dict[str, Any]], error: Callable[[str], dict[s
                     "true: also every considered run's id, gradient method and values (for a chart).",
                     {"type": "string", "enum": ["true", "false"]},
                 ),
+                SCAFFOLDS_PER_RUN,
+                SCAFFOLDS_ORDER,
             ],
         ),
         "/api/stats": get(
