@@ -21,7 +21,7 @@ import pytest
 import store
 from store import migrate
 from store.database import make_engine
-from tests.browser.seed import seed_database
+from tests.browser.seed import seed_database, seed_molecules
 from tests.faults.services import BIN, GUNICORN_CONFIG, WebServer, free_port, running, service_env
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -69,6 +69,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     engine.dispose()
     store.configure(database_url)
     events = seed_database()
+    seed_molecules()
     store.get_engine().dispose()
     port = free_port()
     env = service_env(
@@ -172,8 +173,8 @@ def page(browser: Any, site: Site, watch: Watch) -> Iterator[Any]:
     opened.context.close()
 
 
-def screenshot(page: Any, name: str) -> None:
-    """Keep a screenshot of the page for the README, when TRAINING_DB_SCREENSHOTS names a folder."""
+def screenshot(page: Any, name: str, element: Any = None) -> None:
+    """Keep a screenshot of the page, or of one element, when TRAINING_DB_SCREENSHOTS names a folder."""
     if SCREENSHOTS:
         Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(SCREENSHOTS) / f"{name}.png"))
+        (element or page).screenshot(path=str(Path(SCREENSHOTS) / f"{name}.png"))

@@ -10,12 +10,14 @@ from sqlalchemy import update
 import store
 from store import inbox
 from store.models import TrainingRun
-from testkit.factory import generate_runs
+from testkit.factory import generate_runs, generate_scaffolds, molecule_batches
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 RUNS = 240
 SEED = 17
 DAYS = 21
+# Two runs in three generated molecules: not the first run, nor every third after it.
+MOLECULE_RUNS = [f"run-{SEED:03d}-{index:07d}" for index in range(RUNS) if index % 3]
 
 
 def seed_database(runs: int = RUNS) -> dict[str, int]:
@@ -50,3 +52,11 @@ def seed_database(runs: int = RUNS) -> dict[str, int]:
         last_error="OperationalError: connection refused (8 attempts)",
     )
     return {"failed": failed, "dead": dead}
+
+
+def seed_molecules() -> None:
+    """Give two runs in three molecule batches, so that fronts and best runs have scaffolds to show."""
+    pool = generate_scaffolds(60, seed=SEED)
+    for index, run_id in enumerate(MOLECULE_RUNS):
+        for batch in molecule_batches(run_id, 2, size=20, scaffolds=pool, seed=index):
+            store.record_molecules(run_id, batch["batch_id"], batch["step"], batch["molecules"])

@@ -6,9 +6,11 @@ import re
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from rdkit import Chem
+
 import store
 from tests.browser.conftest import PHONE, READ_TOKEN, Site, Watch, log_in, open_page, screenshot
-from tests.browser.seed import RUNS
+from tests.browser.seed import MOLECULE_RUNS, RUNS
 
 
 def query_of(page: Any) -> dict[str, list[str]]:
@@ -178,6 +180,109 @@ def test_pareto_of_three_objectives_draws_a_scatter_matrix(page: Any, site: Site
     screenshot(page, "pareto-3")
 
 
+def api_answer(page: Any, site: Site, path: str) -> Any:
+    """What the read API answers the logged-in browser."""
+    response = page.request.get(f"{site.url}{path}")
+    assert response.ok, response.text()
+    return response.json()
+
+
+def alts(row: Any) -> list[str]:
+    return row.locator("ul.thumbs img").evaluate_all("images => images.map(i => i.alt)")
+
+
+def wait_until_drawn(page: Any, images: Any) -> list[int]:
+    """Bring the (lazily loaded) depictions into view; return their drawn widths."""
+    images.first.scroll_into_view_if_needed()
+    images.evaluate_all("images => images.forEach(i => { i.loading = 'eager'; })")
+    page.wait_for_function(
+        "selector => [...document.querySelectorAll(selector)].every(i => i.complete)", arg="ul.thumbs img"
+    )
+    return images.evaluate_all("images => images.map(i => i.naturalWidth)")
+
+
+def test_the_front_runs_show_their_top_scaffolds_reached_by_keyboard(page: Any, site: Site) -> None:
+    page.goto(f"{site.url}/pareto?objectives=COMT_activity,DRD5_activity")
+    page.locator("#pareto-chart[data-drawn='true']").wait_for()
+    answer = api_answer(page, site, "/api/pareto?objectives=COMT_activity,DRD5_activity&scaffolds=3")
+    assert page.get_by_label("Scaffolds per front run").input_value() == "3"
+
+    rows = page.locator("#front-h ~ .scroll tbody tr")
+    assert rows.count() == len(answer["front"])
+    for index, member in enumerate(answer["front"]):
+        assert alts(rows.nth(index)) == [f"scaffold {s['scaffold']}" for s in member["scaffolds"]]
+    assert any(member["scaffolds"] for member in answer["front"])
+    assert any(not member["scaffolds"] for member in answer["front"]) == (
+        page.get_by_text("no ring scaffolds recorded").count() > 0
+    )
+    assert set(wait_until_drawn(page, page.locator("ul.thumbs img"))) == {300}
+    page.locator("#front-h").scroll_into_view_if_needed()
+    screenshot(page, "pareto-scaffolds")
+
+    first = next(s for member in answer["front"] for s in member["scaffolds"])
+    page.locator("#filter").focus()
+    for _ in range(80):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.closest('ul.thumbs') !== null"):
+            break
+    assert page.evaluate("document.activeElement.querySelector('img').alt") == f"scaffold {first['scaffold']}"
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r"/scaffolds\?contains="))
+    assert query_of(page)["contains"] == [first["scaffold"]]
+    assert first["scaffold"] in page.locator("figure.scaffold figcaption").all_inner_texts()
+
+
+def test_the_front_runs_top_scaffolds_follow_the_chosen_order(page: Any, site: Site) -> None:
+    page.goto(f"{site.url}/pareto?objectives=COMT_activity,DRD5_activity")
+    page.get_by_label("Scaffolds per front run").select_option("5")
+    page.get_by_label("Top scaffolds by").select_option("best_reward")
+    page.get_by_role("button", name="Find the front").click()
+    page.wait_for_url(re.compile(r"scaffolds_order_by=best_reward"))
+
+    answer = api_answer(
+        page,
+        site,
+        "/api/pareto?objectives=COMT_activity,DRD5_activity&scaffolds=5&scaffolds_order_by=best_reward",
+    )
+    rows = page.locator("#front-h ~ .scroll tbody tr")
+    for index, member in enumerate(answer["front"]):
+        assert alts(rows.nth(index)) == [f"scaffold {s['scaffold']}" for s in member["scaffolds"]]
+        rewards = [s["best_reward"] for s in member["scaffolds"]]
+        assert rewards == sorted(rewards, reverse=True)
+
+
+def test_compare_shows_each_groups_best_run_with_its_top_scaffolds(page: Any, site: Site) -> None:
+    page.goto(f"{site.url}/compare?objective=DRD5_activity&by=gradient_method")
+    page.locator("#box-chart[data-drawn='true']").wait_for()
+    answer = api_answer(page, site, "/api/compare?objective=DRD5_activity&by=gradient_method&scaffolds=3")
+
+    rows = page.locator("table.best-scaffolds tbody tr")
+    assert rows.count() == len(answer["groups"])
+    for index, group in enumerate(answer["groups"]):
+        row = rows.nth(index)
+        assert row.get_by_role("link", name=group["best_run_id"]).get_attribute("href") == (
+            f"/runs/{group['best_run_id']}#scaffolds"
+        )
+        assert alts(row) == [f"scaffold {s['scaffold']}" for s in group["best_run_scaffolds"]]
+    assert any(group["best_run_scaffolds"] for group in answer["groups"])
+    section = page.locator("section[aria-labelledby='best-scaffolds-h']")
+    assert set(wait_until_drawn(page, section.locator("ul.thumbs img"))) == {300}
+    screenshot(page, "compare-scaffolds", section)
+
+
+def test_runs_side_by_side_show_their_top_scaffolds(page: Any, site: Site) -> None:
+    chosen = MOLECULE_RUNS[:3]
+    page.goto(f"{site.url}/compare?objective=QED&" + "&".join(f"run={run_id}" for run_id in chosen))
+
+    row = page.locator("#side-by-side tr.scaffolds-row")
+    assert row.locator("th").inner_text() == "top 3 by molecules"
+    for index, run_id in enumerate(chosen):
+        found = api_answer(page, site, f"/api/runs/{run_id}/scaffolds?limit=10")["scaffolds"]
+        expected = [f"scaffold {s['scaffold']}" for s in found if s["scaffold"]][:3]
+        assert alts(row.locator("td").nth(index)) == expected
+        assert expected
+
+
 def test_stats_draws_runs_per_day_and_crash_rates(page: Any, site: Site) -> None:
     page.goto(f"{site.url}/stats")
     page.locator("#day-chart[data-drawn='true']").wait_for()
@@ -248,22 +353,30 @@ def test_the_scaffolds_page_draws_each_scaffold_and_diversity_and_searches(page:
     store.record_molecules("run-017-0000015", "browser-0", 0, [{"smiles": "c1ccccc1O", "reward": 0.2}])
     store.get_engine().dispose()
 
+    store.configure(site.database_url)
+    top = [row["scaffold"] for row in store.query_scaffolds(limit=30)]
+    with_pyridine = [
+        row["scaffold"] for row in store.find_runs_with_scaffold("c1ccncc1", substructure=True, limit=30)
+    ]
+    store.get_engine().dispose()
+
     page.get_by_role("link", name="Scaffolds").click()
     page.wait_for_url(f"{site.url}/scaffolds")
     page.locator("#diversity-chart[data-drawn='true']").wait_for()
-    images = page.locator("figure.scaffold img")
-    assert images.count() == 3
+    assert page.locator("figure.scaffold figcaption").all_inner_texts() == top
     page.wait_for_function("[...document.querySelectorAll('figure.scaffold img')].every(i => i.complete)")
-    assert (
-        page.evaluate("[...document.querySelectorAll('figure.scaffold img')].map(i => i.naturalWidth)")
-        == [300] * 3
-    )
+    assert page.evaluate(
+        "[...document.querySelectorAll('figure.scaffold img')].map(i => i.naturalWidth)"
+    ) == [300] * len(top)
     screenshot(page, "scaffolds")
 
     page.get_by_label("Containing (SMILES or SMARTS; searches every run)").fill("c1ccncc1")
     page.get_by_label("Containing (SMILES or SMARTS; searches every run)").press("Enter")
     page.wait_for_url(re.compile(r"contains="))
-    assert page.locator("figure.scaffold figcaption").all_inner_texts() == ["c1cncc(C2CCCN2)c1"]
+    assert page.locator("figure.scaffold figcaption").all_inner_texts() == with_pyridine
+    assert "c1cncc(C2CCCN2)c1" in with_pyridine
+    pyridine = Chem.MolFromSmiles("c1ccncc1")
+    assert all(Chem.MolFromSmiles(smiles).HasSubstructMatch(pyridine) for smiles in with_pyridine)
 
     page.goto(f"{site.url}/runs/run-017-0000000")
     page.wait_for_function("[...document.querySelectorAll('figure.scaffold img')].every(i => i.complete)")
