@@ -2,15 +2,15 @@
 
     .venv/bin/python bench/web_instructions.py [--requests N] [--database-url URL]
 
-A shared machine's noise moves bench/ingest.py's rates by 10-20%; instruction counts do not
+A shared machine's noise moves bench/ingest.py's rates (bench/RESULTS.md); instruction counts do not
 move. Each app (the ingester's, as ingest/wsgi.py builds it, and bench/baseline_app.py) answers
 N and N/5 signed pipeline events, called in-process through WSGI under valgrind, and the
 difference of the two totals divided by the requests between them is its cost per request:
 start-up cancels out. gunicorn, the network and PostgreSQL are not counted; the database calls'
 client side is. Needs valgrind (apt-get install -y valgrind).
 
-valgrind's CPU has no SHA extensions: the ingester's HMAC check counts about 120 thousand
-instructions here, where the CPU's SHA-NI takes about 4 µs.
+valgrind's CPU has no SHA extensions: the ingester's HMAC check counts far more instructions
+here than the CPU's SHA-NI takes time (bench/RESULTS.md, "Figures from the code").
 """
 
 from __future__ import annotations

@@ -201,7 +201,7 @@ def _checked_only(model: type[BaseModel]) -> type[BaseModel]:
 
 
 # What the web process validates a pipeline event with: the same verdict as pipeline_event, for
-# half the instructions. It keeps the raw body and drops the event, so building a launch config's
+# far fewer instructions. It keeps the raw body and drops the event, so building a launch config's
 # hundreds of values, only to free them, was the largest part of acknowledging it
 # (bench/RESULTS.md). The worker reads the event back with pipeline_event.
 pipeline_event_check = TypeAdapter(

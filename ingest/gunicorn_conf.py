@@ -24,8 +24,9 @@ timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = 20
 # Idle time allowed between requests on a connection, and for each request's head to arrive.
 keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
-# A restarted worker builds the app anew (about 1.3 s of CPU, where a preloaded one was forked):
-# once every 10,000 requests of about 1 ms each, that would add 13% to the web's CPU.
+# A restarted worker builds the app anew, where a preloaded one was forked: once every 10,000
+# requests, that would add a noticeable share to the web's CPU (bench/RESULTS.md, "Figures
+# from the code").
 max_requests = 100000
 max_requests_jitter = 10000
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-")

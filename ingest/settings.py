@@ -60,7 +60,7 @@ class Settings(BaseSettings):
     # After a batch that was not full, wait this long before claiming again, so that under a
     # steady stream of events batches fill up: a batch costs a dozen statements whatever its size.
     # Every event of the next batch waits this long too: at half the end-to-end rate, runs were
-    # queryable after 32-33 ms (p50) with 20 ms, 13-23 ms with 5 ms (bench/RESULTS.md).
+    # queryable sooner with 5 ms than with 20 ms (bench/RESULTS.md, "A 5 ms linger").
     worker_linger: float = Field(default=0.005, ge=0)
     # A worker renews the claim on the events it holds every quarter of this; events whose claim
     # is older (their worker died) are claimed again by another: within it, plus a poll interval.

@@ -21,7 +21,8 @@ from rdkit.Chem.Scaffolds import MurckoScaffold
 RDLogger.DisableLog("rdApp.*")
 
 # Reinforcement-learning runs generate the same molecules again and again: each distinct SMILES
-# is analysed once while it is among the most recent this many (about 25 MB when full).
+# is analysed once while it is among the most recent this many (its memory when full:
+# bench/RESULTS.md, "Figures from the code").
 ANALYSIS_CACHE_SIZE = 65_536
 DEPICTION_CACHE_SIZE = 4_096
 
@@ -160,8 +161,8 @@ class ScaffoldLibrary:
 def _trusted(smiles: str) -> Chem.Mol | None:
     """Read a SMILES RDKit wrote itself as the trusted holder reads it back, without sanitizing.
 
-    Sanitizing took 40% of building the library of 100,000 scaffolds; the pattern fingerprints
-    of all 100,000 came out identical without it.
+    Sanitizing took a large share of building the library (bench/RESULTS.md, "Figures from the
+    code"); the pattern fingerprints of every scaffold came out identical without it.
     """
     molecule = Chem.MolFromSmiles(smiles, sanitize=False)
     if molecule is None:

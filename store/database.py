@@ -206,8 +206,8 @@ def plan_statements_once() -> None:
 
     For the worker, whose statements all find rows by key. A batch locks its runs by an array of
     run ids; with only a few ids, PostgreSQL judged each execution's own plan cheaper than the
-    generic one, estimated for ten, and planned the statement anew every time: 90 µs a lookup,
-    more than running it, twice a batch (bench/RESULTS.md). Not for the query API, whose best
+    generic one, estimated for ten, and planned the statement anew every time, which cost more
+    than running it, twice a batch (bench/RESULTS.md). Not for the query API, whose best
     plan may depend on the values it filters by.
     """
     engine = get_engine()

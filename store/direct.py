@@ -1,6 +1,6 @@
 """Core statements run straight on the driver's cursor: the worker's hot path on PostgreSQL.
 
-Through SQLAlchemy's execution each statement cost the worker 100-150 µs of CPU more than on
+Through SQLAlchemy's execution each statement cost the worker more CPU than on
 the driver (building the result's metadata from a fresh cursor description, compiling the
 parameters, the session's events), more than the statement cost PostgreSQL: a batch's
 locking reads and writes took most of the worker's time for a small batch

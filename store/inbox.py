@@ -99,10 +99,11 @@ def _superseded(status: str) -> list[str]:
 # Every statement on these connections finds its rows by key, or in id order, through an index.
 # Without statistics (autovacuum off, or before its first analyze) the planner answered a claim
 # with a bitmap scan of the whole unfinished-events index and a sort: it read every entry that
-# the events processed since the last vacuum left behind, in every claim (1.1-1.5 ms per claim
-# of 50 with 2,000 events waiting, against 0.2 ms). An index scan in id order stops after the
-# batch, and marks the dead entries it passes so that the next claims skip them. Set after
-# connecting rather than as startup options, which would replace any the URL carries.
+# the events processed since the last vacuum left behind, in every claim (several times an
+# index scan's cost: bench/RESULTS.md, "Figures from the code"). An index scan in id order
+# stops after the batch, and marks the dead entries it passes so that the next claims skip
+# them. Set after connecting rather than as startup options, which would replace any the URL
+# carries.
 _INDEX_SCANS_ONLY = (
     "SELECT set_config('enable_bitmapscan', 'off', false), set_config('enable_seqscan', 'off', false)"
 )

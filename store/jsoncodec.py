@@ -119,7 +119,7 @@ def _dumps_standard(value: Any, sort_keys: bool) -> str:
 
 def dumps(value: Any, sort_keys: bool = False) -> str:
     """Serialize to strict JSON, encoding non-finite floats reversibly."""
-    # orjson writes a W&B summary over ten times faster than json, whose float repr()
+    # orjson writes a W&B summary much faster than json (bench/RESULTS.md), whose float repr()
     # dominated the worker's profile. It writes NaN and Infinity as null: a document with a
     # null may have held one, and takes the walk if it did. What orjson refuses (integers
     # beyond 64 bits, float subclasses, 255 levels of nesting) goes through json.

@@ -409,7 +409,7 @@ def _direction_of(session: Any, objective: str) -> str:
 
 
 def _room_to_aggregate(session: Any, dialect: str) -> None:
-    """Give this transaction's sorts and hash tables room: 4 MB (the default) sorts 50,000 values on disk."""
+    """Give this transaction's sorts and hash tables room: the default work_mem sorts large groups on disk."""
     if dialect == "postgresql":
         session.execute(text_clause("SET LOCAL work_mem = '64MB'"))
 

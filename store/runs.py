@@ -140,7 +140,7 @@ def _one_lookup_per_run(columns: list[Any], run_id: Any, lock: bool) -> Any:
 
     Used on PostgreSQL, whatever its planner believes: without statistics (before autovacuum's
     first analyze, or with it off) it takes run_id IN (...) for much of a table and scans all
-    of it, in every batch: 50-180 ms at 120,000 objective rows. Locks are taken in the order
+    of it, in every batch (bench/RESULTS.md, "Figures from the code"). Locks are taken in the order
     of ``run_ids``; without one, OFFSET 0 keeps the subquery from being merged into the join.
     """
     wanted = _run_ids("wanted")

@@ -44,8 +44,8 @@ _CHUNK = 500
 def _chemistry() -> ModuleType:
     """Return store.chemistry, imported on first use.
 
-    RDKit takes 65 MB of memory in a process that imports it; the web processes, which import
-    the store but never see a molecule, do without it.
+    RDKit takes memory in a process that imports it (bench/RESULTS.md); the web processes, which
+    import the store but never see a molecule, do without it.
     """
     from store import chemistry
 

@@ -143,8 +143,8 @@ def navigation() -> dict[str, Any]:
 
 def _objectives() -> list[dict[str, Any]]:
     """The objectives for the pages' pickers, asked of the API at most once a minute per process."""
-    # Counting every objective's runs takes a scan of run_objectives (about 200 ms at 100,000
-    # runs), and the pickers only need the names, directions and rough counts.
+    # Counting every objective's runs takes a scan of run_objectives (bench/RESULTS.md, "Figures
+    # from the code"), and the pickers only need the names, directions and rough counts.
     cached = current_app.extensions.get("pages.objectives")
     now = time.monotonic()
     if cached is None or now - cached[0] > OBJECTIVES_TTL_SECONDS:
