@@ -292,6 +292,17 @@ def queries(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         "query_scaffolds, top 50 by best reward": lambda: store.query_scaffolds(order_by="best_reward"),
         "query_scaffolds, filter gradient_method=mgda": lambda: store.query_scaffolds({"gradient_method": "mgda"}),
         "scaffold_diversity": lambda: store.scaffold_diversity(),
+        # The Pareto and compare pages' scaffold view: a front's runs in one query, against a
+        # call per run, and a front as large as six objectives make at this size.
+        "top_scaffolds_of_runs, 25 runs, top 3": lambda: store.top_scaffolds_of_runs(
+            rng.sample(run_ids, 25), 3
+        ),
+        "get_run_scaffolds of 25 runs, one call each": lambda: [
+            store.get_run_scaffolds(run_id, limit=3) for run_id in rng.sample(run_ids, 25)
+        ],
+        "top_scaffolds_of_runs, 1,000 runs, top 3": lambda: store.top_scaffolds_of_runs(
+            rng.sample(run_ids, 1000), 3
+        ),
         "find_runs_with_scaffold, exact": lambda: store.find_runs_with_scaffold(rng.choice(typical)),
         "find_runs_with_scaffold, substructure": lambda: store.find_runs_with_scaffold(
             next(patterns), substructure=True
