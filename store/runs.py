@@ -266,6 +266,9 @@ def _same_rows(before: tuple[Any, ...], after: tuple[Any, ...]) -> bool:
 class RunState:
     """A locked run and its objectives, telling whether a block of updates changed them."""
 
+    run: RunRecord
+    objectives: dict[str, ObjectiveRecord]
+
     def __init__(self, session: Session, run_id: str, with_objectives: bool = True) -> None:
         self.session = session
         locked = session.info.get(LOCKED)
