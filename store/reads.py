@@ -472,6 +472,7 @@ def compare_groups(
                 func.count().over(partition_by=matched_rows.c.key).label("n"),
             ]
         copied = not conditions and group_field.name in COPIED_COLUMNS
+        best_run_id: ColumnElement[Any]
         if dialect == "postgresql" and copied:
             # No window: the best run of each group is one look in the objective's value index.
             ranked = matched_rows
