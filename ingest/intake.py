@@ -260,7 +260,7 @@ class Intake:
         error: str = "malformed_json",
         only_while_waiting: bool = False,
     ) -> Receipt:
-        refusal = {
+        refusal: dict[str, Any] = {
             "answer": status,
             "error": error if status == 400 else "invalid_event",
             "message": message,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
@@ -132,7 +132,10 @@ def is_sns_envelope(document: dict[str, Any]) -> bool:
     return "Type" in document and "TopicArn" in document and "Signature" in document
 
 
-def _model(model: type[BaseModel], document: Any) -> Any:
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def _model(model: type[Model], document: Any) -> Model:
     try:
         return model.model_validate(document)
     except ValidationError as error:
