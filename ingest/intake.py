@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from handlers import IGNORED
+from handlers.events import Source
 from ingest import auth, metrics
-from ingest.events import Source
 from ingest.parsing import (
     Invalid,
     Malformed,

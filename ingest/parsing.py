@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from ingest.events import (
+from handlers.events import (
     EventBridgeS3Event,
     EventKind,
     S3Records,

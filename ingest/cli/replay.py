@@ -26,11 +26,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 import store
 from handlers import Outcome
+from handlers.events import S3ObjectEvent, S3Objects, Source
 from handlers.s3 import objects_changed
 from handlers.wandb import default_since, store_run
 from ingest import auth
 from ingest.cli.common import load_settings, progress
-from ingest.events import S3ObjectEvent, S3Objects, Source
 from ingest.intake import Intake, Receipt
 from ingest.wandb_api import WandbApiError, WandbClient
 from ingest.worker import make_context, replay_delivery

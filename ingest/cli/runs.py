@@ -26,8 +26,8 @@ from rich.console import Console
 from rich.table import Table
 
 import store
+from handlers.events import Source
 from ingest.cli.common import load_settings, progress
-from ingest.events import Source
 from store import extract, inbox
 from store.objectives import RESULT_COLUMNS
 from store.query import DOCUMENTS, SCALAR_COLUMNS, SCALAR_TYPES, resolve
