@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import store
 from handlers.base import Context, Outcome, outcome
-from ingest.events import (
+from handlers.events import (
     RunAttachment,
     RunCrashed,
     RunEnded,

@@ -6,7 +6,7 @@ import re
 
 import store
 from handlers.base import Context, Outcome
-from ingest.events import S3Objects
+from handlers.events import S3Objects
 
 CRASH_FILES = {
     "error.log": "error_log_s3_key",

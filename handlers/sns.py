@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from handlers.base import Context, Outcome
-from ingest.events import SubscriptionMessage
+from handlers.events import SubscriptionMessage
 
 log = logging.getLogger(__name__)
 

@@ -4,15 +4,10 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 import store
-from handlers.base import Context, Outcome, outcome
-from ingest.events import WandbAutomation
-from ingest.settings import Settings
-
-if TYPE_CHECKING:  # the W&B client's model, named for types only: handlers get the client from their context
-    from ingest.wandb_api import WandbRun
+from handlers.base import Context, HandlerSettings, Outcome, WandbRun, outcome
+from handlers.events import WandbAutomation
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +32,7 @@ def sync_project(entity: str, project: str, context: Context) -> int:
     return changed
 
 
-def default_since(entity: str, project: str, settings: Settings) -> datetime | None:
+def default_since(entity: str, project: str, settings: HandlerSettings) -> datetime | None:
     """Return where the next sync of the project starts: its last sync, minus the overlap."""
     cursor = store.wandb_sync_cursor(entity, project)
     # W&B's clock and ours differ, and runs update while we page: look back a margin.

@@ -8,7 +8,7 @@ import hmac
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, TypeGuard
 from urllib.parse import urlsplit
 
 import requests
@@ -149,7 +149,7 @@ def verify_wandb(token: str | None, secret: str | None, body: bytes, headers: Ma
             raise AuthError("bad_signature", "X-Wandb-Signature does not match the request body.")
 
 
-def _is_sns_url(url: object) -> bool:
+def _is_sns_url(url: object) -> TypeGuard[str]:
     if not isinstance(url, str):
         return False
     try:

@@ -1,10 +1,17 @@
 """gunicorn settings for the web process (the Procfile's `web:` line and `training-db serve`)."""
 
+from __future__ import annotations
+
 import gc
 import multiprocessing
 import os
 import shutil
 import tempfile
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gunicorn.arbiter import Arbiter
+    from gunicorn.workers.base import Worker
 
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2 + 1))
@@ -53,18 +60,19 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
 
 
-def on_exit(server):  # type: ignore[no-untyped-def]
+def on_exit(server: Arbiter) -> None:
     if _metrics_dir:
         shutil.rmtree(_metrics_dir, ignore_errors=True)
 
 
-def child_exit(server, worker):  # type: ignore[no-untyped-def]
+def child_exit(server: Arbiter, worker: Worker) -> None:
     from prometheus_client import multiprocess
 
-    multiprocess.mark_process_dead(worker.pid)
+    # prometheus_client leaves this function unannotated.
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
 
 
-def post_worker_init(worker):  # type: ignore[no-untyped-def]
+def post_worker_init(worker: Worker) -> None:
     """Keep the app's long-lived objects out of the garbage collector's sweeps.
 
     A collection then scans only what the requests since the last one made.

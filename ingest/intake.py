@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from handlers import IGNORED
+from handlers.events import Source
 from ingest import auth, metrics
-from ingest.events import Source
 from ingest.parsing import (
     Invalid,
     Malformed,
@@ -260,7 +260,7 @@ class Intake:
         error: str = "malformed_json",
         only_while_waiting: bool = False,
     ) -> Receipt:
-        refusal = {
+        refusal: dict[str, Any] = {
             "answer": status,
             "error": error if status == 400 else "invalid_event",
             "message": message,

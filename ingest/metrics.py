@@ -94,7 +94,8 @@ def exposition() -> tuple[bytes, str]:
     registry = REGISTRY
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
+        # prometheus_client leaves the collector's constructor unannotated.
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     output = generate_latest(registry) + generate_latest(_inbox_registry)
     return output, CONTENT_TYPE_LATEST
 

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from flask import Blueprint, Response, jsonify
 from pydantic import BaseModel, TypeAdapter
 
-from ingest.events import (
+from handlers.events import (
     EventBridgeS3Event,
     PipelineEvent,
     S3Records,

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from ingest.events import (
+from handlers.events import (
     EventBridgeS3Event,
     EventKind,
     S3Records,
@@ -132,7 +132,10 @@ def is_sns_envelope(document: dict[str, Any]) -> bool:
     return "Type" in document and "TopicArn" in document and "Signature" in document
 
 
-def _model(model: type[BaseModel], document: Any) -> Any:
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def _model(model: type[Model], document: Any) -> Model:
     try:
         return model.model_validate(document)
     except ValidationError as error:

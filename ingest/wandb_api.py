@@ -147,7 +147,8 @@ class WandbClient:
             raise WandbApiError(f"W&B answered HTTP {response.status_code}: {response.text[:200]}")
         if not isinstance(body, dict) or not isinstance(body.get("data"), dict):
             raise WandbApiError("W&B answered without a GraphQL `data` object")
-        return body["data"]
+        data: dict[str, Any] = body["data"]
+        return data
 
     def _post(self, payload: dict[str, Any]) -> requests.Response:
         auth = ("api", self.api_key) if self.api_key else None

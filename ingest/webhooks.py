@@ -9,8 +9,8 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from gunicorn.http.errors import ParseException
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge, RequestTimeout
 
+from handlers.events import Source
 from ingest import metrics
-from ingest.events import Source
 from ingest.intake import READ_HEADERS, Intake, Receipt
 from store import migrate
 from store.database import DatabaseUnavailable, unavailable_as_error

@@ -13,10 +13,10 @@ from typing import Any
 
 import store
 from handlers import HANDLERS, IGNORED, Context, Outcome
+from handlers.events import EventKind
 from handlers.wandb import sync_project
 from ingest import WANDB_API_KEY_UNSET, auth, metrics
 from ingest.archive import Archiver
-from ingest.events import EventKind
 from ingest.parsing import Invalid, Malformed, Parsed, parse_stored
 from ingest.settings import Settings
 from ingest.wandb_api import WandbClient

@@ -12,13 +12,13 @@ from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from typing import NamedTuple
 
-from rdkit import Chem, RDLogger
+from rdkit import Chem, rdBase
 from rdkit.Chem import rdSubstructLibrary
 from rdkit.Chem.Draw import rdMolDraw2D
 from rdkit.Chem.Scaffolds import MurckoScaffold
 
 # RDKit logs every SMILES it cannot parse to stderr; an invalid molecule is counted instead.
-RDLogger.DisableLog("rdApp.*")
+rdBase.DisableLog("rdApp.*")
 
 # Reinforcement-learning runs generate the same molecules again and again: each distinct SMILES
 # is analysed once while it is among the most recent this many (its memory when full:
@@ -45,8 +45,9 @@ def analyse(smiles: str) -> Structure | None:
 
 def _scaffold(molecule: Chem.Mol) -> str:
     # Without stereochemistry, as RDKit's own MurckoScaffoldSmiles: the enantiomers of a
-    # molecule share one framework.
-    return Chem.MolToSmiles(MurckoScaffold.GetScaffoldForMol(molecule), isomericSmiles=False)
+    # molecule share one framework. (RDKit's stubs leave its Python MurckoScaffold module unannotated.)
+    scaffold = MurckoScaffold.GetScaffoldForMol(molecule)  # type: ignore[no-untyped-call]
+    return Chem.MolToSmiles(scaffold, isomericSmiles=False)
 
 
 @lru_cache(maxsize=ANALYSIS_CACHE_SIZE)
@@ -58,7 +59,9 @@ def generic_scaffold(scaffold: str) -> str | None:
     if molecule is None:
         return None
     try:
-        return Chem.MolToSmiles(MurckoScaffold.MakeScaffoldGeneric(molecule))
+        # RDKit's stubs leave its Python MurckoScaffold module unannotated.
+        generic = MurckoScaffold.MakeScaffoldGeneric(molecule)  # type: ignore[no-untyped-call]
+        return Chem.MolToSmiles(generic)
     except (RuntimeError, ValueError):
         # Valences a carbon cannot hold (a hypervalent sulfur made carbon) fail to sanitize.
         return None

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
@@ -26,6 +27,14 @@ from sqlalchemy.exc import (
 from sqlalchemy.orm import Session, sessionmaker
 
 from store import jsoncodec
+
+if TYPE_CHECKING:
+    # The drivers' connections, as the pool's listeners get them (each driver is imported by its
+    # dialect, only when a database of its kind is used).
+    import sqlite3
+
+    import psycopg
+    from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 DEFAULT_DATABASE_URL = "sqlite:///training_runs.db"
 SUPPORTED_BACKENDS = ("sqlite", "postgresql")
@@ -124,7 +133,9 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
-def _hung_up(dbapi_connection, _record, _proxy) -> None:  # type: ignore[no-untyped-def]
+def _hung_up(
+    dbapi_connection: psycopg.Connection[Any], _record: ConnectionPoolEntry, _proxy: PoolProxiedConnection
+) -> None:
     # An idle connection has nothing to read, unless the server ended it: a restart or shutdown
     # sends "terminating connection" and closes the socket. A poll tells so without a round
     # trip; the pool then opens a new connection instead (DisconnectionError).
@@ -134,7 +145,7 @@ def _hung_up(dbapi_connection, _record, _proxy) -> None:  # type: ignore[no-unty
         raise DisconnectionError("the server closed this connection while it sat in the pool")
 
 
-def _configure_sqlite(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+def _configure_sqlite(dbapi_connection: sqlite3.Connection, _record: ConnectionPoolEntry) -> None:
     # Let SQLAlchemy, not pysqlite, decide when transactions begin (see _begin_immediate).
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
@@ -145,7 +156,7 @@ def _configure_sqlite(dbapi_connection, _record) -> None:  # type: ignore[no-unt
     cursor.close()
 
 
-def _begin_immediate(connection) -> None:  # type: ignore[no-untyped-def]
+def _begin_immediate(connection: Connection) -> None:
     # Writers take the write lock up front: a deferred transaction that later writes can fail
     # with SQLITE_BUSY when another process (web and worker) wrote in between. Readers don't:
     # under WAL they see a snapshot and never block a writer.
@@ -217,7 +228,7 @@ def plan_statements_once() -> None:
         engine.dispose()
 
 
-def _plan_once(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+def _plan_once(dbapi_connection: psycopg.Connection[Any], _record: ConnectionPoolEntry) -> None:
     dbapi_connection.execute("SET plan_cache_mode = force_generic_plan")
     # Committed: the pool rolls back what a connection leaves open, and the setting with it.
     dbapi_connection.commit()

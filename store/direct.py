@@ -20,20 +20,31 @@ from typing import Any
 import psycopg
 from sqlalchemy import Connection, Dialect
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.expression import Select, UpdateBase
 
 Processor = Callable[[Any], Any]
+# What a Direct runs: a query, or an INSERT, UPDATE or DELETE (its RETURNING columns are its results).
+Statement = Select[Any] | UpdateBase
 
 
 @dataclass
 class _Compiled:
     sql: str
     defaults: dict[str, Any]
-    binds: dict[str, Processor]
+    binds: Mapping[str, Processor]
     columns: tuple[str, ...]
     types: tuple[Any, ...]
     # Known from the first result's column types, as SQLAlchemy learns them.
     results: tuple[tuple[int, Processor], ...] | None = None
+
+
+def driver_connection(connection: Connection) -> psycopg.Connection[Any]:
+    """Return the psycopg connection under ``connection``, a PostgreSQL one."""
+    dbapi_connection = connection.connection.dbapi_connection
+    if not isinstance(dbapi_connection, psycopg.Connection):
+        raise TypeError(f"statements run on the driver need psycopg, not {type(dbapi_connection)!r}")
+    return dbapi_connection
 
 
 @contextmanager
@@ -43,7 +54,9 @@ def driver_errors(connection: Connection, statement: str) -> Iterator[None]:
         yield
     except psycopg.Error as error:
         dbapi_connection = connection.connection.dbapi_connection
-        lost = connection.dialect.is_disconnect(error, dbapi_connection, None)
+        # SQLAlchemy types the error as a class declared inside its DBAPIModule protocol, which
+        # no driver's exception derives from; psycopg.Error is what its psycopg dialect takes.
+        lost = connection.dialect.is_disconnect(error, dbapi_connection, None)  # type: ignore[arg-type]
         if lost:
             connection.invalidate(error)
         raise DBAPIError.instance(
@@ -54,7 +67,7 @@ def driver_errors(connection: Connection, statement: str) -> Iterator[None]:
 class Direct:
     """A Core statement compiled once per dialect and run on the connection's driver cursor."""
 
-    def __init__(self, statement: ClauseElement) -> None:
+    def __init__(self, statement: Statement) -> None:
         self.statement = statement
         self._compiled: dict[Dialect, _Compiled] = {}
 
@@ -62,6 +75,8 @@ class Direct:
         compiled = self._compiled.get(dialect)
         if compiled is None:
             sql = self.statement.compile(dialect=dialect)
+            # A statement compiles with the dialect's statement compiler, which names its binds.
+            assert isinstance(sql, SQLCompiler)
             parameters = {sql.bind_names[bind]: bind for bind in sql.binds.values()}
             defaults = {name: bind.effective_value for name, bind in parameters.items() if not bind.required}
             binds = {
@@ -78,9 +93,11 @@ class Direct:
         return compiled
 
     def _results(
-        self, compiled: _Compiled, dialect: Dialect, cursor: Any
+        self, compiled: _Compiled, dialect: Dialect, cursor: psycopg.Cursor[Any]
     ) -> tuple[tuple[int, Processor], ...]:
         if compiled.results is None:
+            # Asked only once the statement returned rows, which the cursor then describes.
+            assert cursor.description is not None
             compiled.results = tuple(
                 (index, processor)
                 for index, (type_, described) in enumerate(
@@ -100,8 +117,7 @@ class Direct:
     def execute(self, connection: Connection, parameters: Mapping[str, Any]) -> list[dict[str, Any]]:
         """Execute with ``parameters``; return the rows it returns, as dicts of column name to value."""
         compiled = self._compile(connection.dialect)
-        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        with driver_errors(connection, compiled.sql), cursor:
+        with driver_errors(connection, compiled.sql), driver_connection(connection).cursor() as cursor:
             cursor.execute(compiled.sql, self._parameters(compiled, parameters))
             if not compiled.columns:
                 return []
@@ -119,6 +135,5 @@ class Direct:
     def execute_many(self, connection: Connection, parameters: Sequence[Mapping[str, Any]]) -> None:
         """Execute once per set of parameters, in one round trip."""
         compiled = self._compile(connection.dialect)
-        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        with driver_errors(connection, compiled.sql), cursor:
+        with driver_errors(connection, compiled.sql), driver_connection(connection).cursor() as cursor:
             cursor.executemany(compiled.sql, [self._parameters(compiled, row) for row in parameters])

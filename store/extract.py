@@ -92,9 +92,11 @@ def describe(value: Any) -> str:
 
 
 Converter = Callable[[Any], Any]
+IntegerConverter = Callable[[Any], int | Unfit | None]
+TextConverter = Callable[[Any], str | Unfit | None]
 
 
-def integer_column(column: Column[Any]) -> Converter:
+def integer_column(column: Column[Any]) -> IntegerConverter:
     """Return a converter to an integer the column holds (32 or 64 bits), Unfit for one it cannot."""
     bits = 64 if isinstance(column.type, BigInteger) else 32
     assert isinstance(column.type, Integer)
@@ -123,10 +125,15 @@ def float_column(value: Any) -> float | Unfit | None:
     return number if number - number == 0.0 else Unfit(f"{number!r} is not a finite number")
 
 
-def text_column(column: Column[Any]) -> Converter:
-    """Return a converter to a non-empty string no longer than the column, Unfit for a longer one."""
+def text_length(column: Column[Any]) -> int:
+    """Return how many characters the text column holds."""
     assert isinstance(column.type, String) and column.type.length is not None
-    length = column.type.length
+    return column.type.length
+
+
+def text_column(column: Column[Any]) -> TextConverter:
+    """Return a converter to a non-empty string no longer than the column, Unfit for a longer one."""
+    length = text_length(column)
 
     def convert(value: Any) -> str | Unfit | None:
         if not isinstance(value, str) or not value:
@@ -136,7 +143,7 @@ def text_column(column: Column[Any]) -> Converter:
     return convert
 
 
-def _name_in(column: Column[Any]) -> Converter:
+def _name_in(column: Column[Any]) -> TextConverter:
     text = text_column(column)
 
     def convert(value: Any) -> str | Unfit | None:
@@ -268,7 +275,7 @@ def summary_columns(summary: Mapping[str, Any] | None) -> dict[str, Any]:
     return _extract(summary, SUMMARY_COLUMNS)
 
 
-OBJECTIVE_NAME_LENGTH = _OBJECTIVES.objective_name.type.length
+OBJECTIVE_NAME_LENGTH = text_length(_OBJECTIVES.objective_name)
 _OBJECTIVE_NAME = text_column(_OBJECTIVES.objective_name)
 _OBJECTIVE_ALIAS = text_column(_OBJECTIVES.objective_alias)
 _UNIPROT = text_column(_OBJECTIVES.uniprot)
@@ -287,7 +294,9 @@ def config_objectives(config: Mapping[str, Any] | None) -> list[dict[str, Any]]:
     for entry in config["objectives"]:
         if not isinstance(entry, Mapping) or not _str(entry.get("name")):
             continue
-        params = entry.get("params") if isinstance(entry.get("params"), Mapping) else {}
+        params = entry.get("params")
+        if not isinstance(params, Mapping):
+            params = {}
         rows.append(
             {
                 "objective_name": _OBJECTIVE_NAME(entry["name"]),

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     BigInteger,
+    Column,
     ColumnElement,
     Float,
     Integer,
@@ -26,13 +27,16 @@ from sqlalchemy import (
     or_,
     type_coerce,
 )
-from sqlalchemy.sql.elements import KeyedColumnElement
+from sqlalchemy.types import TypeEngine
 
 from store.models import TrainingRun, UTCDateTime
 from store.runs import JSON_COLUMNS, RUN_COLUMNS
 
+if TYPE_CHECKING:
+    from sqlalchemy.dialects.postgresql import ARRAY
+
 # What an integer column holds: -limit to limit - 1.
-INTEGER_RANGES = {Integer: 2**31, BigInteger: 2**63}
+INTEGER_RANGES: dict[type[TypeEngine[Any]], int] = {Integer: 2**31, BigInteger: 2**63}
 
 DOCUMENTS = {"config": "config_json", "summary": "final_metrics_json", "progress": "progress_json"}
 SCALAR_COLUMNS = tuple(c for c in RUN_COLUMNS if c not in JSON_COLUMNS)
@@ -49,7 +53,7 @@ class Field:
     """A resolved filter field: a typed column, or a document column and a key path."""
 
     name: str
-    column: KeyedColumnElement[Any]
+    column: Column[Any]
     path: tuple[str, ...] = ()
 
     @property
@@ -133,7 +137,7 @@ class JsonAccess:
         return func.json_extract(self.field.column, sqlite_path(self.field.path))
 
 
-def _text_array():  # type: ignore[no-untyped-def]
+def _text_array() -> ARRAY[str]:
     from sqlalchemy.dialects.postgresql import ARRAY
     from sqlalchemy.types import Text
 

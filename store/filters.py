@@ -35,6 +35,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
+    Column,
     ColumnElement,
     Float,
     Numeric,
@@ -68,7 +69,7 @@ MAX_DEPTH = 100
 # "is false" of each operator: over values that exist, its complement.
 _OPPOSITE = {"=": "!=", "!=": "=", "<": ">=", ">=": "<", ">": "<=", "<=": ">", "in": "not in", "not in": "in"}
 _ORDERING = frozenset({"<", "<=", ">", ">="})
-_COMPARE: dict[str, Callable[[Any, Any], Any]] = {
+_COMPARE: dict[str, Callable[[ColumnElement[Any], Any], ColumnElement[bool]]] = {
     "=": lambda x, v: x == v,
     "!=": lambda x, v: x != v,
     "<": lambda x, v: x < v,
@@ -204,7 +205,8 @@ class Target:
 
     name: str
     kind: str  # column, json, objective
-    column: Any = None
+    # The run's column, the run's JSON document, or the objective's statistic in run_objectives.
+    column: Column[Any]
     path: tuple[str, ...] = ()
     objective: str = ""
 
@@ -265,7 +267,7 @@ def _target(keys: tuple[str, ...], text: str, position: int) -> Target:
                 position,
                 suggestion or f"expected one of {', '.join(OBJECTIVE_STATS)}",
             )
-        return Target(name, "objective", column=stat, objective=objective)
+        return Target(name, "objective", column=RunObjective.__table__.columns[stat], objective=objective)
     prefixes = [f"{p}." for p in (*DOCUMENTS, "objective")]
     if rest:
         close = difflib.get_close_matches(f"{head}.", prefixes, n=1, cutoff=0.6)
@@ -495,7 +497,7 @@ def parse(text: str) -> Node | None:
 # Compiling
 
 
-def matching_run_ids(text: str | None, dialect: str) -> Select[tuple[str]] | None:
+def matching_run_ids(text: str | None, dialect: str) -> Select[str] | None:
     """Return ``SELECT run_id`` of the runs a filter matches, for ``run_id IN (...)`` in statements
     over other tables (``run_objectives``); None for a blank or None filter."""
     node = parse(text) if text is not None else None
@@ -551,7 +553,7 @@ def _comparison(node: Comparison, truth: bool, dialect: str) -> ColumnElement[bo
     return _apply(target.column, op, node.values, dialect)
 
 
-def _apply(value: Any, op: str, values: tuple[Any, ...], dialect: str) -> ColumnElement[bool]:
+def _apply(value: ColumnElement[Any], op: str, values: tuple[Any, ...], dialect: str) -> ColumnElement[bool]:
     """Compare a value with the literals: NULL where the value is NULL."""
     if op in ("in", "not in"):
         return value.in_(values) if op == "in" else value.not_in(values)
@@ -564,7 +566,7 @@ def _apply(value: Any, op: str, values: tuple[Any, ...], dialect: str) -> Column
     return _COMPARE[op](value, literal_value)
 
 
-def _like(value: Any, op: str, pattern: str, dialect: str) -> ColumnElement[bool]:
+def _like(value: ColumnElement[Any], op: str, pattern: str, dialect: str) -> ColumnElement[bool]:
     negated = op.startswith("not ")
     if op.endswith("ilike"):
         return value.not_ilike(pattern, escape="\\") if negated else value.ilike(pattern, escape="\\")
@@ -599,7 +601,7 @@ def _objective_holds(
 ) -> ColumnElement[bool]:
     """Whether the run has the objective with a value (meeting ``condition``, when given)."""
     objective = aliased(RunObjective)
-    value = getattr(objective, target.column)
+    value: ColumnElement[Any] = getattr(objective, target.column.key)
     conditions = [objective.objective_name == target.objective, value.is_not(None)]
     if condition is not None:
         conditions.append(condition(value))
@@ -631,7 +633,8 @@ def select_field(target: Target, dialect: str, objectives: dict[str, Any]) -> Co
     if target.kind == "objective":
         if target.objective not in objectives:
             objectives[target.objective] = aliased(RunObjective)
-        return getattr(objectives[target.objective], target.column)
+        statistic: ColumnElement[Any] = getattr(objectives[target.objective], target.column.key)
+        return statistic
     if dialect == "postgresql":
         return target.column.op("#>")(_pg_path(target.path))
     # SQLite's -> gives JSON text (json_extract would give a string and an object alike as text).

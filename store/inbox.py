@@ -19,7 +19,20 @@ from typing import Any, TypeVar
 
 import orjson
 import psycopg
-from sqlalchemy import BigInteger, Engine, String, and_, any_, bindparam, delete, func, or_, select, update
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Engine,
+    String,
+    and_,
+    any_,
+    bindparam,
+    delete,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from store.database import DatabaseUnavailable, connect, get_engine, libpq_url, replica_transaction
@@ -153,11 +166,9 @@ class _Connections:
     def _connect() -> psycopg.RawCursor[Any]:
         # Autocommit: the insert is atomic on its own, and BEGIN and COMMIT around it would cost
         # two more round trips. Raw cursors take $n placeholders as they are.
-        connection = psycopg.connect(
-            libpq_url(), autocommit=True, connect_timeout=10, cursor_factory=psycopg.RawCursor
-        )
+        connection = psycopg.connect(libpq_url(), autocommit=True, connect_timeout=10)
         connection.execute(_INDEX_SCANS_ONLY)
-        return connection.cursor()
+        return psycopg.RawCursor(connection)
 
     def run(self, work: Callable[[psycopg.RawCursor[Any]], T]) -> T:
         """Return ``work(cursor)``; connection failures raise DatabaseUnavailable.
@@ -380,7 +391,7 @@ def finish(
     ids = list(event_ids)
     if not ids:
         return
-    parameters = {"ids": ids, "final_status": status, "error": error, "finished_at": utcnow()}
+    parameters: dict[str, Any] = {"ids": ids, "final_status": status, "error": error, "finished_at": utcnow()}
     if warnings:
         parameters["warnings"] = warnings
     with connect() as connection:
@@ -432,7 +443,7 @@ def _replay_conditions(
         if status not in STATUSES:
             raise ValueError(f"unknown inbox status {status!r}; expected one of {', '.join(STATUSES)}")
     table = InboxEvent.__table__
-    conditions = [table.c.status.in_(list(statuses))]
+    conditions: list[ColumnElement[bool]] = [table.c.status.in_(list(statuses))]
     if source:
         conditions.append(table.c.source == source)
     if since:

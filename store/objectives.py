@@ -6,7 +6,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import and_, case, delete, func, select
+from sqlalchemy import CursorResult, and_, case, delete, func, select
 from sqlalchemy.orm import aliased
 
 from store import extract
@@ -114,6 +114,8 @@ def delete_run_objectives(run_id: str) -> int:
     """Delete a run's objectives; return how many were deleted."""
     with transaction() as session:
         result = session.execute(delete(RunObjective).where(RunObjective.run_id == run_id))
+        # A DELETE's result is a cursor's, which counts the rows (Session.execute types it as any result).
+        assert isinstance(result, CursorResult)
         return result.rowcount or 0
 
 
@@ -233,7 +235,8 @@ def _std(row: Any) -> float | None:
     if row.count < 2:
         return None
     if hasattr(row, "std"):
-        return row.std
+        std: float | None = row.std
+        return std
     variance = (row.sum_of_squares - row.count * row.avg * row.avg) / (row.count - 1)
     return math.sqrt(max(variance, 0.0))
 
@@ -315,15 +318,17 @@ def get_objective_statistics(
             RunObjective, objective_name, metric, status, gradient_method, matching, include_unknown
         )
         row = session.execute(select(*_summary_columns(value, dialect)).where(*conditions)).one()
+        # By name: Row.count is also the tuple's method, which is what a type checker sees.
+        count: int = row._mapping["count"]
         median = best_run_id = None
-        if row.count:
+        if count:
             # The middle value, or the mean of the two middle values, read in index order.
             middle = (
                 select(value.label("value"))
                 .where(*conditions)
                 .order_by(value)
-                .offset((row.count - 1) // 2)
-                .limit(2 - row.count % 2)
+                .offset((count - 1) // 2)
+                .limit(2 - count % 2)
                 .subquery()
             )
             median = session.scalar(select(func.avg(middle.c.value)))
@@ -334,7 +339,7 @@ def get_objective_statistics(
     return {
         "objective_name": objective_name,
         "metric": metric,
-        "count": row.count,
+        "count": count,
         "avg": row.avg,
         "std": _std(row),
         "min": row.lowest,

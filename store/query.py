@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import gc
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -17,9 +17,10 @@ from sqlalchemy import ColumnElement, Numeric, Select, and_, false, func, litera
 from store import extract
 from store.database import read_transaction
 from store.fields import DOCUMENTS as DOCUMENTS
-from store.fields import INTEGER_RANGES, Field, JsonAccess, is_number, resolve
+from store.fields import INTEGER_RANGES, Field, JsonAccess, is_number
 from store.fields import SCALAR_COLUMNS as SCALAR_COLUMNS
 from store.fields import SCALAR_TYPES as SCALAR_TYPES
+from store.fields import resolve as resolve
 from store.filters import compile_filter, matching_run_ids, objective_join, parse_field, select_field
 from store.models import RunObjective, TrainingRun, UTCDateTime
 from store.runs import RUN_COLUMNS, parse_time
@@ -57,7 +58,7 @@ def _coerce_for_column(field: Field, value: Any) -> Any:
     return value
 
 
-_COMPARISONS = {
+_COMPARISONS: dict[str, Callable[[ColumnElement[Any], Any], ColumnElement[bool]]] = {
     "eq": lambda x, v: x == v,
     "ne": lambda x, v: x != v,
     "gt": lambda x, v: x > v,
@@ -318,7 +319,7 @@ def get_stats(where: str | None = None, include_unknown: bool = False) -> dict[s
     }
 
 
-def _count_objective_names(counted: list[Any]) -> Select[tuple[int]]:
+def _count_objective_names(counted: list[Any]) -> Select[int]:
     """Count the distinct objective names by skipping from one to the next along an index that
     starts with the name: a probe per name, where COUNT(DISTINCT) read every objective row
     (360,000 at 100,000 runs: most of get_stats' time)."""

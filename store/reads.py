@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 from sqlalchemy import (
     JSON,
+    Column,
     ColumnElement,
     Float,
     Integer,
@@ -101,14 +102,14 @@ class ReadField:
     """A field of the read side: a typed column, a JSON path, a whole document or an objective's statistic."""
 
     name: str
-    column: Any = None
+    # The run's column or JSON document; for an objective's statistic, its run_objectives column.
+    column: Column[Any]
     path: tuple[str, ...] = ()
     objective: str | None = None
-    stat: str | None = None
 
     @property
     def is_document(self) -> bool:
-        return self.column is not None and not self.path and self.column.key in JSON_COLUMNS
+        return self.objective is None and not self.path and self.column.key in JSON_COLUMNS
 
 
 def read_field(name: Any, parameter: str = "field") -> ReadField:
@@ -124,7 +125,7 @@ def read_field(name: Any, parameter: str = "field") -> ReadField:
             raise ValueError(
                 f"{parameter}: {name!r} must be objective.NAME.STAT, STAT one of {', '.join(OBJECTIVE_STATS)}"
             )
-        return ReadField(name, objective=objective, stat=stat)
+        return ReadField(name, RunObjective.__table__.columns[stat], objective=objective)
     try:
         resolved = resolve(name)
     except ValueError as error:
@@ -156,7 +157,8 @@ class RunSelect:
     def value(self, field: ReadField) -> ColumnElement[Any]:
         """The field's value as Python gets it: columns typed, JSON decoded."""
         if field.objective is not None:
-            return getattr(self._objective(field.objective), field.stat or "raw_mean")
+            statistic: ColumnElement[Any] = getattr(self._objective(field.objective), field.column.key)
+            return statistic
         if not field.path:
             return field.column
         if self.dialect == "postgresql":
@@ -197,7 +199,7 @@ class RunSelect:
         return self.sort_key(field)
 
     def nullable(self, field: ReadField) -> bool:
-        return field.column is None or bool(field.path) or bool(field.column.nullable)
+        return field.objective is not None or bool(field.path) or bool(field.column.nullable)
 
 
 def _text_array() -> Any:
@@ -257,7 +259,7 @@ def decode_cursor(cursor: str, order: Order) -> tuple[Any, str]:
     if text != order.text or not isinstance(run_id, str):
         raise ValueError(f"cursor: it continues an ordering by {text!r}, not {order.text!r}")
     field = order.field
-    if value is not None and field.column is not None and not field.path:
+    if value is not None and field.objective is None and not field.path:
         if isinstance(field.column.type, UTCDateTime):
             value = parse_time(value, "cursor")
     return value, run_id
@@ -470,6 +472,7 @@ def compare_groups(
                 func.count().over(partition_by=matched_rows.c.key).label("n"),
             ]
         copied = not conditions and group_field.name in COPIED_COLUMNS
+        best_run_id: ColumnElement[Any]
         if dialect == "postgresql" and copied:
             # No window: the best run of each group is one look in the objective's value index.
             ranked = matched_rows

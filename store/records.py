@@ -14,12 +14,24 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from functools import cache, lru_cache
 from itertools import repeat
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from sqlalchemy import Connection, Dialect, Table, and_, bindparam, delete, event, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Delete,
+    Dialect,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    event,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.orm import ORMExecuteState, Session
 
-from store.direct import Direct, driver_errors
+from store.direct import Direct, driver_connection, driver_errors
 from store.models import RunObjective, TrainingRun
 
 
@@ -51,6 +63,10 @@ class Record:
     def values(self) -> tuple[Any, ...]:
         """The columns' values, UNLOADED for a deferred one not read yet."""
         return tuple(map(self.__dict__.get, self.columns, repeat(UNLOADED)))
+
+    if TYPE_CHECKING:
+        # Every column is an attribute, set as plainly as it is read (see __getattr__).
+        def __setattr__(self, name: str, value: Any) -> None: ...
 
     def __getattr__(self, name: str) -> Any:
         # Reached only when the attribute is missing: a deferred column not read yet.
@@ -183,11 +199,9 @@ def _copy(connection: Connection, table: Table, rows: list[dict[str, Any]]) -> N
     invalidated, for the store's callers to tell them apart as they always do.
     """
     statement, names, processors = _copy_statement(table, connection.dialect)
-    dbapi_connection = connection.connection.dbapi_connection
-    assert dbapi_connection is not None
     with (
         driver_errors(connection, statement),
-        dbapi_connection.cursor() as cursor,
+        driver_connection(connection).cursor() as cursor,
         cursor.copy(statement) as copy,
     ):
         for row in rows:
@@ -211,7 +225,7 @@ def _update(table: Table, columns: tuple[str, ...]) -> Direct:
     return Direct(update(table).where(_by_key(table)).values(values))
 
 
-def _delete(table: Table) -> Any:
+def _delete(table: Table) -> Delete:
     return delete(table).where(_by_key(table))
 
 

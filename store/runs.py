@@ -7,13 +7,13 @@ yet creates its row: events arrive out of order, and nothing may be lost.
 from __future__ import annotations
 
 import operator
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from itertools import repeat
 from typing import Any
 
-from sqlalchemy import Float, Integer, String, bindparam, func, literal_column, select, true, update
+from sqlalchemy import Float, Integer, String, Table, bindparam, func, literal_column, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -58,7 +58,9 @@ def check_run_id(run_id: Any) -> str:
     return run_id
 
 
-def dialect_insert(session: Session):  # type: ignore[no-untyped-def]
+def dialect_insert(
+    session: Session,
+) -> Callable[[Table], postgresql.Insert] | Callable[[Table], sqlite.Insert]:
     return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
@@ -265,6 +267,9 @@ def _same_rows(before: tuple[Any, ...], after: tuple[Any, ...]) -> bool:
 
 class RunState:
     """A locked run and its objectives, telling whether a block of updates changed them."""
+
+    run: RunRecord
+    objectives: dict[str, ObjectiveRecord]
 
     def __init__(self, session: Session, run_id: str, with_objectives: bool = True) -> None:
         self.session = session

@@ -14,17 +14,31 @@ import statistics
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import BigInteger, and_, bindparam, case, cast, event, func, insert, or_, select, update
+from sqlalchemy import (
+    BigInteger,
+    CursorResult,
+    Row,
+    and_,
+    bindparam,
+    case,
+    cast,
+    event,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from store.database import get_engine, read_transaction, transaction
+from store.fields import resolve
 from store.filters import compile_filter
 from store.models import RunMoleculeBatch, RunMolecules, RunObjective, RunScaffold, Scaffold, TrainingRun
-from store.query import check_limit, conditions_of, resolve
+from store.query import check_limit, conditions_of
 from store.runs import RunState, check_run_id, utcnow
 
 if TYPE_CHECKING:
@@ -40,16 +54,9 @@ _RUN_MOLECULES = RunMolecules.__table__
 # Rows per statement: SQLite takes at most 32,766 parameters in one.
 _CHUNK = 500
 
-
-def _chemistry() -> ModuleType:
-    """Return store.chemistry, imported on first use.
-
-    RDKit takes memory in a process that imports it (bench/RESULTS.md); the web processes, which
-    import the store but never see a molecule, do without it.
-    """
-    from store import chemistry
-
-    return chemistry
+# store.chemistry is imported by the functions that use it, on first use: RDKit takes memory in a
+# process that imports it (bench/RESULTS.md); the web processes, which import the store but never see
+# a molecule, do without it.
 
 
 @dataclass
@@ -135,10 +142,12 @@ class _Batch:
 
 
 def _analyse(molecules: list[tuple[str, float | None, dict[str, float]]], step: int) -> _Batch:
+    from store import chemistry
+
     tallies: dict[str, _Tally] = {}
     invalid = acyclic = 0
     for smiles, reward, scores in molecules:
-        structure = _chemistry().analyse(smiles)
+        structure = chemistry.analyse(smiles)
         if structure is None:
             invalid += 1
             continue
@@ -193,6 +202,8 @@ def _stats_json(objectives: dict[str, dict[str, float]]) -> dict[str, Any] | Non
 
 def _merge_run_scaffolds(session: Session, run_id: str, tallies: dict[str, _Tally]) -> set[str]:
     """Merge a batch into the run's scaffold rows; return the scaffolds new to the run."""
+    from store import chemistry
+
     existing: dict[str, Any] = {}
     names = sorted(tallies)
     for start in range(0, len(names), _CHUNK):
@@ -202,7 +213,8 @@ def _merge_run_scaffolds(session: Session, run_id: str, tallies: dict[str, _Tall
             )
         )
         existing.update((row.scaffold, row) for row in rows)
-    inserts, updates = [], []
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
     for scaffold in names:
         tally = tallies[scaffold]
         row = existing.get(scaffold)
@@ -211,7 +223,7 @@ def _merge_run_scaffolds(session: Session, run_id: str, tallies: dict[str, _Tall
                 {
                     "run_id": run_id,
                     "scaffold": scaffold,
-                    "generic_scaffold": _chemistry().generic_scaffold(scaffold),
+                    "generic_scaffold": chemistry.generic_scaffold(scaffold),
                     "molecules": tally.molecules,
                     "first_step": tally.first_step,
                     "last_step": tally.last_step,
@@ -283,6 +295,8 @@ def _add_run_counts(session: Session, run_id: str, batch: _Batch, new: set[str])
         .where(_RUN_MOLECULES.c.run_id == run_id)
         .values({name: _RUN_MOLECULES.c[name] + value for name, value in counts.items()})
     )
+    # An UPDATE's result is a cursor's, which counts the rows (Session.execute types it as any result).
+    assert isinstance(changed, CursorResult)
     if not changed.rowcount:
         session.execute(insert(_RUN_MOLECULES).values(run_id=run_id, **counts))
 
@@ -305,11 +319,13 @@ class _Totals:
     def write(self, session: Session) -> None:
         if not self.added:
             return
+        from store import chemistry
+
         now = utcnow()
         rows = [
             {
                 "smiles": scaffold,
-                "generic_smiles": _chemistry().generic_scaffold(scaffold),
+                "generic_smiles": chemistry.generic_scaffold(scaffold),
                 "runs": runs,
                 "molecules": molecules,
                 "best_reward": best_reward,
@@ -692,11 +708,13 @@ def _library(session: Session) -> ScaffoldLibrary:
 
     Scaffolds are never deleted, so a count equal to the library's says nothing is new.
     """
+    from store import chemistry
+
     key = get_engine().url.render_as_string(hide_password=True)
     with _library_lock:
         library = _libraries.get(key)
         if library is None:
-            library = _libraries[key] = _chemistry().ScaffoldLibrary()
+            library = _libraries[key] = chemistry.ScaffoldLibrary()
         stored = session.scalar(select(func.count()).select_from(_SCAFFOLDS).where(_SCAFFOLDS.c.smiles != ""))
         if stored != len(library.known):
             library.add(session.scalars(select(_SCAFFOLDS.c.smiles).where(_SCAFFOLDS.c.smiles != "")))
@@ -721,8 +739,10 @@ def _matching(session: Session, smiles: str, limit: int | None) -> list[str]:
     runs first, then SMILES), and the search stops at the limit: a pattern most scaffolds contain
     is answered from the first page rather than matched against every scaffold.
     """
+    from store import chemistry
+
     library = _library(session)
-    query = _chemistry().pattern(smiles)
+    query = chemistry.pattern(smiles)
     if limit is None:
         return library.matches(query)
     table = _SCAFFOLDS.c
@@ -752,6 +772,8 @@ def find_runs_with_scaffold(
     one scaffold comes back. ``substructure=True``: every scaffold containing the SMILES or
     SMARTS pattern, most runs first, at most ``limit``.
     """
+    from store import chemistry
+
     if not isinstance(smiles, str) or len(smiles) > MAX_SMILES_LENGTH:
         raise ValueError(f"smiles must be a string of at most {MAX_SMILES_LENGTH} characters")
     limit = check_limit(limit)
@@ -760,8 +782,8 @@ def find_runs_with_scaffold(
         if substructure:
             names = _matching(session, smiles, limit)
         else:
-            names = [_chemistry().scaffold_of(smiles)]
-        scaffolds = []
+            names = [chemistry.scaffold_of(smiles)]
+        scaffolds: list[Row[Any]] = []
         for chunk in _chunks(names):
             scaffolds += session.execute(
                 select(_SCAFFOLDS)
@@ -793,6 +815,8 @@ def find_runs_with_scaffold(
 
 def scaffold_svg(smiles: str) -> str:
     """Return a 2-D depiction of a scaffold or molecule as SVG (RDKit's drawer, cached)."""
+    from store import chemistry
+
     if not isinstance(smiles, str) or len(smiles) > MAX_SMILES_LENGTH:
         raise ValueError(f"smiles must be a string of at most {MAX_SMILES_LENGTH} characters")
-    return _chemistry().depiction(smiles)
+    return chemistry.depiction(smiles)

@@ -415,4 +415,6 @@ def scaffold_depiction() -> Response:
     # Private: the depiction is behind the read guard, so shared caches must not keep it.
     response.headers["Cache-Control"] = f"private, max-age={SVG_MAX_AGE}"
     response.add_etag()
-    return response.make_conditional(request)
+    # Answers 304 when the browser's copy is current, by changing the response in place.
+    response.make_conditional(request)
+    return response

@@ -88,16 +88,19 @@ def _session_role(settings: Settings) -> Role | None:
     fingerprint = session.get("token")
     if role not in ("admin", "read") or not isinstance(fingerprint, str):
         return None
+    # Checked above to be one of the two roles a login cookie holds.
+    checked: Role = role
     token = settings.admin_api_token if role == "admin" else settings.read_api_token
     if not token or not hmac.compare_digest(fingerprint, _fingerprint(token)):
         return None
-    return role  # type: ignore[no-any-return]
+    return checked
 
 
 def identify() -> tuple[Role | None, bool]:
     """Return the request's role and whether it came from the cookie (cached per request)."""
     if "auth" in g:
-        return g.auth  # type: ignore[no-any-return]
+        cached: tuple[Role | None, bool] = g.auth
+        return cached
     settings = _settings()
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
@@ -107,12 +110,13 @@ def identify() -> tuple[Role | None, bool]:
         role = role_of_token(token.strip(), settings)
         if role is None:
             raise Denied(401, "bad_token", "The bearer token is not valid.")
-        g.auth = (role, False)
+        auth: tuple[Role | None, bool] = (role, False)
     elif (cookie_role := _session_role(settings)) is not None:
-        g.auth = (cookie_role, True)
+        auth = (cookie_role, True)
     else:
-        g.auth = ("open" if settings.read_api_open else None, False)
-    return g.auth  # type: ignore[no-any-return]
+        auth = ("open" if settings.read_api_open else None, False)
+    g.auth = auth
+    return auth
 
 
 def check_read() -> Role:

@@ -82,10 +82,10 @@ def api(path: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
     headers = {name: value for name in ("Cookie", "Authorization") if (value := request.headers.get(name))}
     with current_app.test_request_context(path, query_string=query, headers=headers):
         response = current_app.full_dispatch_request()
-    body = orjson.loads(response.get_data())
+    body: dict[str, Any] = orjson.loads(response.get_data())
     if response.status_code != 200:
         raise ApiError(response.status_code, body)
-    return body  # type: ignore[no-any-return]
+    return body
 
 
 def _answer(html: str, error: object) -> tuple[str, int]:
@@ -149,7 +149,8 @@ def _objectives() -> list[dict[str, Any]]:
     now = time.monotonic()
     if cached is None or now - cached[0] > OBJECTIVES_TTL_SECONDS:
         cached = current_app.extensions["pages.objectives"] = (now, api("/api/objectives")["objectives"])
-    return cached[1]  # type: ignore[no-any-return]
+    objectives: list[dict[str, Any]] = cached[1]
+    return objectives
 
 
 def _columns() -> list[str]:

@@ -259,7 +259,7 @@ def paths(schema: Callable[[Any], dict[str, Any]], error: Callable[[str], dict[s
     def ok(model: Any, description: str = "OK") -> dict[str, Any]:
         return {"description": description, "content": {"application/json": {"schema": schema(model)}}}
 
-    read_security = [{"readToken": []}, {"loginCookie": []}]
+    read_security: list[dict[str, list[str]]] = [{"readToken": []}, {"loginCookie": []}]
     refusals = {
         "400": error("A parameter the API cannot take, named in the answer"),
         "401": error("No credentials, or a token that is not valid"),

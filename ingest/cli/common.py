@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, TypeVar
+from typing import ParamSpec, TypeVar
 
 import click
 from pydantic import ValidationError
@@ -15,7 +15,8 @@ import store
 from ingest.settings import Settings
 from store.database import DatabaseUnavailable, location, schema_missing, sqlite_file
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 T = TypeVar("T")
 
 
@@ -60,11 +61,11 @@ def _database() -> str:
     return location(str(store.get_engine().url.render_as_string(hide_password=False)))
 
 
-def user_errors(function: F) -> F:
+def user_errors(function: Callable[P, R]) -> Callable[P, R]:
     """Report any failure as one line and exit status 1; with --debug, show its traceback instead."""
 
     @functools.wraps(function)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return function(*args, **kwargs)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
@@ -75,7 +76,7 @@ def user_errors(function: F) -> F:
                 raise
             raise click.ClickException(explain(error)) from None
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
 
 
 def progress_bar(*columns: ProgressColumn) -> Progress:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn
 
 from ingest.cli.common import load_settings, progress_bar
 from store.copy import CopyFailed, copy_database
@@ -35,7 +35,7 @@ def copy(target_url: str, source_url: str | None, replace: bool, batch_size: int
     source_url = source_url or load_settings().database_url
     columns = (TextColumn("{task.description:<16}"), BarColumn(), MofNCompleteColumn())
     with progress_bar(*columns) as bar:
-        tasks: dict[str, int] = {}
+        tasks: dict[str, TaskID] = {}
 
         def advance(table: str, done: int, total: int) -> None:
             if table not in tasks:

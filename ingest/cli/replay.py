@@ -26,11 +26,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 import store
 from handlers import Outcome
+from handlers.events import S3ObjectEvent, S3Objects, Source
 from handlers.s3 import objects_changed
 from handlers.wandb import default_since, store_run
 from ingest import auth
 from ingest.cli.common import load_settings, progress
-from ingest.events import S3ObjectEvent, S3Objects, Source
 from ingest.intake import Intake, Receipt
 from ingest.wandb_api import WandbApiError, WandbClient
 from ingest.worker import make_context, replay_delivery
@@ -107,7 +107,7 @@ class Tally:
             )
 
 
-class Moment(click.ParamType):
+class Moment(click.ParamType[datetime]):
     """A point in time: ISO-8601 (UTC unless it names a zone), or a span ago such as 90m, 12h or 7d."""
 
     name = "TIME"
@@ -308,7 +308,9 @@ def _captured_delivery(line: str) -> tuple[Source, dict[str, str], bytes]:
 def open_lines(location: str) -> Iterator[IO[str]]:
     """Open a capture or an archive for its lines: a path, - for stdin, or s3://bucket/key; .gz is decompressed."""
     if location == "-":
-        yield click.get_text_stream("stdin", encoding="utf-8")
+        # click.get_text_stream is deprecated (a warning, an error under the tests): open_file's "-".
+        with click.open_file("-", encoding="utf-8") as stdin:
+            yield stdin
         return
     compressed = location.endswith(".gz")
     if location.startswith("s3://"):

@@ -26,8 +26,8 @@ from rich.console import Console
 from rich.table import Table
 
 import store
+from handlers.events import Source
 from ingest.cli.common import load_settings, progress
-from ingest.events import Source
 from store import extract, inbox
 from store.objectives import RESULT_COLUMNS
 from store.query import DOCUMENTS, SCALAR_COLUMNS, SCALAR_TYPES, resolve
@@ -506,6 +506,10 @@ def _ordered_columns(names: Iterable[str]) -> list[str]:
     return sorted(names, key=lambda n: (groups.get(n.split(".")[0], 0), typed.get(n, 0), n))
 
 
+# Writes the runs that match to a text file (csv, jsonl) or a binary one (parquet); returns how many.
+Writer = Callable[[Callable[[], Iterator[dict[str, Any]]], IO[Any]], int]
+
+
 def _write_jsonl(matching: Callable[[], Iterator[dict[str, Any]]], output: IO[str]) -> int:
     written = 0
     for row in progress(matching(), "exporting runs"):
@@ -629,7 +633,8 @@ def export(output_format: str, output: str, filters: dict[str, dict[str, Any]], 
     load_settings()
     if output_format == "parquet" and output == "-":
         raise click.BadParameter("parquet needs --output FILE", param_hint="--output")
-    write = {"csv": _write_csv, "jsonl": _write_jsonl, "parquet": _write_parquet}[output_format]
+    writers: dict[str, Writer] = {"csv": _write_csv, "jsonl": _write_jsonl, "parquet": _write_parquet}
+    write = writers[output_format]
     matching = functools.partial(matching_runs, filters, where)
     if output == "-":
         with click.open_file("-", "w") as stdout:

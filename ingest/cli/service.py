@@ -17,9 +17,9 @@ from typing import Any
 
 import click
 
+from handlers.events import EventKind
 from ingest.cli.common import load_settings
 from ingest.client import SendError, send_event
-from ingest.events import EventKind
 from store import migrate as migrations
 from store.database import DatabaseUnavailable, location
 

@@ -11,8 +11,8 @@ from click.testing import CliRunner
 
 import store
 from handlers import HANDLERS, Outcome
+from handlers.events import EventKind
 from ingest.cli import main
-from ingest.events import EventKind
 from ingest.worker import BATCH_ATTEMPTS, Worker
 from store import extract, inbox
 from tests.fake_wandb import FakeWandb

@@ -10,6 +10,8 @@ that brought it and the run say so. Both columns are NULL when there is nothing 
 event or a run without warnings costs nothing more to write.
 """
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
@@ -20,7 +22,7 @@ branch_labels = None
 depends_on = None
 
 
-def _document() -> sa.types.TypeEngine:
+def _document() -> sa.types.TypeEngine[Any]:
     return sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), "postgresql")
 
 
