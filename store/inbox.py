@@ -25,7 +25,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from store.database import DatabaseUnavailable, connect, get_engine, libpq_url, replica_transaction
 from store.direct import Direct
 from store.models import UNFINISHED, InboxEvent
-from store.runs import utcnow
+from store.records import utcnow
 
 T = TypeVar("T")
 STATUSES = ("pending", "processing", "done", "ignored", "failed", "dead", "invalid")
