@@ -35,9 +35,10 @@ from sqlalchemy.engine import make_url
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import store  # noqa: E402
-from store import migrate  # noqa: E402
-from store.bulk import load_runs  # noqa: E402
-from store.database import normalize_url  # noqa: E402
+from store import (
+    load_runs,  # noqa: E402
+    normalize_url,  # noqa: E402
+)
 from testkit.factory import generate_runs, read_runs_file  # noqa: E402
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/training_db_bench"
@@ -310,7 +311,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         recreate_database(url)
         engine = store.configure(url)
-        migrate.upgrade(engine)
+        store.upgrade_schema(engine)
         if args.runs_file:
             with open(args.runs_file, encoding="utf-8") as lines:
                 total = sum(1 for line in lines if line.strip())

@@ -7,7 +7,7 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from store.database import DEFAULT_DATABASE_URL
+from store import DEFAULT_DATABASE_URL
 
 
 class Settings(BaseSettings):

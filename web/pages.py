@@ -33,8 +33,8 @@ from flask import (
 )
 from markupsafe import Markup
 
-from store import reads
-from store.query import SCALAR_COLUMNS
+import store
+from store import SCALAR_COLUMNS
 from web import auth
 
 blueprint = Blueprint("pages", __name__, template_folder="templates")
@@ -198,7 +198,7 @@ def runs() -> tuple[str, int]:
 def runs_csv() -> Response | tuple[Response, int]:
     """Download every matching run's chosen columns as CSV, streamed in bounded memory."""
     columns = _columns()
-    lines = reads.stream_runs(
+    lines = store.stream_runs(
         request.args.get("filter") or None, request.args.get("order_by") or None, columns
     )
     try:

@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 
 import store
 from ingest.settings import Settings
-from store.database import DatabaseUnavailable, location, schema_missing, sqlite_file
+from store import DatabaseUnavailable, database_location, schema_missing, sqlite_file
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -57,7 +57,7 @@ def explain(error: Exception) -> str:
 
 
 def _database() -> str:
-    return location(str(store.get_engine().url.render_as_string(hide_password=False)))
+    return database_location(str(store.get_engine().url.render_as_string(hide_password=False)))
 
 
 def user_errors(function: F) -> F:

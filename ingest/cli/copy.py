@@ -6,8 +6,7 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
 
 from ingest.cli.common import load_settings, progress_bar
-from store.copy import CopyFailed, copy_database
-from store.database import DatabaseUnavailable
+from store import CopyFailed, DatabaseUnavailable, copy_database
 
 
 def _location(url: str) -> str:

@@ -34,14 +34,13 @@ from ingest.events import S3ObjectEvent, S3Objects, Source
 from ingest.intake import Intake, Receipt
 from ingest.wandb_api import WandbApiError, WandbClient
 from ingest.worker import make_context, replay_delivery
-from store import inbox
-from store.database import DatabaseUnavailable
+from store import DatabaseUnavailable
 
 log = logging.getLogger("sqs")
 
 T = TypeVar("T")
 
-REPLAYABLE = inbox.REPLAYABLE
+REPLAYABLE = store.REPLAYABLE_STATUSES
 SOURCES = [source.value for source in Source]
 # What a listed object is recorded as: a listing has no notification, hence no sequencer.
 LISTED_EVENT_NAME = "ObjectCreated:Listed"
@@ -166,10 +165,10 @@ def replay_inbox(
     if "all" in statuses or (event_ids and not statuses):
         statuses = REPLAYABLE
     wanted = statuses or ("failed", "dead")
-    ids = inbox.requeue_ids(wanted, source, since, until, event_ids)
+    ids = store.requeue_deliveries(wanted, source, since, until, event_ids)
     if dry_run:
         for event_id in ids:
-            delivery = inbox.get_delivery(event_id)
+            delivery = store.get_delivery(event_id)
             if delivery is not None:
                 click.echo(
                     f"would replay event {delivery.id}: {delivery.source} {delivery.kind} {delivery.status}, "
@@ -182,7 +181,7 @@ def replay_inbox(
     context = make_context(settings)
     tally = Tally()
     for event_id in progress(ids, "replaying events", total=len(ids)):
-        delivery = inbox.get_delivery(event_id)
+        delivery = store.get_delivery(event_id)
         # The worker may have claimed it since it was listed: then it is the worker's.
         if delivery is None or delivery.status not in wanted:
             continue

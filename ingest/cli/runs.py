@@ -28,10 +28,7 @@ from rich.table import Table
 import store
 from ingest.cli.common import load_settings, progress
 from ingest.events import Source
-from store import extract, inbox
-from store.objectives import RESULT_COLUMNS
-from store.query import DOCUMENTS, SCALAR_COLUMNS, SCALAR_TYPES, resolve
-from store.reads import list_objectives
+from store import DOCUMENTS, RESULT_COLUMNS, SCALAR_COLUMNS, SCALAR_TYPES, list_objectives, resolve_field
 
 WHERE = re.compile(r"(?P<field>[^<>=!~]+?)\s*(?P<op>>=|<=|!=|=|>|<|~)\s*(?P<value>.*)", re.DOTALL)
 WHERE_OPERATORS = {"=": "eq", "!=": "ne", ">": "gt", ">=": "gte", "<": "lt", "<=": "lte", "~": "like"}
@@ -165,7 +162,7 @@ def _check_columns(columns: Sequence[str], by_objectives: bool) -> None:
             if not by_objectives:
                 raise ValueError(f"column {name!r} needs --objective")
             continue
-        field = resolve(name)
+        field = resolve_field(name)
         if by_objectives and (field.is_json or name not in RESULT_COLUMNS):
             raise ValueError(
                 f"column {name!r} is not available with --objective: use {', '.join(RESULT_COLUMNS)} "
@@ -259,7 +256,7 @@ def _echo_csv(rows: Iterable[Sequence[Any]], headers: Sequence[str]) -> None:
 )
 @click.option(
     "--metric",
-    type=click.Choice(extract.OBJECTIVE_COLUMNS),
+    type=click.Choice(store.OBJECTIVE_COLUMNS),
     default="raw_mean",
     show_default=True,
     help="The objective value --objective compares.",
@@ -327,7 +324,7 @@ def run(run_id: str, output_format: str) -> None:
     shown_apart = {*DOCUMENTS.values(), *crash, "objectives", "warnings"}
     fields = [(name, value) for name, value in found.items() if name not in shown_apart]
     _print_table(fields, ("field", "value"), title=f"run {run_id}")
-    metrics = extract.OBJECTIVE_COLUMNS
+    metrics = store.OBJECTIVE_COLUMNS
     _print_table(
         (
             [o["objective_name"], o["objective_alias"], o["direction"], o["weight"], *(o[m] for m in metrics)]
@@ -350,10 +347,10 @@ def run(run_id: str, output_format: str) -> None:
 
 @click.command()
 @click.argument("objective")
-@click.option("--metric", type=click.Choice(extract.OBJECTIVE_COLUMNS), default="raw_mean", show_default=True)
+@click.option("--metric", type=click.Choice(store.OBJECTIVE_COLUMNS), default="raw_mean", show_default=True)
 @click.option(
     "--status",
-    type=click.Choice([*extract.STATUSES, "any"]),
+    type=click.Choice([*store.RUN_STATUSES, "any"]),
     default="completed",
     show_default=True,
     help="Only runs of this status.",
@@ -427,7 +424,7 @@ def stats(where: str | None, include_unknown: bool, output_format: str) -> None:
 
 
 @click.command()
-@click.option("--status", type=click.Choice(inbox.STATUSES), help="Only events of this status.")
+@click.option("--status", type=click.Choice(store.INBOX_STATUSES), help="Only events of this status.")
 @click.option("--source", type=click.Choice([s.value for s in Source]), help="Only events from this source.")
 @click.option(
     "--limit", type=click.IntRange(min=1), default=50, show_default=True, help="At most this many events."
@@ -438,7 +435,7 @@ def stats(where: str | None, include_unknown: bool, output_format: str) -> None:
 def events(status: str | None, source: str | None, limit: int, output_format: str) -> None:
     """List the newest inbox events and what became of them."""
     load_settings()
-    deliveries = inbox.list_deliveries(status, source, limit)
+    deliveries = store.list_deliveries(status, source, limit)
     columns = ("id", "received_at", "source", "kind", "status", "attempts", "last_error")
     if output_format == "json":
         shown = (*columns, "warnings", "dedupe_key", "processed_at")
@@ -471,7 +468,7 @@ def flat_run(run: Mapping[str, Any], objectives: Iterable[Mapping[str, Any]]) ->
             for key, value in document.items():
                 _flatten(f"{prefix}.{key}", value, row)
     for objective in objectives:
-        for metric in extract.OBJECTIVE_COLUMNS:
+        for metric in store.OBJECTIVE_COLUMNS:
             row[f"objective.{objective['objective_name']}.{metric}"] = objective[metric]
     return row
 
