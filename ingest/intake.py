@@ -16,7 +16,6 @@ from typing import Any
 import store
 from handlers import IGNORED
 from ingest import auth, metrics
-from ingest.events import Source
 from ingest.parsing import (
     Invalid,
     Malformed,
@@ -31,6 +30,7 @@ from ingest.parsing import (
     sns_envelope,
 )
 from ingest.settings import Settings
+from ingest.sources import Source
 from store import DatabaseUnavailable
 
 log = logging.getLogger("ingest")

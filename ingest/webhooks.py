@@ -11,8 +11,8 @@ from werkzeug.exceptions import BadRequest, RequestEntityTooLarge, RequestTimeou
 
 import store
 from ingest import metrics
-from ingest.events import Source
 from ingest.intake import READ_HEADERS, Intake, Receipt
+from ingest.sources import Source
 from store import DatabaseUnavailable, unavailable_as_error
 
 blueprint = Blueprint("webhooks", __name__)

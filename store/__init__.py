@@ -14,7 +14,6 @@ if TYPE_CHECKING:
     from store.copy import CopyFailed, copy_database
     from store.crash_reports import record_crash_report_object
     from store.database import (
-        DEFAULT_DATABASE_URL,
         DatabaseUnavailable,
         autovacuum_off,
         configure,
@@ -180,7 +179,6 @@ _API: dict[str, tuple[str, str]] = {
     "current_revision": ("migrate", "current_revision"),
     "database_location": ("database", "location"),
     "DatabaseUnavailable": ("database", "DatabaseUnavailable"),
-    "DEFAULT_DATABASE_URL": ("database", "DEFAULT_DATABASE_URL"),
     "delete_run_objectives": ("objectives", "delete_run_objectives"),
     "deliveries_still_held": ("inbox", "still_held"),
     "Delivery": ("inbox", "Delivery"),
@@ -278,7 +276,6 @@ __all__ = [
     "current_revision",
     "database_location",
     "DatabaseUnavailable",
-    "DEFAULT_DATABASE_URL",
     "delete_run_objectives",
     "deliveries_still_held",
     "Delivery",

@@ -17,7 +17,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import psycopg
 from sqlalchemy import Connection, Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import ClauseElement
@@ -41,7 +40,13 @@ def driver_errors(connection: Connection, statement: str) -> Iterator[None]:
     """Raise the driver's errors as SQLAlchemy would, invalidating a lost connection."""
     try:
         yield
-    except psycopg.Error as error:
+    except Exception as error:
+        # Imported here: loading psycopg took a third of a read command's start-up on SQLite,
+        # whose statements never get here with one of its errors.
+        import psycopg
+
+        if not isinstance(error, psycopg.Error):
+            raise
         dbapi_connection = connection.connection.dbapi_connection
         lost = connection.dialect.is_disconnect(error, dbapi_connection, None)
         if lost:

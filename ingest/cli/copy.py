@@ -53,6 +53,3 @@ def copy(target_url: str, source_url: str | None, replace: bool, batch_size: int
     for table, count in counts.items():
         click.echo(f"{table:<16} {count:>9} rows")
     click.echo(f"copied {_location(source_url)} -> {_location(target_url)}; row counts verified")
-
-
-COMMANDS = [copy]

@@ -80,6 +80,3 @@ def archive(older_than: float | None, batch_size: int) -> None:
     except (OSError, BotoCoreError, ClientError) as error:
         raise click.ClickException(f"archive {archiver.target.location}: {error}") from None
     click.echo(f"{archived.summary(archiver.target.location)} (received more than {days:g} day(s) ago)")
-
-
-COMMANDS = [inbox_group]

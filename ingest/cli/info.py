@@ -31,6 +31,3 @@ def info() -> None:
         f"{status} {by_status[status]:,}" for status in store.INBOX_STATUSES if status in by_status
     )
     click.echo(f"inbox:    {sum(by_status.values()):,} event(s){': ' + shown if shown else ''}")
-
-
-COMMANDS = [info]

@@ -30,8 +30,9 @@ from handlers.s3 import objects_changed
 from handlers.wandb import default_since, store_run
 from ingest import auth
 from ingest.cli.common import load_settings, progress
-from ingest.events import S3ObjectEvent, S3Objects, Source
+from ingest.events import S3ObjectEvent, S3Objects
 from ingest.intake import Intake, Receipt
+from ingest.sources import Source
 from ingest.wandb_api import WandbApiError, WandbClient
 from ingest.worker import make_context, replay_delivery
 from store import DatabaseUnavailable
@@ -431,6 +432,3 @@ def _consume(sqs: Any, queue_url: str, message: dict[str, Any], intake: Intake, 
     else:
         tally.fail(item, f"left on the queue: {receipt.body.get('message')}")
         log.warning("sqs.left message=%s status=%d", message["MessageId"], receipt.status)
-
-
-COMMANDS = [replay, consume_sqs]

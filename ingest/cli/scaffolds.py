@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 import store
-from ingest.cli.common import load_settings
+from ingest.cli.common import open_database
 from ingest.cli.runs import FORMATS, _echo_csv, _echo_json, _print_table, parse_where
 from store import SCAFFOLD_CROSS_RUN_ORDERS, SCAFFOLD_RUN_ORDERS
 
@@ -118,7 +118,7 @@ def scaffolds(
     if (filters or filter_text is not None) and not top:
         raise click.UsageError("--where and --filter go with --top")
     run_filter = _run_filter(filters, filter_text)
-    load_settings()
+    open_database()
     if run_id is not None:
         _run_scaffolds(run_id, order_by or "molecules", limit, output_format)
     elif top:
@@ -172,9 +172,6 @@ def diversity(
 ) -> None:
     """Compare groups of runs on how many distinct scaffolds they found."""
     run_filter = _run_filter(filters, filter_text)
-    load_settings()
+    open_database()
     groups = store.scaffold_diversity(by=by, filter=run_filter)
     _emit(groups, (by, *DIVERSITY_COLUMNS), output_format, f"scaffold diversity by {by}")
-
-
-COMMANDS = [scaffolds, diversity]

@@ -169,6 +169,3 @@ def send(event_type: str, run_id: str | None, data: str, url: str | None, secret
     except SendError as error:
         raise click.ClickException(str(error)) from None
     click.echo(json.dumps(answer))
-
-
-COMMANDS = [migrate, serve, worker, send]
