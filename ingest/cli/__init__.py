@@ -7,7 +7,6 @@ from importlib import import_module
 from typing import Any
 
 import click
-from click.utils import make_default_short_help
 
 from ingest.cli.common import user_errors
 
@@ -84,7 +83,11 @@ class TrainingDb(click.Group):
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         limit = formatter.width - 6 - max(map(len, COMMANDS))
-        rows = [(name, make_default_short_help(text, limit)) for name, (_, text) in sorted(COMMANDS.items())]
+        # Shortened as click shortens a loaded command's help.
+        rows = [
+            (name, click.Command(name, help=text).get_short_help_str(limit))
+            for name, (_, text) in sorted(COMMANDS.items())
+        ]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 
