@@ -15,7 +15,17 @@ from ingest.cli import COMMANDS, main
 
 ROOT = Path(__file__).resolve().parents[2]
 # What the web app, the replays and the exports need, and no read command does.
-HEAVY = {"flask", "werkzeug", "pydantic", "pydantic_settings", "boto3", "botocore", "rdkit", "pyarrow", "alembic"}
+HEAVY = {
+    "flask",
+    "werkzeug",
+    "pydantic",
+    "pydantic_settings",
+    "boto3",
+    "botocore",
+    "rdkit",
+    "pyarrow",
+    "alembic",
+}
 
 
 def imported_by(*args: str, database_url: str | None = None) -> set[str]:

@@ -21,7 +21,9 @@ def _reaches_inside(node: ast.AST) -> list[str]:
             return [node.module]
         if node.module == "store":
             # `from store import inbox` is the module inbox all the same.
-            inner = {path.stem for path in (ROOT / "store").iterdir() if path.suffix == ".py" or path.is_dir()}
+            inner = {
+                path.stem for path in (ROOT / "store").iterdir() if path.suffix == ".py" or path.is_dir()
+            }
             return [f"store.{alias.name}" for alias in node.names if alias.name in inner]
     return []
 
