@@ -30,7 +30,9 @@ def test_the_readme_documents_the_variables_it_should() -> None:
 @pytest.mark.parametrize("name", documented_variables())
 def test_each_documented_variable_is_read(name: str) -> None:
     # The web server's own variables are gunicorn's, read by its config file before the app exists.
-    assert name.lower() in Settings.model_fields or re.search(rf"""environ\b.*["']{name}["']""", GUNICORN_CONF)
+    assert name.lower() in Settings.model_fields or re.search(
+        rf"""environ\b.*["']{name}["']""", GUNICORN_CONF
+    )
 
 
 @pytest.mark.parametrize(
