@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
             engine = store.configure(url)
             if not store.schema_is_current() or count_runs() != args.runs:
                 engine = None
-        except store.database.DatabaseUnavailable:
+        except store.DatabaseUnavailable:
             engine = None
     if engine is None:
         recreate_database(url)

@@ -4,7 +4,7 @@
         [--database-url URL] [--repeat K] [--json] [--reuse]
 
 The database at URL is dropped, recreated, migrated and loaded with N generated
-runs (or the records of FILE.jsonl) through store.bulk.load_runs. Each query is
+runs (or the records of FILE.jsonl) through store.load_runs. Each query is
 then timed K times after a warm-up. Shared machines are noisy, so the same run
 also times two baselines with the bare driver, a ``SELECT 1`` round trip and a
 primary-key lookup, and every query is reported as a multiple of them too. The design

@@ -13,7 +13,15 @@ ROOT = Path(__file__).resolve().parents[2]
 OUTSIDE = ("ingest", "web", "handlers")
 
 
+INSIDE = {path.stem for path in (ROOT / "store").iterdir() if path.suffix == ".py" or path.is_dir()} - {
+    "__init__"
+}
+
+
 def _reaches_inside(node: ast.AST) -> list[str]:
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "store":
+        # store.inbox.claim works too, once anything imported store.inbox.
+        return [f"store.{node.attr}"] if node.attr in INSIDE else []
     if isinstance(node, ast.Import):
         return [alias.name for alias in node.names if alias.name.startswith("store.")]
     if isinstance(node, ast.ImportFrom) and node.module:
@@ -21,10 +29,7 @@ def _reaches_inside(node: ast.AST) -> list[str]:
             return [node.module]
         if node.module == "store":
             # `from store import inbox` is the module inbox all the same.
-            inner = {
-                path.stem for path in (ROOT / "store").iterdir() if path.suffix == ".py" or path.is_dir()
-            }
-            return [f"store.{alias.name}" for alias in node.names if alias.name in inner]
+            return [f"store.{alias.name}" for alias in node.names if alias.name in INSIDE]
     return []
 
 
