@@ -29,8 +29,8 @@ def copy(target_url: str, source_url: str | None, replace: bool, batch_size: int
 
     Usage: `copy --to postgresql://user@host/db`. The target is migrated to the newest schema and
     filled in one transaction; the row counts are compared before it commits, so a failed copy
-    leaves the target as it was. Stop the
-    service writing to the source first, or its newest rows may be left behind.
+    leaves the target as it was. Stop the service writing to the source first, or its newest rows
+    may be left behind.
     """
     source_url = source_url or load_settings().database_url
     columns = (TextColumn("{task.description:<16}"), BarColumn(), MofNCompleteColumn())
