@@ -29,8 +29,7 @@ import store  # noqa: E402
 from bench.query import load, raw_baselines, recreate_database, time_call, vacuum_analyze  # noqa: E402
 from ingest import create_app  # noqa: E402
 from ingest.settings import Settings  # noqa: E402
-from store import migrate  # noqa: E402
-from store.database import normalize_url, read_transaction  # noqa: E402
+from store import normalize_url, read_transaction  # noqa: E402
 from store.models import TrainingRun  # noqa: E402
 from testkit.factory import generate_runs  # noqa: E402
 
@@ -88,14 +87,14 @@ def main(argv: list[str] | None = None) -> None:
     if args.reuse:
         try:
             engine = store.configure(url)
-            if not migrate.schema_is_current() or count_runs() != args.runs:
+            if not store.schema_is_current() or count_runs() != args.runs:
                 engine = None
-        except store.database.DatabaseUnavailable:
+        except store.DatabaseUnavailable:
             engine = None
     if engine is None:
         recreate_database(url)
         engine = store.configure(url)
-        migrate.upgrade(engine)
+        store.upgrade_schema(engine)
         load(generate_runs(args.runs, seed=args.seed), args.runs, console)
         vacuum_analyze(engine.dialect.name)
     backend = engine.dialect.name

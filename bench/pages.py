@@ -47,8 +47,7 @@ from query import load, raw_baselines, recreate_database, vacuum_analyze  # noqa
 import store  # noqa: E402
 from ingest import create_app  # noqa: E402
 from ingest.settings import Settings  # noqa: E402
-from store import migrate  # noqa: E402
-from store.database import normalize_url  # noqa: E402
+from store import normalize_url  # noqa: E402
 from store.models import TrainingRun  # noqa: E402
 from testkit.factory import generate_runs  # noqa: E402
 
@@ -267,7 +266,7 @@ def main(argv: list[str] | None = None) -> None:
         engine.dispose()
         recreate_database(url)
         engine = store.configure(url)
-        migrate.upgrade(engine)
+        store.upgrade_schema(engine)
         run_ids, _ = load(generate_runs(args.runs, seed=args.seed), args.runs, console)
         vacuum_analyze(engine.dialect.name)
     with engine.connect() as connection:

@@ -4,7 +4,7 @@
         [--database-url URL] [--repeat K] [--json] [--reuse]
 
 The database at URL is dropped, recreated, migrated and loaded with N generated
-runs (or the records of FILE.jsonl) through store.bulk.load_runs. Each query is
+runs (or the records of FILE.jsonl) through store.load_runs. Each query is
 then timed K times after a warm-up. Shared machines are noisy, so the same run
 also times two baselines with the bare driver, a ``SELECT 1`` round trip and a
 primary-key lookup, and every query is reported as a multiple of them too. The design
@@ -35,9 +35,10 @@ from sqlalchemy.engine import make_url
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import store  # noqa: E402
-from store import migrate  # noqa: E402
-from store.bulk import load_runs  # noqa: E402
-from store.database import normalize_url  # noqa: E402
+from store import (
+    load_runs,  # noqa: E402
+    normalize_url,  # noqa: E402
+)
 from testkit.factory import generate_runs, read_runs_file  # noqa: E402
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/training_db_bench"
@@ -310,7 +311,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         recreate_database(url)
         engine = store.configure(url)
-        migrate.upgrade(engine)
+        store.upgrade_schema(engine)
         if args.runs_file:
             with open(args.runs_file, encoding="utf-8") as lines:
                 total = sum(1 for line in lines if line.strip())

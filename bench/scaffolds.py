@@ -45,8 +45,7 @@ import store  # noqa: E402
 from bench.ingest import SECRET, free_port, libpq, wait_for_http, wait_for_log  # noqa: E402
 from bench.query import recreate_database, time_call  # noqa: E402
 from ingest.client import sign  # noqa: E402
-from store import migrate  # noqa: E402
-from store.database import normalize_url  # noqa: E402
+from store import normalize_url  # noqa: E402
 from testkit.factory import generate_runs, generate_scaffolds, molecule_batches  # noqa: E402
 from testkit.processes import running  # noqa: E402
 
@@ -264,7 +263,7 @@ def queries(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         run_ids, pool = load_scaffolds(args, console, resume=True)
     else:
         recreate_database(url)
-        migrate.upgrade(store.configure(url))
+        store.upgrade_schema(store.configure(url))
         run_ids, pool = load_scaffolds(args, console)
     rng = random.Random(7)
     with store.get_engine().connect() as connection:

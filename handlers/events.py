@@ -45,12 +45,6 @@ class EventKind(enum.StrEnum):
     SNS_UNSUBSCRIBE_CONFIRMATION = "sns.unsubscribe_confirmation"
 
 
-class Source(enum.StrEnum):
-    PIPELINE = "pipeline"
-    WANDB = "wandb"
-    S3 = "s3"
-
-
 # Run ids become S3 key segments and file names: letters, digits and . _ - : + = @ only.
 RunId = Annotated[
     str, StringConstraints(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:+=@-]*$")

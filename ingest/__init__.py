@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from flask import Flask, Response, jsonify, request
-from werkzeug.exceptions import HTTPException, MethodNotAllowed
+if TYPE_CHECKING:
+    from flask import Flask, Response
 
-from ingest.settings import Settings
+    from ingest.settings import Settings
 
 log = logging.getLogger("ingest")
 WANDB_API_KEY_UNSET = "config.unset WANDB_API_KEY: W&B webhooks are stored but their syncs fail until dead"
@@ -17,11 +18,16 @@ WANDB_API_KEY_UNSET = "config.unset WANDB_API_KEY: W&B webhooks are stored but t
 def create_app(settings: Settings | None = None, fetch_pem: Callable[[str], bytes] | None = None) -> Flask:
     """Create the ingester's Flask app; tests pass their own settings and certificate fetcher."""
     # Imported here, not at the top: gunicorn's config (ingest.gunicorn_conf) must set up
-    # Prometheus' multiprocess folder before prometheus_client is first imported.
+    # Prometheus' multiprocess folder before prometheus_client is first imported, and the CLI
+    # (ingest.cli, inside this package) starts without Flask.
+    from flask import Flask, jsonify, request
+    from werkzeug.exceptions import HTTPException, MethodNotAllowed
+
     import store
     import web
     from ingest import auth, metrics, openapi, webhooks
     from ingest.intake import Intake
+    from ingest.settings import Settings
 
     settings = settings or Settings()
     app = Flask(__name__)

@@ -30,7 +30,6 @@ import orjson
 from botocore.exceptions import ClientError
 
 import store
-from store import inbox
 
 PENDING = "pending/"
 # Deliveries per file, and per transaction. Bodies are at most MAX_BODY_BYTES, but launch and
@@ -38,7 +37,7 @@ PENDING = "pending/"
 BATCH_SIZE = 1000
 
 
-def delivery_record(delivery: inbox.Delivery) -> dict[str, Any]:
+def delivery_record(delivery: store.Delivery) -> dict[str, Any]:
     """Return one archive line's fields for a delivery."""
     record: dict[str, Any] = {
         "id": delivery.id,
@@ -59,7 +58,7 @@ def delivery_record(delivery: inbox.Delivery) -> dict[str, Any]:
     return record
 
 
-def archive_file(deliveries: list[inbox.Delivery]) -> bytes:
+def archive_file(deliveries: list[store.Delivery]) -> bytes:
     """Return the gzip-compressed JSON lines of ``deliveries``."""
     lines = b"".join(orjson.dumps(delivery_record(d)) + b"\n" for d in deliveries)
     return gzip.compress(lines, compresslevel=6)
@@ -183,7 +182,7 @@ def open_target(location: str) -> Target:
     return Bucket(location) if location.startswith("s3://") else Folder(location)
 
 
-def file_name(deliveries: list[inbox.Delivery]) -> str:
+def file_name(deliveries: list[store.Delivery]) -> str:
     return (
         f"inbox-{deliveries[0].id:012d}-{deliveries[-1].id:012d}-{store.utcnow():%Y%m%dT%H%M%S%fZ}.jsonl.gz"
     )
@@ -229,7 +228,7 @@ class Archiver:
                 ids = ids_in(self.target.get(name))
             except FileNotFoundError:
                 continue  # settled by another archiver since the listing
-            held = inbox.still_held(ids)
+            held = store.deliveries_still_held(ids)
             if ids and held == set(ids):
                 self.target.remove(name)
             else:
@@ -253,13 +252,13 @@ class Archiver:
     def _archive_batch(self, before: datetime, result: Archived) -> int | None:
         written: list[tuple[str, int]] = []
 
-        def write(deliveries: list[inbox.Delivery]) -> None:
+        def write(deliveries: list[store.Delivery]) -> None:
             name = file_name(deliveries)
             data = archive_file(deliveries)
             self.target.put(PENDING + name, data)
             written.append((name, len(data)))
 
-        deliveries = inbox.archive_batch(before, self.batch_size, write, wait=self.wait)
+        deliveries = store.archive_deliveries(before, self.batch_size, write, wait=self.wait)
         if deliveries is None:
             return None
         if deliveries:

@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import store
 from handlers import IGNORED
-from handlers.events import Source
 from ingest import auth, metrics
 from ingest.parsing import (
     Invalid,
@@ -30,8 +30,8 @@ from ingest.parsing import (
     sns_envelope,
 )
 from ingest.settings import Settings
-from store import inbox
-from store.database import DatabaseUnavailable
+from ingest.sources import Source
+from store import DatabaseUnavailable
 
 log = logging.getLogger("ingest")
 
@@ -278,7 +278,7 @@ class Intake:
         metrics.duplicate(source)
         # A sender that retries what was refused must hear the refusal again, never a success.
         try:
-            refusal = inbox.refusal(event_id)
+            refusal = store.delivery_refusal(event_id)
         except DatabaseUnavailable as failure:
             raise _unavailable(source, failure) from None
         if refusal is None:
@@ -297,7 +297,7 @@ class Intake:
         only_while_waiting: bool = False,
     ) -> tuple[int, bool]:
         try:
-            return inbox.record_delivery(
+            return store.record_delivery(
                 str(source),
                 str(kind),
                 _bounded(dedupe_key),

@@ -22,8 +22,8 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from store import inbox
-from store.database import DatabaseUnavailable
+import store
+from store import DatabaseUnavailable
 
 RECEIVED = Counter("training_db_webhooks_received", "Deliveries received", ["source"])
 REJECTED = Counter(
@@ -78,9 +78,9 @@ class InboxCollector(Collector):
         lag = GaugeMetricFamily("training_db_inbox_lag_seconds", "Age of the oldest unprocessed inbox event")
         up = GaugeMetricFamily("training_db_database_up", "Whether the database answered this scrape")
         try:
-            for (source, status), count in sorted(inbox.counts().items()):
+            for (source, status), count in sorted(store.inbox_counts().items()):
                 events.add_metric([source, status], count)
-            lag.add_metric([], inbox.oldest_pending_age())
+            lag.add_metric([], store.oldest_pending_age())
             up.add_metric([], 1)
         except DatabaseUnavailable:
             up.add_metric([], 0)

@@ -22,7 +22,7 @@ from handlers.events import (
     pipeline_event_check,
     records_dedupe_key,
 )
-from store.jsoncodec import has_nul_escape
+from store import has_nul_escape
 
 _json_object = TypeAdapter(dict[str, Any])
 

@@ -9,11 +9,11 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from gunicorn.http.errors import ParseException
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge, RequestTimeout
 
-from handlers.events import Source
+import store
 from ingest import metrics
 from ingest.intake import READ_HEADERS, Intake, Receipt
-from store import migrate
-from store.database import DatabaseUnavailable, unavailable_as_error
+from ingest.sources import Source
+from store import DatabaseUnavailable, unavailable_as_error
 
 blueprint = Blueprint("webhooks", __name__)
 log = logging.getLogger("ingest")
@@ -131,13 +131,13 @@ def readyz() -> tuple[Response, int]:
     """Answer 200 when the database is reachable and its schema is at the newest migration."""
     try:
         with unavailable_as_error():
-            current = migrate.current_revision()
+            current = store.current_revision()
     except DatabaseUnavailable as error:
         # The driver's message names the database's host and port: for the log, not for anyone.
         log.error("readyz.database_unavailable error=%s", error)
         message = "the database is unavailable; the log says why"
         return jsonify(status="unavailable", error="database_unavailable", message=message), 503
-    head = migrate.head_revision()
+    head = store.head_revision()
     if current != head:
         message = f"schema is at {current or 'nothing'}, newest is {head}: run `training-db migrate`"
         return jsonify(status="unavailable", error="schema_behind", message=message), 503

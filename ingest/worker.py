@@ -20,8 +20,7 @@ from ingest.archive import Archiver
 from ingest.parsing import Invalid, Malformed, Parsed, parse_stored
 from ingest.settings import Settings
 from ingest.wandb_api import WandbClient
-from store import event_warnings, inbox
-from store.database import DatabaseUnavailable, autovacuum_off, deterministic, plan_statements_once
+from store import DatabaseUnavailable, autovacuum_off, deterministic, plan_statements_once
 
 log = logging.getLogger("worker")
 
@@ -103,7 +102,7 @@ class Replayed:
     error: str | None = None
 
 
-def replay_delivery(delivery: inbox.Delivery, context: Context) -> Replayed:
+def replay_delivery(delivery: store.Delivery, context: Context) -> Replayed:
     """Run one stored delivery through its handler again and record the attempt on it.
 
     It ends done or ignored (with the warnings its handler recorded), invalid (its handler
@@ -112,7 +111,7 @@ def replay_delivery(delivery: inbox.Delivery, context: Context) -> Replayed:
     """
     warnings: list[str] = []
     try:
-        with event_warnings.collecting() as warnings:
+        with store.collecting_warnings() as warnings:
             outcome = handle(delivery.source, delivery.body, context)
     except PermanentError as error:
         replayed = Replayed("invalid", error=str(error))
@@ -120,10 +119,12 @@ def replay_delivery(delivery: inbox.Delivery, context: Context) -> Replayed:
         raise
     except Exception as error:
         # As the worker records it: a failure that would repeat is dead, not retried.
-        replayed = Replayed("dead" if deterministic(error) else "failed", error=f"{type(error).__name__}: {error}")
+        replayed = Replayed(
+            "dead" if deterministic(error) else "failed", error=f"{type(error).__name__}: {error}"
+        )
     else:
         replayed = Replayed(finished_status(outcome), outcome=outcome)
-    inbox.set_status(delivery.id, replayed.status, replayed.error, warnings=warnings or None)
+    store.set_delivery_status(delivery.id, replayed.status, replayed.error, warnings=warnings or None)
     return replayed
 
 
@@ -133,7 +134,7 @@ def runs_of(parsed: Parsed) -> list[str]:
     return [run_id] if isinstance(run_id, str) else []
 
 
-Item = tuple[inbox.Delivery, Parsed]
+Item = tuple[store.Delivery, Parsed]
 
 
 class Worker:
@@ -155,9 +156,11 @@ class Worker:
         if self.unfinished:
             # Claimed before the database went away: hand them back now that it answers,
             # rather than leave them waiting for their lease to run out.
-            inbox.release(self.unfinished)
+            store.release_deliveries(self.unfinished)
             self.unfinished = []
-        batch = inbox.claim(self.settings.worker_batch_size, timedelta(seconds=self.settings.worker_lease))
+        batch = store.claim_deliveries(
+            self.settings.worker_batch_size, timedelta(seconds=self.settings.worker_lease)
+        )
         self.holding = [delivery.id for delivery in batch]
         try:
             self._process(batch)
@@ -179,11 +182,11 @@ class Worker:
             if not holding:
                 continue
             try:
-                inbox.renew(holding)
+                store.renew_deliveries(holding)
             except Exception as error:
                 log.warning("lease.renew_failed events=%d error=%s", len(holding), error)
 
-    def _process(self, batch: list[inbox.Delivery]) -> None:
+    def _process(self, batch: list[store.Delivery]) -> None:
         together: list[Item] = []
         alone: list[Item] = []
         for delivery in batch:
@@ -218,7 +221,7 @@ class Worker:
             try:
                 with (
                     store.unit_of_work(run_id for _, parsed in items for run_id in runs_of(parsed)),
-                    event_warnings.collecting() as warnings,
+                    store.collecting_warnings() as warnings,
                 ):
                     for index, (_, parsed) in enumerate(items):
                         applying = index
@@ -230,11 +233,13 @@ class Worker:
                     finished: dict[str, list[int]] = defaultdict(list)
                     for index, ((delivery, _), outcome) in enumerate(zip(items, outcomes, strict=True)):
                         if index in warned:
-                            inbox.finish([delivery.id], finished_status(outcome), warnings=warned[index])
+                            store.finish_deliveries(
+                                [delivery.id], finished_status(outcome), warnings=warned[index]
+                            )
                         else:
                             finished[finished_status(outcome)].append(delivery.id)
                     for status, ids in finished.items():
-                        inbox.finish(ids, status)
+                        store.finish_deliveries(ids, status)
             except DatabaseUnavailable:
                 raise
             except Exception as error:
@@ -252,19 +257,19 @@ class Worker:
             return suspects
         return suspects + items
 
-    def _apply_alone(self, delivery: inbox.Delivery, parsed: Parsed) -> None:
+    def _apply_alone(self, delivery: store.Delivery, parsed: Parsed) -> None:
         try:
-            with event_warnings.collecting() as warnings:
+            with store.collecting_warnings() as warnings:
                 outcome = apply(parsed, self.context)
         except DatabaseUnavailable:
             raise
         except Exception as error:
             self._record_failure(delivery, error)
             return
-        inbox.finish([delivery.id], finished_status(outcome), warnings=warnings or None)
+        store.finish_deliveries([delivery.id], finished_status(outcome), warnings=warnings or None)
         metrics.processed(delivery.kind, outcome)
 
-    def _record_failure(self, delivery: inbox.Delivery, error: Exception) -> None:
+    def _record_failure(self, delivery: store.Delivery, error: Exception) -> None:
         if isinstance(error, PermanentError):
             self._refused(delivery, error)
         elif deterministic(error):
@@ -272,7 +277,7 @@ class Worker:
         else:
             self._failed(delivery, error)
 
-    def _dead(self, delivery: inbox.Delivery, error: Exception) -> None:
+    def _dead(self, delivery: store.Delivery, error: Exception) -> None:
         """Give up on an event: its failure would repeat, or it has had its attempts."""
         message = f"{type(error).__name__}: {error}"
         log.error(
@@ -282,15 +287,15 @@ class Worker:
             delivery.attempts,
             message,
         )
-        inbox.finish([delivery.id], "dead", message)
+        store.finish_deliveries([delivery.id], "dead", message)
         metrics.dead(delivery.kind)
 
-    def _refused(self, delivery: inbox.Delivery, error: PermanentError) -> None:
+    def _refused(self, delivery: store.Delivery, error: PermanentError) -> None:
         log.warning("event.refused id=%s kind=%s error=%s", delivery.id, delivery.kind, error)
-        inbox.finish([delivery.id], "invalid", str(error))
+        store.finish_deliveries([delivery.id], "invalid", str(error))
         metrics.processed(delivery.kind, "invalid")
 
-    def _failed(self, delivery: inbox.Delivery, error: Exception) -> None:
+    def _failed(self, delivery: store.Delivery, error: Exception) -> None:
         if delivery.attempts >= self.settings.worker_max_attempts:
             self._dead(delivery, error)
         else:
@@ -302,7 +307,7 @@ class Worker:
                 delivery.attempts,
                 message,
             )
-            inbox.retry_later(delivery.id, delivery.attempts, message)
+            store.retry_deliveries_later(delivery.id, delivery.attempts, message)
             metrics.failed(delivery.kind)
 
     def reconcile(self) -> None:

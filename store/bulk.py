@@ -18,24 +18,22 @@ from sqlalchemy import insert
 
 from store import extract
 from store.database import transaction
+from store.locking import check_run_id, lock_creation
 from store.models import RunObjective, TrainingRun
-from store.records import ObjectiveRecord, RunRecord
+from store.records import ObjectiveRecord, RunRecord, utcnow
 from store.runs import (
     RunState,
     apply_status,
     attach_crash_data,
-    check_run_id,
     coerce_field,
     dialect_insert,
     fit,
     insert_run,
-    lock_creation,
     objective_to_dict,
     run_to_dict,
     set_columns,
     update_run_status,
     upsert_config_objectives,
-    utcnow,
 )
 
 # Each run of a batch holds a slot of PostgreSQL's lock table until the commit (lock_creation).

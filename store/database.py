@@ -1,8 +1,7 @@
-"""The engine behind the store: one per process, from ``DATABASE_URL``."""
+"""The engine behind the store: one per process, for the URL its caller configures (from Settings)."""
 
 from __future__ import annotations
 
-import os
 import select
 import threading
 from collections.abc import Iterator
@@ -36,7 +35,6 @@ if TYPE_CHECKING:
     import psycopg
     from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
-DEFAULT_DATABASE_URL = "sqlite:///training_runs.db"
 SUPPORTED_BACKENDS = ("sqlite", "postgresql")
 # PostgreSQL's SQLSTATE for a relation that does not exist.
 _UNDEFINED_TABLE = "42P01"
@@ -96,11 +94,6 @@ _sessions: sessionmaker[Session] | None = None
 _replica: Engine | None = None
 _replica_sessions: sessionmaker[Session] | None = None
 _unit_of_work: ContextVar[Session | None] = ContextVar("unit_of_work", default=None)
-
-
-def database_url() -> str:
-    """Return the configured database URL, normalised for SQLAlchemy."""
-    return normalize_url(os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL)
 
 
 def normalize_url(url: str) -> str:
@@ -166,13 +159,13 @@ def _begin_immediate(connection: Connection) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def configure(url: str | None = None) -> Engine:
-    """Point the store at ``url`` (default: ``DATABASE_URL``) and return its engine."""
+def configure(url: str) -> Engine:
+    """Point the store at ``url`` and return its engine."""
     global _engine, _sessions
     with _lock:
         if _engine is not None:
             _engine.dispose()
-        _engine = make_engine(url or database_url())
+        _engine = make_engine(url)
         _sessions = sessionmaker(_engine, expire_on_commit=False)
         _set_replica(None)
         return _engine
@@ -193,9 +186,10 @@ def _set_replica(url: str | None) -> None:
 
 
 def get_engine() -> Engine:
-    """Return the process's engine, creating it from the environment on first use."""
+    """Return the process's engine, or raise RuntimeError before ``configure``."""
     if _engine is None:
-        return configure()
+        # The store reads no environment: the app, the worker and the CLI pass Settings' URL.
+        raise RuntimeError("the store is not configured: call store.configure(url) first")
     return _engine
 
 

@@ -15,13 +15,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import psycopg
 from sqlalchemy import Connection, Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import Select, UpdateBase
+
+if TYPE_CHECKING:
+    import psycopg
 
 Processor = Callable[[Any], Any]
 # What a Direct runs: a query, or an INSERT, UPDATE or DELETE (its RETURNING columns are its results).
@@ -41,6 +43,8 @@ class _Compiled:
 
 def driver_connection(connection: Connection) -> psycopg.Connection[Any]:
     """Return the psycopg connection under ``connection``, a PostgreSQL one."""
+    import psycopg
+
     dbapi_connection = connection.connection.dbapi_connection
     if not isinstance(dbapi_connection, psycopg.Connection):
         raise TypeError(f"statements run on the driver need psycopg, not {type(dbapi_connection)!r}")
@@ -52,7 +56,13 @@ def driver_errors(connection: Connection, statement: str) -> Iterator[None]:
     """Raise the driver's errors as SQLAlchemy would, invalidating a lost connection."""
     try:
         yield
-    except psycopg.Error as error:
+    except Exception as error:
+        # Imported here: loading psycopg took a third of a read command's start-up on SQLite,
+        # whose statements never get here with one of its errors.
+        import psycopg
+
+        if not isinstance(error, psycopg.Error):
+            raise
         dbapi_connection = connection.connection.dbapi_connection
         # SQLAlchemy types the error as a class declared inside its DBAPIModule protocol, which
         # no driver's exception derives from; psycopg.Error is what its psycopg dialect takes.

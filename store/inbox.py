@@ -15,10 +15,9 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
-import psycopg
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
@@ -38,7 +37,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from store.database import DatabaseUnavailable, connect, get_engine, libpq_url, replica_transaction
 from store.direct import Direct
 from store.models import UNFINISHED, InboxEvent
-from store.runs import utcnow
+from store.records import utcnow
+
+if TYPE_CHECKING:
+    import psycopg
 
 T = TypeVar("T")
 STATUSES = ("pending", "processing", "done", "ignored", "failed", "dead", "invalid")
@@ -166,6 +168,8 @@ class _Connections:
     def _connect() -> psycopg.RawCursor[Any]:
         # Autocommit: the insert is atomic on its own, and BEGIN and COMMIT around it would cost
         # two more round trips. Raw cursors take $n placeholders as they are.
+        import psycopg
+
         connection = psycopg.connect(libpq_url(), autocommit=True, connect_timeout=10)
         connection.execute(_INDEX_SCANS_ONLY)
         return psycopg.RawCursor(connection)
@@ -182,6 +186,10 @@ class _Connections:
             return self._run(engine=get_engine(), work=work)
 
     def _run(self, engine: Engine, work: Callable[[psycopg.RawCursor[Any]], T]) -> T:
+        # Imported here, not at the top: only the web's writes on PostgreSQL come here, and
+        # loading psycopg took a third of a read command's start-up on SQLite.
+        import psycopg
+
         cursor = self._take_idle(engine)
         try:
             if cursor is not None:
@@ -637,6 +645,8 @@ def statistics(archivable_before: datetime) -> InboxStatistics:
         archivable_before=archivable_before,
         total_bytes=total_bytes,
     )
+
+
 def page_events(
     statuses: Sequence[str] = ("failed", "dead"),
     source: str | None = None,

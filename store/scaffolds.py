@@ -37,9 +37,11 @@ from sqlalchemy.orm import Session
 from store.database import get_engine, read_transaction, transaction
 from store.fields import resolve
 from store.filters import compile_filter
+from store.locking import check_run_id
 from store.models import RunMoleculeBatch, RunMolecules, RunObjective, RunScaffold, Scaffold, TrainingRun
 from store.query import check_limit, conditions_of
-from store.runs import RunState, check_run_id, utcnow
+from store.records import utcnow
+from store.runs import RunState
 
 if TYPE_CHECKING:
     from store.chemistry import ScaffoldLibrary

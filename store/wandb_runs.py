@@ -10,8 +10,9 @@ from sqlalchemy import select
 
 from store import extract
 from store.database import read_transaction, transaction
+from store.locking import MAX_ID_LENGTH
 from store.models import TrainingRun, WandbSyncState
-from store.runs import MAX_ID_LENGTH, RunState, apply_status, fit, set_columns, upsert_config_objectives
+from store.runs import RunState, apply_status, fit, set_columns, upsert_config_objectives
 
 # Keys under which the pipeline may log its own run id into the W&B config.
 RUN_ID_CONFIG_KEYS = ("run_id", "training_db_run_id")

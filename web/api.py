@@ -12,10 +12,14 @@ from flask import Blueprint, Response, current_app, g, request, stream_with_cont
 
 import store
 from ingest.settings import Settings
-from store import inbox, reads
-from store.database import DatabaseUnavailable
-from store.filters import FilterError
-from store.scaffolds import CROSS_RUN_ORDERS, MAX_TOP_PER_RUN, RUN_ORDERS, TOP_ORDERS
+from store import (
+    SCAFFOLD_CROSS_RUN_ORDERS,
+    SCAFFOLD_MAX_TOP_PER_RUN,
+    SCAFFOLD_RUN_ORDERS,
+    SCAFFOLD_TOP_ORDERS,
+    DatabaseUnavailable,
+    FilterError,
+)
 from web import auth
 
 blueprint = Blueprint("api", __name__, url_prefix="/api")
@@ -85,7 +89,7 @@ def _settings() -> Settings:
 @blueprint.get("/objectives")
 def objectives() -> Response:
     """Each objective's name, direction and number of runs."""
-    return answer({"objectives": reads.list_objectives()})
+    return answer({"objectives": store.list_objectives()})
 
 
 def wandb_url(run: dict[str, Any]) -> str | None:
@@ -98,7 +102,7 @@ def wandb_url(run: dict[str, Any]) -> str | None:
 @blueprint.get("/runs/<path:run_id>")
 def run(run_id: str) -> Response:
     """One run whole: fields, documents, objectives, crash reports and attachments with links."""
-    found = reads.run_detail(run_id)
+    found = store.run_detail(run_id)
     if found is None:
         return not_found(f"run {run_id!r}")
     found["wandb_url"] = wandb_url(found)
@@ -144,10 +148,10 @@ def replay_event(event_id: int) -> Response:
     """Run one stored delivery through its handler again, as `training-db replay inbox --event-id` does."""
     from ingest.worker import make_context, replay_delivery
 
-    delivery = inbox.get_delivery(event_id) if event_id <= MAX_EVENT_ID else None
+    delivery = store.get_delivery(event_id) if event_id <= MAX_EVENT_ID else None
     if delivery is None:
         return not_found(f"event {event_id}")
-    if delivery.status not in inbox.REPLAYABLE:
+    if delivery.status not in store.REPLAYABLE_STATUSES:
         return answer(
             {
                 "error": "not_replayable",
@@ -219,9 +223,9 @@ def runs() -> Response:
     fields = _list("fields")
     output = _given("format", "json")
     # Checked whatever the format, though JSON lines carry every match and take no limit.
-    limit = _integer("limit", 50, 1, reads.MAX_LIMIT)
+    limit = _integer("limit", 50, 1, store.MAX_PAGE_LIMIT)
     if output == "jsonl":
-        lines = reads.stream_runs(where, order_by, fields)
+        lines = store.stream_runs(where, order_by, fields)
         # The first chunk is read now, so that a bad filter is a 400, not a broken stream.
         first = next(lines, b"")
         return Response(
@@ -231,7 +235,7 @@ def runs() -> Response:
         )
     if output != "json":
         raise BadParameter("format", f"format: must be json or jsonl, not {output!r}")
-    return answer(reads.page_runs(where, order_by, limit, _text("cursor"), fields))
+    return answer(store.page_runs(where, order_by, limit, _text("cursor"), fields))
 
 
 @blueprint.get("/compare")
@@ -244,7 +248,7 @@ def compare() -> Response:
     if objective is None:
         raise BadParameter("objective", "objective: name the objective to compare on")
     top = _top_scaffolds()
-    compared = reads.compare_groups(
+    compared = store.compare_groups(
         objective,
         _given("metric", "raw_mean"),
         _text("by", "gradient_method") or "",
@@ -269,7 +273,7 @@ def pareto() -> Response:
         raise BadParameter("objectives", "objectives: name 2 to 6 objectives, e.g. A:max,B:min,C")
     metric = _given("metric", "raw_mean")
     top = _top_scaffolds()
-    found = reads.pareto(objectives, metric, _text("filter"), _flag("points"))
+    found = store.pareto_runs(objectives, metric, _text("filter"), _flag("points"))
     if top is not None:
         scaffolds_of = store.top_scaffolds_of_runs([member["run_id"] for member in found["front"]], *top)
         for member in found["front"]:
@@ -279,12 +283,12 @@ def pareto() -> Response:
 
 def _top_scaffolds() -> tuple[int, str] | None:
     """The scaffolds=N option of /api/pareto and /api/compare: (N, order), or None when not asked."""
-    per_run = _integer("scaffolds", 0, 0, MAX_TOP_PER_RUN)
+    per_run = _integer("scaffolds", 0, 0, SCAFFOLD_MAX_TOP_PER_RUN)
     order_by = _given("scaffolds_order_by", "molecules")
-    if order_by not in TOP_ORDERS:
+    if order_by not in SCAFFOLD_TOP_ORDERS:
         raise BadParameter(
             "scaffolds_order_by",
-            f"scaffolds_order_by: must be one of {', '.join(TOP_ORDERS)}, not {order_by!r}",
+            f"scaffolds_order_by: must be one of {', '.join(SCAFFOLD_TOP_ORDERS)}, not {order_by!r}",
         )
     return (per_run, order_by) if per_run else None
 
@@ -301,7 +305,7 @@ def _depicted(scaffolds: list[dict[str, Any]]) -> list[dict[str, Any]]:
 @blueprint.get("/stats")
 def stats() -> Response:
     """Matching runs counted per group by status, with the crash rate, and per day of creation."""
-    return answer(reads.run_stats(_text("by", "gradient_method") or "", _text("filter")))
+    return answer(store.run_stats(_text("by", "gradient_method") or "", _text("filter")))
 
 
 EVENT_FIELDS = (
@@ -322,7 +326,7 @@ def events() -> Response:
     """Stored deliveries of some statuses (default failed and dead), newest first, with their last error."""
     statuses = _list("status") or ["failed", "dead"]
     source = _text("source")
-    limit = _integer("limit", 50, 1, reads.MAX_LIMIT)
+    limit = _integer("limit", 50, 1, store.MAX_PAGE_LIMIT)
     # An empty cursor is refused, not read as none: the schema says digits, and so do the pages.
     cursor = _arg("cursor")
     before = None
@@ -330,7 +334,7 @@ def events() -> Response:
         if not (cursor.isascii() and cursor.isdigit()) or int(cursor) > MAX_EVENT_ID:
             raise BadParameter("cursor", "cursor: not a cursor this API gave out")
         before = int(cursor)
-    found = inbox.page_events(statuses, source, before, limit + 1)
+    found = store.page_deliveries(statuses, source, before, limit + 1)
     page = found[:limit]
     return answer(
         {
@@ -356,9 +360,11 @@ def _store_answer(parameter: str, question: Any, *args: Any, **kwargs: Any) -> A
 def run_scaffolds(run_id: str) -> Response:
     """A run's molecule counts and its scaffolds: most molecules, best reward or earliest step first."""
     order_by = _given("order_by", "molecules")
-    if order_by not in RUN_ORDERS:
-        raise BadParameter("order_by", f"order_by: must be one of {', '.join(RUN_ORDERS)}, not {order_by!r}")
-    limit = _integer("limit", 50, 1, reads.MAX_LIMIT)
+    if order_by not in SCAFFOLD_RUN_ORDERS:
+        raise BadParameter(
+            "order_by", f"order_by: must be one of {', '.join(SCAFFOLD_RUN_ORDERS)}, not {order_by!r}"
+        )
+    limit = _integer("limit", 50, 1, store.MAX_PAGE_LIMIT)
     counts = store.get_run_molecules(run_id)
     if counts is None and store.get_run(run_id) is None:
         return not_found(f"run {run_id!r}")
@@ -373,10 +379,10 @@ def scaffolds() -> Response:
     contains = _text("contains")
     order_by = _given("order_by", "runs")
     min_runs = _integer("min_runs", 1, 1, 2**31 - 1)
-    limit = _integer("limit", 50, 1, reads.MAX_LIMIT)
-    if order_by not in CROSS_RUN_ORDERS:
+    limit = _integer("limit", 50, 1, store.MAX_PAGE_LIMIT)
+    if order_by not in SCAFFOLD_CROSS_RUN_ORDERS:
         raise BadParameter(
-            "order_by", f"order_by: must be one of {', '.join(CROSS_RUN_ORDERS)}, not {order_by!r}"
+            "order_by", f"order_by: must be one of {', '.join(SCAFFOLD_CROSS_RUN_ORDERS)}, not {order_by!r}"
         )
     if contains is not None:
         if where is not None:

@@ -34,8 +34,7 @@ from flask import (
 from markupsafe import Markup
 
 import store
-from store import reads
-from store.query import SCALAR_COLUMNS
+from store import SCALAR_COLUMNS
 from web import auth
 from web.api import depiction_url
 
@@ -203,7 +202,7 @@ def runs() -> tuple[str, int]:
 def runs_csv() -> Response | tuple[Response, int]:
     """Download every matching run's chosen columns as CSV, streamed in bounded memory."""
     columns = _columns()
-    lines = reads.stream_runs(
+    lines = store.stream_runs(
         request.args.get("filter") or None, request.args.get("order_by") or None, columns
     )
     try:

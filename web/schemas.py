@@ -8,9 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from store import reads
-from store.inbox import STATUSES
-from store.scaffolds import MAX_TOP_PER_RUN, TOP_ORDERS
+import store
+from store import INBOX_STATUSES
 
 
 class Timed(BaseModel):
@@ -232,24 +231,24 @@ def _query(name: str, description: str, schema: dict[str, Any], required: bool =
 
 FILTER = _query("filter", "A filter-language expression (see the README).", {"type": "string"})
 OBJECTIVE_METRIC = _query(
-    "metric", "The objective statistic.", {"type": "string", "enum": list(reads.METRICS)}
+    "metric", "The objective statistic.", {"type": "string", "enum": list(store.COMPARE_METRICS)}
 )
 BY = _query("by", "A typed column or a JSON path (config.a.b, summary.key) to group by.", {"type": "string"})
-LIMIT = _query("limit", "Rows per page.", {"type": "integer", "minimum": 1, "maximum": reads.MAX_LIMIT})
+LIMIT = _query("limit", "Rows per page.", {"type": "integer", "minimum": 1, "maximum": store.MAX_PAGE_LIMIT})
 SCAFFOLDS_PER_RUN = _query(
     "scaffolds",
     "Add each run's top N scaffolds (1 to 50, with their depictions' URLs); 0 or absent adds none.",
-    {"type": "integer", "minimum": 0, "maximum": MAX_TOP_PER_RUN},
+    {"type": "integer", "minimum": 0, "maximum": store.SCAFFOLD_MAX_TOP_PER_RUN},
 )
 SCAFFOLDS_ORDER = _query(
     "scaffolds_order_by",
     "With scaffolds: the top by molecules (default) or best_reward.",
-    {"type": "string", "enum": list(TOP_ORDERS)},
+    {"type": "string", "enum": list(store.SCAFFOLD_TOP_ORDERS)},
 )
 SCAFFOLD_LIMIT = _query(
     "limit",
     "Scaffolds to return (default 50).",
-    {"type": "integer", "minimum": 1, "maximum": reads.MAX_LIMIT},
+    {"type": "integer", "minimum": 1, "maximum": store.MAX_PAGE_LIMIT},
 )
 
 
@@ -422,7 +421,7 @@ def paths(schema: Callable[[Any], dict[str, Any]], error: Callable[[str], dict[s
             [
                 _query(
                     "status",
-                    f"Comma-separated statuses (default failed,dead) of {', '.join(STATUSES)}.",
+                    f"Comma-separated statuses (default failed,dead) of {', '.join(INBOX_STATUSES)}.",
                     {"type": "string"},
                 ),
                 _query("source", "pipeline, wandb or s3.", {"type": "string"}),

@@ -6,8 +6,7 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn
 
 from ingest.cli.common import load_settings, progress_bar
-from store.copy import CopyFailed, copy_database
-from store.database import DatabaseUnavailable
+from store import CopyFailed, DatabaseUnavailable, copy_database
 
 
 def _location(url: str) -> str:
@@ -28,9 +27,10 @@ def _location(url: str) -> str:
 def copy(target_url: str, source_url: str | None, replace: bool, batch_size: int) -> None:
     """Copy a whole database into another: SQLite into PostgreSQL, say.
 
-    Usage: `copy --to postgresql://user@host/db`. The target is migrated to the newest schema and filled in one transaction; the row counts
-    are compared before it commits, so a failed copy leaves the target as it was. Stop the
-    service writing to the source first, or its newest rows may be left behind.
+    Usage: `copy --to postgresql://user@host/db`. The target is migrated to the newest schema and
+    filled in one transaction; the row counts are compared before it commits, so a failed copy
+    leaves the target as it was. Stop the service writing to the source first, or its newest rows
+    may be left behind.
     """
     source_url = source_url or load_settings().database_url
     columns = (TextColumn("{task.description:<16}"), BarColumn(), MofNCompleteColumn())
@@ -54,6 +54,3 @@ def copy(target_url: str, source_url: str | None, replace: bool, batch_size: int
     for table, count in counts.items():
         click.echo(f"{table:<16} {count:>9} rows")
     click.echo(f"copied {_location(source_url)} -> {_location(target_url)}; row counts verified")
-
-
-COMMANDS = [copy]

@@ -12,7 +12,6 @@ from rich.table import Column, Table
 import store
 from ingest.archive import BATCH_SIZE, Archiver
 from ingest.cli.common import load_settings
-from store import inbox
 
 
 @click.group("inbox")
@@ -24,13 +23,13 @@ def inbox_group() -> None:
 def stats() -> None:
     """Count deliveries by status and source, the oldest of each status, and what is due for archiving."""
     settings = load_settings()
-    numbers = inbox.statistics(store.utcnow() - timedelta(days=settings.inbox_retention_days))
+    numbers = store.inbox_statistics(store.utcnow() - timedelta(days=settings.inbox_retention_days))
     console = Console()
     total = sum(numbers.by_status.values())
     size = f", {numbers.total_bytes:,} bytes (table, indexes and TOAST)" if numbers.total_bytes else ""
     console.print(f"inbox: {'1 delivery' if total == 1 else f'{total:,} deliveries'}{size}")
     table = Table("status", Column("deliveries", justify="right"), "oldest received (UTC)")
-    for status in inbox.STATUSES:
+    for status in store.INBOX_STATUSES:
         if status in numbers.by_status:
             oldest = numbers.oldest[status]
             table.add_row(status, f"{numbers.by_status[status]:,}", f"{oldest:%Y-%m-%d %H:%M:%S}")
@@ -81,6 +80,3 @@ def archive(older_than: float | None, batch_size: int) -> None:
     except (OSError, BotoCoreError, ClientError) as error:
         raise click.ClickException(f"archive {archiver.target.location}: {error}") from None
     click.echo(f"{archived.summary(archiver.target.location)} (received more than {days:g} day(s) ago)")
-
-
-COMMANDS = [inbox_group]

@@ -6,18 +6,16 @@ import click
 
 import store
 from ingest.cli.common import load_settings
-from store import inbox
-from store import migrate as migrations
-from store.database import location
+from store import database_location
 
 
 @click.command()
 def info() -> None:
     """Show the database in use (password hidden), its schema revision, and its runs and inbox events."""
     settings = load_settings()
-    click.echo(f"database: {location(settings.database_url)}")
-    current = migrations.current_revision()
-    head = migrations.head_revision()
+    click.echo(f"database: {database_location(settings.database_url)}")
+    current = store.current_revision()
+    head = store.head_revision()
     if current is None:
         click.echo(f"schema:   empty (newest {head}): run `training-db migrate`")
         return
@@ -27,10 +25,9 @@ def info() -> None:
         return
     click.echo(f"runs:     {store.get_stats(include_unknown=True)['total_runs']:,}")
     by_status: dict[str, int] = {}
-    for (_, status), count in inbox.counts().items():
+    for (_, status), count in store.inbox_counts().items():
         by_status[status] = by_status.get(status, 0) + count
-    shown = ", ".join(f"{status} {by_status[status]:,}" for status in inbox.STATUSES if status in by_status)
+    shown = ", ".join(
+        f"{status} {by_status[status]:,}" for status in store.INBOX_STATUSES if status in by_status
+    )
     click.echo(f"inbox:    {sum(by_status.values()):,} event(s){': ' + shown if shown else ''}")
-
-
-COMMANDS = [info]

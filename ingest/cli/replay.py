@@ -26,22 +26,22 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 import store
 from handlers import Outcome
-from handlers.events import S3ObjectEvent, S3Objects, Source
+from handlers.events import S3ObjectEvent, S3Objects
 from handlers.s3 import objects_changed
 from handlers.wandb import default_since, store_run
 from ingest import auth
 from ingest.cli.common import load_settings, progress
 from ingest.intake import Intake, Receipt
+from ingest.sources import Source
 from ingest.wandb_api import WandbApiError, WandbClient
 from ingest.worker import make_context, replay_delivery
-from store import inbox
-from store.database import DatabaseUnavailable
+from store import DatabaseUnavailable
 
 log = logging.getLogger("sqs")
 
 T = TypeVar("T")
 
-REPLAYABLE = inbox.REPLAYABLE
+REPLAYABLE = store.REPLAYABLE_STATUSES
 SOURCES = [source.value for source in Source]
 # What a listed object is recorded as: a listing has no notification, hence no sequencer.
 LISTED_EVENT_NAME = "ObjectCreated:Listed"
@@ -97,7 +97,7 @@ class Tally:
         )
 
     def report(self, hint: str = "") -> None:
-        """Print the counts and the failures; exit non-zero when anything failed, ``hint`` saying what to do."""
+        """Print the counts and the failures; exit 1 when anything failed, ``hint`` saying what to do."""
         click.echo(self.summary())
         for failure in self.failures:
             click.echo(f"  failed {failure}")
@@ -166,10 +166,10 @@ def replay_inbox(
     if "all" in statuses or (event_ids and not statuses):
         statuses = REPLAYABLE
     wanted = statuses or ("failed", "dead")
-    ids = inbox.requeue_ids(wanted, source, since, until, event_ids)
+    ids = store.requeue_deliveries(wanted, source, since, until, event_ids)
     if dry_run:
         for event_id in ids:
-            delivery = inbox.get_delivery(event_id)
+            delivery = store.get_delivery(event_id)
             if delivery is not None:
                 click.echo(
                     f"would replay event {delivery.id}: {delivery.source} {delivery.kind} {delivery.status}, "
@@ -182,7 +182,7 @@ def replay_inbox(
     context = make_context(settings)
     tally = Tally()
     for event_id in progress(ids, "replaying events", total=len(ids)):
-        delivery = inbox.get_delivery(event_id)
+        delivery = store.get_delivery(event_id)
         # The worker may have claimed it since it was listed: then it is the worker's.
         if delivery is None or delivery.status not in wanted:
             continue
@@ -216,8 +216,9 @@ def _listed_objects(bucket: str, prefix: str, since: datetime | None) -> Iterato
 def replay_s3(bucket: str, prefix: str | None, since: datetime | None) -> None:
     """Attach every crash report in a bucket to its run.
 
-    As if each object's notification had arrived: lists the bucket (AWS credentials, region and AWS_ENDPOINT_URL from the environment)
-    and gives each object to the S3 handler; objects that are no crash report are ignored.
+    As if each object's notification had arrived: lists the bucket (AWS credentials, region and
+    AWS_ENDPOINT_URL from the environment) and gives each object to the S3 handler; objects that
+    are no crash report are ignored.
     """
     settings = load_settings()
     if prefix is not None:
@@ -254,8 +255,9 @@ def _project(value: str) -> tuple[str, str]:
 def replay_wandb(path: str, since: datetime | None) -> None:
     """Upsert a W&B project's runs, as the worker's sync does.
 
-    Pages through the project's runs in the W&B API. Reads WANDB_API_KEY and WANDB_BASE_URL. The worker's sync cursor is left as it is:
-    a replay of an older window must not make the worker skip newer runs.
+    Pages through the project's runs in the W&B API; reads WANDB_API_KEY and WANDB_BASE_URL. The
+    worker's sync cursor is left as it is: a replay of an older window must not make the worker
+    skip newer runs.
     """
     entity, project = _project(path)
     settings = load_settings()
@@ -306,7 +308,7 @@ def _captured_delivery(line: str) -> tuple[Source, dict[str, str], bytes]:
 
 @contextmanager
 def open_lines(location: str) -> Iterator[IO[str]]:
-    """Open a capture or an archive for its lines: a path, - for stdin, or s3://bucket/key; .gz is decompressed."""
+    """Open a capture or an archive for reading: a path, - for stdin, or s3://bucket/key; .gz decompressed."""
     if location == "-":
         # click.get_text_stream is deprecated (a warning, an error under the tests): open_file's "-".
         with click.open_file("-", encoding="utf-8") as stdin:
@@ -343,11 +345,13 @@ def open_lines(location: str) -> Iterator[IO[str]]:
 def replay_file(events: str, trusted: bool) -> None:
     """Re-ingest captured or archived deliveries from EVENTS (- for stdin).
 
-    EVENTS is a .jsonl file, or a .jsonl.gz inbox archive, a path or s3://bucket/key. They go through the webhook intake, as over HTTP. One JSON object a line: {"source": "pipeline|wandb|s3", "headers": {...}, "body": "<raw body>"}
-    ("body" may also be a JSON object, or "body_base64" the raw body in base64). Each delivery is
-    authenticated with its original headers unless --trusted (archives keep no credentials: replay
-    them --trusted), deduplicated like an HTTP delivery, and stored for the worker to process.
-    Bad lines are reported with their number and skipped; the exit status is then 1.
+    EVENTS is a .jsonl file or a .jsonl.gz inbox archive, a path or s3://bucket/key; its
+    deliveries go through the webhook intake, as over HTTP. One JSON object a line:
+    {"source": "pipeline|wandb|s3", "headers": {...}, "body": "<raw body>"} ("body" may also be a
+    JSON object, or "body_base64" the raw body in base64). Each delivery is authenticated with its
+    original headers unless --trusted (archives keep no credentials: replay them --trusted),
+    deduplicated like an HTTP delivery, and stored for the worker to process. Bad lines are
+    reported with their number and skipped; the exit status is then 1.
     """
     settings = load_settings()
     intake = Intake(settings, auth.SnsVerifier(settings.sns_topic_arns))
@@ -391,8 +395,9 @@ def replay_file(events: str, trusted: bool) -> None:
 def consume_sqs(queue_url: str, max_messages: int, wait_seconds: int, once: bool) -> None:
     """Pull S3 notifications from an SQS queue into the inbox.
 
-    The pull alternative to SNS over HTTP; runs until SIGTERM or Ctrl-C unless --once. Takes S3 events and SNS envelopes alike; the queue's policy authenticates the sender, so
-    signatures are not checked. A message is deleted once it is in the inbox; when the database
+    The pull alternative to SNS over HTTP; runs until SIGTERM or Ctrl-C unless --once. Takes S3
+    events and SNS envelopes alike; the queue's policy authenticates the sender, so signatures are
+    not checked. A message is deleted once it is in the inbox; when the database
     is down it stays on the queue and comes back after its visibility timeout. AWS credentials,
     region and AWS_ENDPOINT_URL come from the environment.
     """
@@ -434,6 +439,3 @@ def _consume(sqs: Any, queue_url: str, message: dict[str, Any], intake: Intake, 
     else:
         tally.fail(item, f"left on the queue: {receipt.body.get('message')}")
         log.warning("sqs.left message=%s status=%d", message["MessageId"], receipt.status)
-
-
-COMMANDS = [replay, consume_sqs]

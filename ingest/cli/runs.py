@@ -17,21 +17,20 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import click
-import pyarrow as pa
-import pyarrow.parquet as pq
-from rich.console import Console
-from rich.table import Table
 
 import store
-from handlers.events import Source
-from ingest.cli.common import load_settings, progress
-from store import extract, inbox
-from store.objectives import RESULT_COLUMNS
-from store.query import DOCUMENTS, SCALAR_COLUMNS, SCALAR_TYPES, resolve
-from store.reads import list_objectives
+from ingest.cli.common import open_database, progress
+from ingest.sources import Source
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+# pyarrow (parquet export) and rich (tables) are imported where used: loading them took longer
+# than a `runs` query itself, and neither is needed by every command of this module.
+from store import DOCUMENTS, RESULT_COLUMNS, SCALAR_COLUMNS, SCALAR_TYPES, list_objectives, resolve_field
 
 WHERE = re.compile(r"(?P<field>[^<>=!~]+?)\s*(?P<op>>=|<=|!=|=|>|<|~)\s*(?P<value>.*)", re.DOTALL)
 WHERE_OPERATORS = {"=": "eq", "!=": "ne", ">": "gt", ">=": "gte", "<": "lt", "<=": "lte", "~": "like"}
@@ -139,6 +138,9 @@ def _echo_json(value: Any) -> None:
 
 
 def _print_table(rows: Iterable[Sequence[Any]], headers: Sequence[str], title: str | None = None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table(*headers, title=title, title_justify="left")
     for row in rows:
         table.add_row(*(_shown(value) for value in row))
@@ -165,7 +167,7 @@ def _check_columns(columns: Sequence[str], by_objectives: bool) -> None:
             if not by_objectives:
                 raise ValueError(f"column {name!r} needs --objective")
             continue
-        field = resolve(name)
+        field = resolve_field(name)
         if by_objectives and (field.is_json or name not in RESULT_COLUMNS):
             raise ValueError(
                 f"column {name!r} is not available with --objective: use {', '.join(RESULT_COLUMNS)} "
@@ -259,7 +261,7 @@ def _echo_csv(rows: Iterable[Sequence[Any]], headers: Sequence[str]) -> None:
 )
 @click.option(
     "--metric",
-    type=click.Choice(extract.OBJECTIVE_COLUMNS),
+    type=click.Choice(store.OBJECTIVE_COLUMNS),
     default="raw_mean",
     show_default=True,
     help="The objective value --objective compares.",
@@ -294,7 +296,7 @@ def runs(
     output_format: str,
 ) -> None:
     """List the runs that match every filter, newest first (best first with --objective)."""
-    load_settings()
+    open_database()
     chosen = [name.strip() for name in columns.split(",") if name.strip()] if columns is not None else None
     if chosen is not None:
         _check_columns(chosen, by_objectives=bool(thresholds))
@@ -316,7 +318,7 @@ def runs(
 )
 def run(run_id: str, output_format: str) -> None:
     """Show one run: fields, objectives, crash report, config, summary."""
-    load_settings()
+    open_database()
     found = store.get_run(run_id)
     if found is None:
         raise click.ClickException(f"no run {run_id}")
@@ -327,7 +329,7 @@ def run(run_id: str, output_format: str) -> None:
     shown_apart = {*DOCUMENTS.values(), *crash, "objectives", "warnings"}
     fields = [(name, value) for name, value in found.items() if name not in shown_apart]
     _print_table(fields, ("field", "value"), title=f"run {run_id}")
-    metrics = extract.OBJECTIVE_COLUMNS
+    metrics = store.OBJECTIVE_COLUMNS
     _print_table(
         (
             [o["objective_name"], o["objective_alias"], o["direction"], o["weight"], *(o[m] for m in metrics)]
@@ -350,10 +352,10 @@ def run(run_id: str, output_format: str) -> None:
 
 @click.command()
 @click.argument("objective")
-@click.option("--metric", type=click.Choice(extract.OBJECTIVE_COLUMNS), default="raw_mean", show_default=True)
+@click.option("--metric", type=click.Choice(store.OBJECTIVE_COLUMNS), default="raw_mean", show_default=True)
 @click.option(
     "--status",
-    type=click.Choice([*extract.STATUSES, "any"]),
+    type=click.Choice([*store.RUN_STATUSES, "any"]),
     default="completed",
     show_default=True,
     help="Only runs of this status.",
@@ -374,7 +376,7 @@ def compare(
 
     Best is the highest average, or the lowest for an objective its runs minimize.
     """
-    load_settings()
+    open_database()
     results = store.compare_gradient_methods(
         objective, metric, None if status == "any" else status, where=where, include_unknown=include_unknown
     )
@@ -404,7 +406,7 @@ def compare(
 )
 def stats(where: str | None, include_unknown: bool, output_format: str) -> None:
     """Count runs by status and gradient method; show the crash rates."""
-    load_settings()
+    open_database()
     numbers = store.get_stats(where=where, include_unknown=include_unknown)
     if output_format == "json":
         _echo_json(numbers)
@@ -427,7 +429,7 @@ def stats(where: str | None, include_unknown: bool, output_format: str) -> None:
 
 
 @click.command()
-@click.option("--status", type=click.Choice(inbox.STATUSES), help="Only events of this status.")
+@click.option("--status", type=click.Choice(store.INBOX_STATUSES), help="Only events of this status.")
 @click.option("--source", type=click.Choice([s.value for s in Source]), help="Only events from this source.")
 @click.option(
     "--limit", type=click.IntRange(min=1), default=50, show_default=True, help="At most this many events."
@@ -437,8 +439,8 @@ def stats(where: str | None, include_unknown: bool, output_format: str) -> None:
 )
 def events(status: str | None, source: str | None, limit: int, output_format: str) -> None:
     """List the newest inbox events and what became of them."""
-    load_settings()
-    deliveries = inbox.list_deliveries(status, source, limit)
+    open_database()
+    deliveries = store.list_deliveries(status, source, limit)
     columns = ("id", "received_at", "source", "kind", "status", "attempts", "last_error")
     if output_format == "json":
         shown = (*columns, "warnings", "dedupe_key", "processed_at")
@@ -471,7 +473,7 @@ def flat_run(run: Mapping[str, Any], objectives: Iterable[Mapping[str, Any]]) ->
             for key, value in document.items():
                 _flatten(f"{prefix}.{key}", value, row)
     for objective in objectives:
-        for metric in extract.OBJECTIVE_COLUMNS:
+        for metric in store.OBJECTIVE_COLUMNS:
             row[f"objective.{objective['objective_name']}.{metric}"] = objective[metric]
     return row
 
@@ -535,6 +537,8 @@ def _write_csv(matching: Callable[[], Iterator[dict[str, Any]]], output: IO[str]
 
 def _arrow_type(kinds: set[type]) -> pa.DataType:
     """Choose one Parquet column type for the Python types its values have."""
+    import pyarrow as pa
+
     kinds = kinds - {type(None)}
     if kinds == {bool}:
         return pa.bool_()
@@ -556,6 +560,8 @@ def _kind(value: Any) -> type:
 
 def _fits(value: Any, column: pa.DataType) -> Any:
     """Return the value as its column holds it; None when the run changed between the two passes."""
+    import pyarrow as pa
+
     if value is None:
         return None
     if pa.types.is_string(column):
@@ -578,6 +584,9 @@ def _known_kinds(name: str, kinds: set[type]) -> set[type]:
 
 
 def _write_parquet(matching: Callable[[], Iterator[dict[str, Any]]], output: IO[bytes]) -> int:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     kinds: dict[str, set[type]] = {}
     for row in progress(matching(), "reading columns"):
         for name, value in row.items():
@@ -630,7 +639,7 @@ def export(output_format: str, output: str, filters: dict[str, dict[str, Any]], 
     the columns (and Parquet types), so memory stays bounded however many runs there are.
     NaN is nan in csv (pandas reads it as NaN), NaN in parquet and null in jsonl.
     """
-    load_settings()
+    open_database()
     if output_format == "parquet" and output == "-":
         raise click.BadParameter("parquet needs --output FILE", param_hint="--output")
     writers: dict[str, Writer] = {"csv": _write_csv, "jsonl": _write_jsonl, "parquet": _write_parquet}
@@ -662,6 +671,3 @@ def _replacing(path: str, binary: bool) -> Iterator[IO[Any]]:
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
-
-
-COMMANDS = [runs, run, compare, stats, events, export]

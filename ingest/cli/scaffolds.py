@@ -8,12 +8,20 @@ from typing import Any
 import click
 
 import store
-from ingest.cli.common import load_settings
+from ingest.cli.common import open_database
 from ingest.cli.runs import FORMATS, _echo_csv, _echo_json, _print_table, parse_where
-from store.scaffolds import CROSS_RUN_ORDERS, RUN_ORDERS
+from store import SCAFFOLD_CROSS_RUN_ORDERS, SCAFFOLD_RUN_ORDERS
 
 RUN_COLUMNS = ("scaffold", "molecules", "first_step", "last_step", "best_reward", "best_smiles")
-CROSS_RUN_COLUMNS = ("scaffold", "runs", "molecules", "best_reward", "best_run_id", "best_smiles", "first_seen_at")
+CROSS_RUN_COLUMNS = (
+    "scaffold",
+    "runs",
+    "molecules",
+    "best_reward",
+    "best_run_id",
+    "best_smiles",
+    "first_seen_at",
+)
 DIVERSITY_COLUMNS = (
     "runs",
     "valid_molecules",
@@ -79,11 +87,13 @@ def _flatten_objectives(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]
 @click.option("--min-runs", type=click.IntRange(min=1), default=1, show_default=True, help="With --top.")
 @click.option(
     "--order-by",
-    type=click.Choice(sorted({*RUN_ORDERS, *CROSS_RUN_ORDERS})),
-    help=f"For a run: {', '.join(RUN_ORDERS)} (default molecules); "
-    f"with --top: {', '.join(CROSS_RUN_ORDERS)} (default runs).",
+    type=click.Choice(sorted({*SCAFFOLD_RUN_ORDERS, *SCAFFOLD_CROSS_RUN_ORDERS})),
+    help=f"For a run: {', '.join(SCAFFOLD_RUN_ORDERS)} (default molecules); "
+    f"with --top: {', '.join(SCAFFOLD_CROSS_RUN_ORDERS)} (default runs).",
 )
-@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="At most this many scaffolds.")
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=50, show_default=True, help="At most this many scaffolds."
+)
 @click.option("--format", "output_format", type=click.Choice(FORMATS), default="table", show_default=True)
 def scaffolds(
     run_id: str | None,
@@ -108,12 +118,12 @@ def scaffolds(
     if (filters or filter_text is not None) and not top:
         raise click.UsageError("--where and --filter go with --top")
     run_filter = _run_filter(filters, filter_text)
-    load_settings()
+    open_database()
     if run_id is not None:
         _run_scaffolds(run_id, order_by or "molecules", limit, output_format)
     elif top:
-        if order_by is not None and order_by not in CROSS_RUN_ORDERS:
-            raise ValueError(f"--order-by with --top is one of {', '.join(CROSS_RUN_ORDERS)}")
+        if order_by is not None and order_by not in SCAFFOLD_CROSS_RUN_ORDERS:
+            raise ValueError(f"--order-by with --top is one of {', '.join(SCAFFOLD_CROSS_RUN_ORDERS)}")
         found = store.query_scaffolds(run_filter, min_runs=min_runs, order_by=order_by or "runs", limit=limit)
         _emit(found, CROSS_RUN_COLUMNS, output_format, f"{len(found)} scaffold(s)")
     else:
@@ -127,8 +137,8 @@ def scaffolds(
 
 
 def _run_scaffolds(run_id: str, order_by: str, limit: int, output_format: str) -> None:
-    if order_by not in RUN_ORDERS:
-        raise ValueError(f"--order-by for a run is one of {', '.join(RUN_ORDERS)}")
+    if order_by not in SCAFFOLD_RUN_ORDERS:
+        raise ValueError(f"--order-by for a run is one of {', '.join(SCAFFOLD_RUN_ORDERS)}")
     counts = store.get_run_molecules(run_id)
     if counts is None:
         raise click.ClickException(f"no molecules recorded for run {run_id}")
@@ -157,12 +167,11 @@ def _run_scaffolds(run_id: str, order_by: str, limit: int, output_format: str) -
 )
 @click.option("--filter", "filter_text", metavar="FILTER", help="Only runs matching a filter.")
 @click.option("--format", "output_format", type=click.Choice(FORMATS), default="table", show_default=True)
-def diversity(by: str, filters: dict[str, dict[str, Any]], filter_text: str | None, output_format: str) -> None:
+def diversity(
+    by: str, filters: dict[str, dict[str, Any]], filter_text: str | None, output_format: str
+) -> None:
     """Compare groups of runs on how many distinct scaffolds they found."""
     run_filter = _run_filter(filters, filter_text)
-    load_settings()
+    open_database()
     groups = store.scaffold_diversity(by=by, filter=run_filter)
     _emit(groups, (by, *DIVERSITY_COLUMNS), output_format, f"scaffold diversity by {by}")
-
-
-COMMANDS = [scaffolds, diversity]

@@ -17,11 +17,11 @@ from typing import Any
 
 import click
 
+import store
 from handlers.events import EventKind
 from ingest.cli.common import load_settings
 from ingest.client import SendError, send_event
-from store import migrate as migrations
-from store.database import DatabaseUnavailable, location
+from store import DatabaseUnavailable, database_location
 
 log = logging.getLogger("worker")
 
@@ -36,10 +36,10 @@ PIPELINE_TYPES = [kind.value for kind in EventKind if kind.value.startswith("run
 def migrate() -> None:
     """Create or upgrade the database schema to the newest migration."""
     settings = load_settings(create=True)
-    before = migrations.current_revision()
-    migrations.upgrade()
-    after = migrations.current_revision()
-    where = location(settings.database_url)
+    before = store.current_revision()
+    store.upgrade_schema()
+    after = store.current_revision()
+    where = database_location(settings.database_url)
     click.echo(
         f"database {where}: schema {before or 'empty'} -> {after}"
         if before != after
@@ -120,7 +120,7 @@ def _wait_for_database(longest_wait: float | None) -> bool:
     down = False
     while True:
         try:
-            current = migrations.schema_is_current()
+            current = store.schema_is_current()
         except DatabaseUnavailable as error:
             if longest_wait is None:
                 raise
@@ -169,6 +169,3 @@ def send(event_type: str, run_id: str | None, data: str, url: str | None, secret
     except SendError as error:
         raise click.ClickException(str(error)) from None
     click.echo(json.dumps(answer))
-
-
-COMMANDS = [migrate, serve, worker, send]
