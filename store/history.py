@@ -517,3 +517,11 @@ def add_points(
     editor.finish()
     dropped, editor.dropped_keys = editor.dropped_keys, set()
     return changed, dropped
+
+
+def set_wandb_history_lines(session: Session, run_id: str, policy: HistoryPolicy, lines: int) -> None:
+    """Record how many history lines W&B reported when the run's history was read (nothing
+    when the run has no history to record it in: the next sync reads it again)."""
+    editor = RunHistoryEditor.of(session, run_id, policy)
+    if editor.meta is not None and editor.meta.wandb_history_lines != lines:
+        editor.meta.wandb_history_lines = lines
