@@ -15,7 +15,9 @@ chunk and an event reads and writes one row (two when the latest point moves to 
 A chunk that grows past CHUNK_POINTS splits in halves. In a chunk (``encode_chunk``), points are
 packed as binary: steps, times, and per key a presence bitmap, an integer bitmap and 8 bytes per
 point, a double or a 64-bit integer, so NaN, the infinities and -0.0 come back as they went in.
-Values neither holds (text, true/false, null, larger integers) follow as JSON (store/jsoncodec.py).
+Each key's column is at an offset known from the number of points, so a read takes only the keys
+it wants from the database (substr), and PostgreSQL reads only their part of the TOASTed value.
+Values neither holds (text, true/false, null, larger integers) go in the JSON ``extras`` column.
 """
 
 from __future__ import annotations
@@ -46,7 +48,6 @@ CHUNK_POINTS = 32
 # Steps from here on are left out of the history: the top interval is [0, TOP).
 TOP = 1 << 62
 _INT64 = 1 << 63
-_HEADER = struct.Struct("<HH")
 # Where a point has no value of a key.
 ABSENT: Any = object()
 
@@ -100,20 +101,32 @@ def _struct(layout: str) -> struct.Struct:
     return struct.Struct("<" + layout)
 
 
-def encode_chunk(points: Sequence[tuple[int, float, Mapping[int, Any]]]) -> bytes:
-    """Pack points ``(step, time, {key index: value})``, in ascending steps; time may be NaN."""
-    n = len(points)
-    keys = 1 + max((max(values) for _, _, values in points if values), default=-1)
-    out = bytearray(_HEADER.pack(n, keys))
-    out += _struct(f"{n}q{n}d").pack(*(p[0] for p in points), *(p[1] for p in points))
+def column_size(points: int) -> int:
+    """Return the bytes of one key's column in a chunk of ``points`` points."""
+    return 2 * ((points + 7) // 8) + 8 * points
+
+
+def encode_chunk(
+    steps: Sequence[int], times: Sequence[float], columns: Sequence[Sequence[Any]]
+) -> tuple[bytes, dict[str, dict[str, Any]] | None]:
+    """Pack a chunk: its steps (ascending), their times (NaN when unknown) and one column per key
+    index, a value per step or ABSENT; return the packed data and the values it cannot hold,
+    ``{key index: {point index: value}}``, or None."""
+    n = len(steps)
+    out = bytearray(_struct(f"{n}q{n}d").pack(*steps, *times))
     width = (n + 7) // 8
+    full = ((1 << n) - 1).to_bytes(width, "little") + bytes(width)
+    doubles = _struct(f"{n}d")
     extras: dict[str, dict[str, Any]] = {}
-    for key in range(keys):
+    for key, column in enumerate(columns):
+        if all(type(value) is float for value in column):
+            out += full
+            out += doubles.pack(*column)
+            continue
         present = integers = 0
         layout: list[str] = []
         slots: list[Any] = []
-        for index, (_, _, values) in enumerate(points):
-            value = values.get(key, ABSENT)
+        for index, value in enumerate(column):
             kind = type(value)
             if kind is float:
                 present |= 1 << index
@@ -131,9 +144,52 @@ def encode_chunk(points: Sequence[tuple[int, float, Mapping[int, Any]]]) -> byte
                     extras.setdefault(str(key), {})[str(index)] = value
         out += present.to_bytes(width, "little") + integers.to_bytes(width, "little")
         out += _struct("".join(layout)).pack(*slots)
-    if extras:
-        out += jsoncodec.dumps(extras).encode()
-    return bytes(out)
+    return bytes(out), extras or None
+
+
+def encode_points(
+    points: Mapping[int, tuple[float, Mapping[int, Any]] | list[Any]],
+) -> tuple[bytes, dict[str, dict[str, Any]] | None]:
+    """Pack points ``step -> (time, {key index: value})`` (see encode_chunk)."""
+    steps = sorted(points)
+    keys = 1 + max((max(points[step][1]) for step in steps if points[step][1]), default=-1)
+    columns = [[points[step][1].get(key, ABSENT) for step in steps] for key in range(keys)]
+    return encode_chunk(steps, [points[step][0] for step in steps], columns)
+
+
+def decode_steps(data: bytes, points: int) -> tuple[int, ...]:
+    """Unpack a chunk's steps, from its data or the data's first 8 x ``points`` bytes."""
+    return _struct(f"{points}q").unpack_from(data)
+
+
+def decode_times(data: bytes, points: int, offset: int = 0) -> tuple[float, ...]:
+    """Unpack a chunk's times, at ``offset`` in ``data`` (8 x ``points`` in the whole data)."""
+    return _struct(f"{points}d").unpack_from(data, offset)
+
+
+def decode_column(
+    data: bytes, points: int, odd: Mapping[str, Any] | None, offset: int = 0
+) -> list[Any] | None:
+    """Unpack one key's column at ``offset`` in ``data``, ABSENT where a point has no value; None
+    when the chunk holds no column for the key."""
+    if len(data) < offset + column_size(points):
+        return None
+    width = (points + 7) // 8
+    present = int.from_bytes(data[offset : offset + width], "little")
+    integers = int.from_bytes(data[offset + width : offset + 2 * width], "little")
+    at = offset + 2 * width
+    if integers == 0:
+        values = list(_struct(f"{points}d").unpack_from(data, at))
+    elif integers == present:
+        values = list(_struct(f"{points}q").unpack_from(data, at))
+    else:
+        doubles = _struct(f"{points}d").unpack_from(data, at)
+        longs = _struct(f"{points}q").unpack_from(data, at)
+        values = [longs[i] if integers >> i & 1 else doubles[i] for i in range(points)]
+    if present != (1 << points) - 1:
+        odd = odd or {}
+        values = [values[i] if present >> i & 1 else odd.get(str(i), ABSENT) for i in range(points)]
+    return values
 
 
 @dataclass
@@ -144,38 +200,16 @@ class DecodedChunk:
     columns: dict[int, list[Any]]
 
 
-def decode_chunk(data: bytes, wanted: Iterable[int] | None = None) -> DecodedChunk:
-    """Unpack a chunk: its steps, times, and the columns of the ``wanted`` keys (all when None)."""
-    n, keys = _HEADER.unpack_from(data)
-    steps = _struct(f"{n}q").unpack_from(data, 4)
-    times = _struct(f"{n}d").unpack_from(data, 4 + 8 * n)
-    width = (n + 7) // 8
-    size = 2 * width + 8 * n
-    base = 4 + 16 * n
-    end = base + keys * size
-    extras = jsoncodec.loads(data[end:]) if len(data) > end else {}
-    full = (1 << n) - 1
+def decode_chunk(data: bytes, points: int, extras: Mapping[str, Any] | None) -> DecodedChunk:
+    """Unpack a whole chunk: its steps, times and every key's column."""
+    size = column_size(points)
+    base = 16 * points
     columns: dict[int, list[Any]] = {}
-    for key in range(keys) if wanted is None else wanted:
-        if key >= keys:
-            continue
-        at = base + key * size
-        present = int.from_bytes(data[at : at + width], "little")
-        integers = int.from_bytes(data[at + width : at + 2 * width], "little")
-        at += 2 * width
-        if integers == 0:
-            values = list(_struct(f"{n}d").unpack_from(data, at))
-        elif integers == present:
-            values = list(_struct(f"{n}q").unpack_from(data, at))
-        else:
-            doubles = _struct(f"{n}d").unpack_from(data, at)
-            longs = _struct(f"{n}q").unpack_from(data, at)
-            values = [longs[i] if integers >> i & 1 else doubles[i] for i in range(n)]
-        if present != full:
-            odd = extras.get(str(key), {})
-            values = [values[i] if present >> i & 1 else odd.get(str(i), ABSENT) for i in range(n)]
-        columns[key] = values
-    return DecodedChunk(steps, times, columns)
+    for key in range((len(data) - base) // size if size else 0):
+        column = decode_column(data, points, (extras or {}).get(str(key)), base + key * size)
+        assert column is not None
+        columns[key] = column
+    return DecodedChunk(decode_steps(data, points), decode_times(data, points, 8 * points), columns)
 
 
 # Thinning and chunk layout
@@ -227,8 +261,8 @@ class _Chunk:
         return self.start <= step < self.start + self.width
 
 
-def _decoded_points(data: bytes) -> dict[int, list[Any]]:
-    chunk = decode_chunk(data)
+def _decoded_points(record: ChunkRecord) -> dict[int, list[Any]]:
+    chunk = decode_chunk(record.data, record.points, record.extras)
     points: dict[int, list[Any]] = {
         step: [time, {}] for step, time in zip(chunk.steps, chunk.times, strict=True)
     }
@@ -302,7 +336,7 @@ class RunHistoryEditor:
         if chunk is None:
             record = ChunkRecord(dict(row._mapping))
             changes(self.session).read([record])
-            chunk = self.chunks[start] = _Chunk(record, _decoded_points(record.data))
+            chunk = self.chunks[start] = _Chunk(record, _decoded_points(record))
         return chunk
 
     def _select(self, *conditions: Any, descending: bool = False) -> _Chunk | None:
@@ -405,7 +439,9 @@ class RunHistoryEditor:
             return False
         if chunk is None:
             start, width = self._free_interval(step)
-            record = ChunkRecord({"run_id": self.run_id, "start": start, "width": width, "data": b""})
+            record = ChunkRecord(
+                {"run_id": self.run_id, "start": start, "width": width, "points": 0, "data": b""}
+            )
             changes(self.session).add(record)
             chunk = self.chunks[start] = _Chunk(record, {})
         chunk.points[step] = [time, dict(values)]
@@ -446,7 +482,9 @@ class RunHistoryEditor:
         for start, width, steps in new:
             record = records.pop(start, None)
             if record is None:
-                record = ChunkRecord({"run_id": self.run_id, "start": start, "width": width, "data": b""})
+                record = ChunkRecord(
+                    {"run_id": self.run_id, "start": start, "width": width, "points": 0, "data": b""}
+                )
                 tracker.add(record)
             record.width = width
             chunk = self.chunks[start] = _Chunk(record, {step: points[step] for step in steps})
@@ -483,11 +521,63 @@ class RunHistoryEditor:
                 changes(self.session).delete(chunk.record)
                 del self.chunks[chunk.start]
             elif chunk.dirty:
-                steps = sorted(chunk.points)
-                chunk.record.data = encode_chunk(
-                    [(step, chunk.points[step][0], chunk.points[step][1]) for step in steps]
-                )
+                record = chunk.record
+                record.data, extras = encode_points(chunk.points)
+                record.points = len(chunk.points)
+                if extras != record.extras:
+                    record.extras = extras
                 chunk.dirty = False
+
+
+def history_rows(
+    run_id: str,
+    steps: Sequence[int],
+    times: Sequence[float],
+    series: Mapping[str, Sequence[Any]],
+    policy: HistoryPolicy = DEFAULT_POLICY,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Return the ``run_histories`` row and the ``run_history_chunks`` rows of a whole history at
+    once, for bulk loads: ``steps`` ascending and distinct, one value or ABSENT per step in each
+    series (the keys in this order), thinned as points added one by one would be."""
+    if not steps:
+        raise ValueError("a history needs at least one step")
+    last = steps[-1]
+    stride = 1
+    while bucket_count(steps, stride, last) > policy.max_points:
+        stride *= 2
+    firsts: dict[int, int] = {}
+    for index, step in enumerate(steps):
+        firsts.setdefault(step // stride, index)
+    kept = sorted(set(firsts.values()) | {len(steps) - 1})
+    kept_steps = [steps[i] for i in kept]
+    columns = [[column[i] for i in kept] for column in series.values()]
+    chunks = []
+    offset = 0
+    for start, width, chunk_steps in layout(kept_steps, 0, TOP, stride):
+        end = offset + len(chunk_steps)
+        data, extras = encode_chunk(
+            chunk_steps, [times[i] for i in kept[offset:end]], [column[offset:end] for column in columns]
+        )
+        chunks.append(
+            {
+                "run_id": run_id,
+                "start": start,
+                "width": width,
+                "points": len(chunk_steps),
+                "data": data,
+                "extras": extras,
+            }
+        )
+        offset = end
+    meta = {
+        "run_id": run_id,
+        "keys": list(series),
+        "stride": stride,
+        "points": len(kept),
+        "last_step": last,
+        "wandb_history_lines": None,
+    }
+    return meta, chunks
 
 
 def epoch(time: datetime | float | None) -> float:
