@@ -20,6 +20,7 @@ import json
 import math
 import os
 import random
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -159,6 +160,23 @@ def storage(values: int) -> dict[str, Any]:
     }
 
 
+def progress_writes(
+    keys: list[str], runs: int, steps: int, policy: store.HistoryPolicy, prefix: str
+) -> dict[str, Any]:
+    """Apply run.progress calls as the worker does, 100 to a unit of work, the runs interleaved,
+    each step a point with every key; return the calls per second."""
+    rng = random.Random(0)
+    calls = [(f"{prefix}-{run:04d}", step * 10) for step in range(steps) for run in range(runs)]
+    started = time.perf_counter()
+    for first in range(0, len(calls), 100):
+        batch = calls[first : first + 100]
+        with store.unit_of_work({run_id for run_id, _ in batch}):
+            for run_id, step in batch:
+                store.record_progress(run_id, step, {key: rng.random() for key in keys}, history=policy)
+    seconds = time.perf_counter() - started
+    return {"calls": len(calls), "seconds": seconds, "calls_per_second": len(calls) / seconds}
+
+
 def primary_key_lookup(url: str, run_ids: list[str], rng: random.Random) -> Any:
     conninfo = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
     connection = psycopg.connect(conninfo, autocommit=True)
@@ -205,6 +223,14 @@ def report(results: dict[str, Any], console: Console) -> None:
         console.print(
             f"{name}: " + ", ".join(f"{part} {size / 2**20:,.1f} MiB" for part, size in parts.items())
         )
+    writes = {
+        name: statistics.median(t["calls_per_second"] for t in runs)
+        for name, runs in results["writes"].items()
+    }
+    console.print(
+        f"run.progress applied 100 to a unit of work, 20 keys: {writes['with history']:,.0f}/s with history, "
+        f"{writes['without history']:,.0f}/s without (same run), ratio {writes['with history'] / writes['without history']:.2f}"
+    )
     console.print(f"{results['storage']['chunks']:,} chunks; load average {results['load_average']}")
     if results["load"]:
         console.print(
@@ -286,6 +312,18 @@ def main(argv: list[str] | None = None) -> None:
             sum(len(curve["steps"]) for curve in result) if isinstance(result, list) else len(result["steps"])
         )
         results["reads"][name] = timing
+    # The cost of history on the write path: the same progress calls, with and without history
+    # (no key kept), alternated, on runs of their own.
+    for round_ in range(2):
+        for name, policy in (
+            ("without history", store.HistoryPolicy(keys=())),
+            ("with history", store.DEFAULT_POLICY),
+        ):
+            console.print(f"applying progress {name}...", style="dim")
+            timing = progress_writes(keys, 50, 40, policy, f"write-{round_}-{name.split()[0]}")
+            results.setdefault("writes", {}).setdefault(name, []).append(timing)
+    with store.get_engine().begin() as connection:
+        connection.execute(text("DELETE FROM training_runs WHERE run_id LIKE 'write-%'"))
     results["load_average"] = " ".join(f"{value:.2f}" for value in os.getloadavg())
     report(results, console)
     if args.json:

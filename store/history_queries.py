@@ -85,7 +85,8 @@ def get_run_history(
         steps: list[int] = []
         times: list[float] = []
         columns: dict[int, list[Any]] = {i: [] for i in indexes}
-        if row.history_keys is not None:
+        # A poll past the latest step has nothing to read.
+        if row.history_keys is not None and (since is None or since < row.last_step):
             statement = (
                 select(_POINTS, _STEPS, _TIMES, _CHUNKS.c.extras, *(_column(i) for i in indexes))
                 .where(_CHUNKS.c.run_id == run_id)
