@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from store.database import replica_transaction
 from store.filters import compile_filter
-from store.history import ABSENT, decode_column, decode_steps, decode_times
+from store.history import ABSENT, column_size, decode_column, decode_steps, decode_times
 from store.models import RunHistory, RunHistoryChunk, TrainingRun
 
 
@@ -46,15 +46,15 @@ def _series(column: list[Any]) -> list[Any]:
 
 _CHUNKS = RunHistoryChunk.__table__
 _POINTS = _CHUNKS.c.points
-# The parts of a chunk's data (store/history.py), sliced in the database: 1-based offsets.
-_COLUMN_SIZE = 2 * ((_POINTS + 7) // 8) + 8 * _POINTS
-_STEPS = func.substr(_CHUNKS.c.data, 1, 8 * _POINTS)
-_TIMES = func.substr(_CHUNKS.c.data, 1 + 8 * _POINTS, 8 * _POINTS)
 
 
-def _column(index: int) -> Any:
-    """The slice of a chunk's data holding the column of key ``index`` (empty when it has none)."""
-    return func.substr(_CHUNKS.c.data, 1 + 16 * _POINTS + index * _COLUMN_SIZE, _COLUMN_SIZE)
+def _through_key(index: int) -> Any:
+    """A chunk's data up to the end of the column of key ``index`` (store/history.py): steps,
+    times and the first columns. One slice: PostgreSQL reads its TOAST pieces in one index scan,
+    where a slice per part would scan once per part."""
+    return func.substr(
+        _CHUNKS.c.data, 1, 16 * _POINTS + (index + 1) * (2 * ((_POINTS + 7) // 8) + 8 * _POINTS)
+    )
 
 
 def get_run_history(
@@ -88,21 +88,22 @@ def get_run_history(
         # A poll past the latest step has nothing to read.
         if row.history_keys is not None and (since is None or since < row.last_step):
             statement = (
-                select(_POINTS, _STEPS, _TIMES, _CHUNKS.c.extras, *(_column(i) for i in indexes))
+                select(_POINTS, _through_key(max(indexes, default=-1)), _CHUNKS.c.extras)
                 .where(_CHUNKS.c.run_id == run_id)
                 .order_by(_CHUNKS.c.start)
             )
             if since is not None:
                 statement = statement.where(_CHUNKS.c.start + _CHUNKS.c.width > since)
-            for points, packed_steps, packed_times, extras, *packed in session.execute(statement):
-                chunk_steps = decode_steps(packed_steps, points)
+            for points, data, extras in session.execute(statement):
+                chunk_steps = decode_steps(data, points)
                 skip = 0
                 if since is not None:
                     skip = next((i for i, s in enumerate(chunk_steps) if s > since), points)
                 steps += chunk_steps[skip:]
-                times += decode_times(packed_times, points)[skip:]
-                for i, data in zip(indexes, packed, strict=True):
-                    column = decode_column(data, points, (extras or {}).get(str(i)))
+                times += decode_times(data, points, 8 * points)[skip:]
+                size = column_size(points)
+                for i in indexes:
+                    column = decode_column(data, points, (extras or {}).get(str(i)), 16 * points + i * size)
                     columns[i] += column[skip:] if column is not None else [ABSENT] * (points - skip)
     chosen = thin_evenly(len(steps), limit)
     if chosen is not None:
@@ -150,16 +151,21 @@ def get_history(filter: str | None, key: str, max_runs: int = 20) -> list[dict[s
         curves: dict[str, tuple[list[int], list[Any]]] = {}
         for position, run_ids in by_position.items():
             rows = session.execute(
-                select(_CHUNKS.c.run_id, _POINTS, _STEPS, _CHUNKS.c.extras, _column(position))
+                select(_CHUNKS.c.run_id, _POINTS, _through_key(position), _CHUNKS.c.extras)
                 .where(_CHUNKS.c.run_id.in_(run_ids))
                 .order_by(_CHUNKS.c.run_id, _CHUNKS.c.start)
             )
-            for run_id, points, packed_steps, extras, data in rows:
-                column = decode_column(data, points, (extras or {}).get(str(position)))
+            for run_id, points, data, extras in rows:
+                column = decode_column(
+                    data,
+                    points,
+                    (extras or {}).get(str(position)),
+                    16 * points + position * column_size(points),
+                )
                 if column is None:
                     continue
                 steps, values = curves.setdefault(run_id, ([], []))
-                chunk_steps = decode_steps(packed_steps, points)
+                chunk_steps = decode_steps(data, points)
                 if ABSENT in column:
                     kept = [i for i, value in enumerate(column) if value is not ABSENT]
                     steps += [chunk_steps[i] for i in kept]
