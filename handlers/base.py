@@ -15,6 +15,8 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel
 
+import store
+
 
 class Outcome(enum.StrEnum):
     APPLIED = "applied"
@@ -33,6 +35,8 @@ class HandlerSettings(Protocol):
 
     @property
     def wandb_sync_overlap(self) -> float: ...
+
+    def history_policy(self) -> store.HistoryPolicy: ...
 
 
 class WandbRun(Protocol):
@@ -62,11 +66,21 @@ class WandbRun(Protocol):
     @property
     def created_at(self) -> datetime | None: ...
 
+    @property
+    def history_lines(self) -> int: ...
+
+    @property
+    def history_keys(self) -> tuple[str, ...]: ...
+
 
 class WandbClient(Protocol):
     """Reads a W&B project's runs."""
 
     def runs(self, entity: str, project: str, updated_since: datetime | None = None) -> Iterable[WandbRun]: ...
+
+    def sampled_history(
+        self, entity: str, project: str, run_id: str, keys: list[str], samples: int
+    ) -> list[dict[str, Any]]: ...
 
 
 @dataclass

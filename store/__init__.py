@@ -36,6 +36,9 @@ if TYPE_CHECKING:
     from store.fields import DOCUMENTS, SCALAR_COLUMNS, SCALAR_TYPES
     from store.fields import resolve as resolve_field
     from store.filters import FilterError, compile_filter
+    from store.history import DEFAULT_POLICY as DEFAULT_HISTORY_POLICY
+    from store.history import HistoryPolicy
+    from store.history_queries import get_history, get_run_history
     from store.inbox import (
         REPLAYABLE as REPLAYABLE_STATUSES,
     )
@@ -161,7 +164,12 @@ if TYPE_CHECKING:
         scaffold_svg,
         top_scaffolds_of_runs,
     )
-    from store.wandb_runs import advance_wandb_sync_cursor, upsert_wandb_run, wandb_sync_cursor
+    from store.wandb_runs import (
+        advance_wandb_sync_cursor,
+        upsert_wandb_run,
+        wandb_history_lines,
+        wandb_sync_cursor,
+    )
 
 # Each public name, the module that defines it and its name there. Loaded on first use (PEP 562):
 # `import store` costs nothing, and a command that never touches the inbox or the chemistry never
@@ -265,8 +273,18 @@ _API: dict[str, tuple[str, str]] = {
     "upsert_wandb_run": ("wandb_runs", "upsert_wandb_run"),
     "utcnow": ("records", "utcnow"),
     "wandb_sync_cursor": ("wandb_runs", "wandb_sync_cursor"),
+    "DEFAULT_HISTORY_POLICY": ("history", "DEFAULT_POLICY"),
+    "HistoryPolicy": ("history", "HistoryPolicy"),
+    "get_history": ("history_queries", "get_history"),
+    "get_run_history": ("history_queries", "get_run_history"),
+    "wandb_history_lines": ("wandb_runs", "wandb_history_lines"),
 }
 __all__ = [
+    "DEFAULT_HISTORY_POLICY",
+    "HistoryPolicy",
+    "get_history",
+    "get_run_history",
+    "wandb_history_lines",
     "advance_wandb_sync_cursor",
     "archive_deliveries",
     "attach_blog_post",

@@ -118,14 +118,19 @@ def drain(worker: Worker) -> None:
 
 
 def rows(run_ids: list[str]) -> dict[str, Any]:
-    """Return what get_run and get_run_objectives give for each run, wall-clock stamps aside."""
+    """Return what get_run, get_run_objectives and get_run_history give for each run, wall-clock
+    stamps aside."""
     result = {}
     for run_id in run_ids:
         run = store.get_run(run_id)
         assert run is not None
         for stamp in WALL_CLOCK:
             run.pop(stamp)
-        result[run_id] = {"run": run, "objectives": store.get_run_objectives(run_id)}
+        result[run_id] = {
+            "run": run,
+            "objectives": store.get_run_objectives(run_id),
+            "history": store.get_run_history(run_id),
+        }
     # Through JSON, so that NaN equals NaN and datetimes compare as written.
     return json.loads(json.dumps(result, sort_keys=True, default=str), parse_constant=str)
 
