@@ -28,6 +28,7 @@ def create_app(settings: Settings | None = None, fetch_pem: Callable[[str], byte
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.config["SETTINGS"] = settings
     store.configure(settings.database_url)
+    store.configure_stale_after(settings.stale_after_seconds)
     app.extensions["intake"] = Intake(
         settings, auth.SnsVerifier(settings.sns_topic_arns, fetch_pem=fetch_pem)
     )

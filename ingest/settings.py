@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     # Where crash reports are stored: run pages link to them with presigned GET URLs.
     crash_report_bucket: str | None = None
     presigned_url_seconds: int = Field(default=3600, gt=0, le=7 * 24 * 3600)
+    # A run still running with no event for this long is shown, and filtered, as stalled.
+    stale_after_seconds: float = Field(default=900.0, gt=0)
 
     worker_max_attempts: int = Field(default=8, ge=1)
     worker_poll_interval: float = Field(default=0.05, gt=0)

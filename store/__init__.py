@@ -37,6 +37,7 @@ from store.scaffolds import (
     scaffold_diversity,
     scaffold_svg,
 )
+from store.stalled import configure_stale_after, is_stalled, stale_after_seconds
 from store.wandb_runs import advance_wandb_sync_cursor, upsert_wandb_run, wandb_sync_cursor
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
     "compare_gradient_methods",
     "configure",
     "configure_replica",
+    "configure_stale_after",
     "compile_filter",
     "delete_run_objectives",
     "FilterError",
@@ -58,6 +60,7 @@ __all__ = [
     "init_db",
     "insert_objective",
     "insert_run",
+    "is_stalled",
     "iter_runs",
     "load_runs",
     "mark_crashed",
@@ -72,6 +75,7 @@ __all__ = [
     "query_scaffolds",
     "scaffold_diversity",
     "scaffold_svg",
+    "stale_after_seconds",
     "update_objective_metric",
     "unit_of_work",
     "update_run_status",

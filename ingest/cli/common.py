@@ -36,6 +36,7 @@ def load_settings(database_url: str | None = None, create: bool = False) -> Sett
             "postgresql://USER@HOST/DATABASE), or run `training-db migrate` to create one there"
         )
     store.configure(settings.database_url)
+    store.configure_stale_after(settings.stale_after_seconds)
     return settings
 
 
