@@ -41,9 +41,18 @@ def run_started(event: RunStarted, _: Context) -> Outcome:
     )
 
 
-def run_progress(event: RunProgress, _: Context) -> Outcome:
-    """Merge the latest step's metrics into the run."""
-    return outcome(store.record_progress(event.data.run_id, event.data.step, event.data.metrics))
+def run_progress(event: RunProgress, context: Context) -> Outcome:
+    """Merge the latest step's metrics into the run and add the point to its history."""
+    data = event.data
+    return outcome(
+        store.record_progress(
+            data.run_id,
+            data.step,
+            data.metrics,
+            time=event.timestamp,
+            history=context.settings.history_policy(),
+        )
+    )
 
 
 def run_ended(event: RunEnded, _: Context) -> Outcome:

@@ -8,6 +8,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from store.database import DEFAULT_DATABASE_URL
+from store.history import DEFAULT_POLICY, HistoryPolicy
 
 
 class Settings(BaseSettings):
@@ -55,6 +56,16 @@ class Settings(BaseSettings):
     # A run still running with no event for this long is shown, and filtered, as stalled.
     stale_after_seconds: float = Field(default=900.0, gt=0)
 
+    # Each run's metric history (store/history.py): the keys kept (glob patterns), at most how
+    # many keys per run, and at most how many points, thinned evenly over the steps past it.
+    history_keys: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(DEFAULT_POLICY.keys))
+    history_max_keys: int = Field(default=DEFAULT_POLICY.max_keys, ge=1)
+    history_max_points: int = Field(default=DEFAULT_POLICY.max_points, ge=4)
+
+    def history_policy(self) -> HistoryPolicy:
+        """Return what the history of each run keeps, as the store takes it."""
+        return HistoryPolicy(tuple(self.history_keys), self.history_max_keys, self.history_max_points)
+
     worker_max_attempts: int = Field(default=8, ge=1)
     worker_poll_interval: float = Field(default=0.05, gt=0)
     # Each run of a batch holds a slot of PostgreSQL's lock table until the commit (store.lock_creation).
@@ -78,7 +89,7 @@ class Settings(BaseSettings):
     # what was written nowhere would lose the only copy of each delivery.
     inbox_archive: str | None = None
 
-    @field_validator("sns_topic_arns", "wandb_projects", mode="before")
+    @field_validator("sns_topic_arns", "wandb_projects", "history_keys", mode="before")
     @classmethod
     def _split_list(cls, value: object) -> object:
         if isinstance(value, str):

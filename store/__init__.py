@@ -4,6 +4,8 @@ from store.bulk import load_runs
 from store.crash_reports import record_crash_report_object
 from store.database import configure, configure_replica, get_engine
 from store.filters import FilterError, compile_filter
+from store.history import DEFAULT_POLICY, HistoryPolicy
+from store.history_queries import get_history, get_run_history
 from store.migrate import init_db
 from store.objectives import (
     compare_gradient_methods,
@@ -51,6 +53,10 @@ __all__ = [
     "compile_filter",
     "delete_run_objectives",
     "FilterError",
+    "DEFAULT_POLICY",
+    "HistoryPolicy",
+    "get_history",
+    "get_run_history",
     "get_engine",
     "get_objective_statistics",
     "get_objectives_of_runs",

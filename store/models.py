@@ -289,3 +289,34 @@ class RunMoleculeBatch(Base):
     molecules: Mapped[int] = mapped_column(Integer)
     invalid: Mapped[int] = mapped_column(Integer)
     applied_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class RunHistory(Base):
+    """What a run's metric history holds: its keys, the stride it is thinned to, its latest step."""
+
+    __tablename__ = "run_histories"
+
+    run_id: Mapped[str_id] = mapped_column(
+        ForeignKey("training_runs.run_id", ondelete="CASCADE"), primary_key=True
+    )
+    # The names of the keys, in the order their values are laid out in each chunk.
+    keys: Mapped[list[str]] = mapped_column(Document)
+    # Points are kept one per bucket of this many steps (the bucket's first), plus the latest.
+    stride: Mapped[int] = mapped_column(BigInteger)
+    points: Mapped[int] = mapped_column(Integer)
+    last_step: Mapped[int] = mapped_column(BigInteger)
+    # How many history lines W&B reported at the last sync that read the run's history.
+    wandb_history_lines: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class RunHistoryChunk(Base):
+    """The points of a run's history whose steps fall in [start, start + width), packed (store/history.py)."""
+
+    __tablename__ = "run_history_chunks"
+
+    run_id: Mapped[str_id] = mapped_column(
+        ForeignKey("training_runs.run_id", ondelete="CASCADE"), primary_key=True
+    )
+    start: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    width: Mapped[int] = mapped_column(BigInteger)
+    data: Mapped[bytes] = mapped_column(RawBytes)

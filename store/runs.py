@@ -17,9 +17,10 @@ from sqlalchemy import Float, Integer, String, bindparam, func, literal_column, 
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from store import database, event_warnings, extract, jsoncodec
+from store import database, event_warnings, extract, history, jsoncodec
 from store.database import read_transaction, transaction
 from store.direct import Direct
+from store.history import DEFAULT_POLICY, HistoryPolicy
 from store.models import RunObjective, TrainingRun
 from store.records import UNLOADED, ObjectiveRecord, Record, RunRecord, changes
 
@@ -623,12 +624,22 @@ def _summary_wins(run: RunRecord, status: str, summary: Mapping[str, Any]) -> bo
     return _summary_step(summary) >= _summary_step(run.final_metrics_json)
 
 
-def record_progress(run_id: str, step: int, metrics: Mapping[str, Any] | None = None) -> bool:
-    """Merge live training metrics at ``step`` into the run; older steps never overwrite newer ones."""
+def record_progress(
+    run_id: str,
+    step: int,
+    metrics: Mapping[str, Any] | None = None,
+    time: datetime | None = None,
+    history: HistoryPolicy = DEFAULT_POLICY,
+) -> bool:
+    """Merge live training metrics at ``step`` into the run, older steps never overwriting newer
+    ones, and add the point at ``time`` to the run's history as ``history`` says."""
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:
         raise ValueError("step must be a non-negative integer")
+    if metrics is not None and not isinstance(metrics, Mapping):
+        raise ValueError("metrics must be a mapping")
     fitted = fit("last_step", step)
     with transaction() as session, RunState(session, run_id, with_objectives=False) as state:
+        history_changed = record_history(state, [(step, time, metrics or {})], history)
         run = state.run
         raise_status(run, "running")
         if type(fitted) is extract.Unfit:
@@ -642,7 +653,23 @@ def record_progress(run_id: str, step: int, metrics: Mapping[str, Any] | None = 
                 state.unwarn("last_step")
         elif step == run.last_step:
             run.progress_json = {**(run.progress_json or {}), **(metrics or {})}
-    return state.changed
+    return state.changed or history_changed
+
+
+def record_history(
+    state: RunState,
+    points: Iterable[tuple[int, datetime | float | None, Mapping[str, Any]]],
+    policy: HistoryPolicy,
+) -> bool:
+    """Add points to the locked run's history, warning of keys left out; return whether it changed."""
+    changed, dropped = history.add_points(state.session, state.run.run_id, points, policy)
+    if dropped:
+        state.warn(
+            "history",
+            f"the history keeps {policy.max_keys} keys (HISTORY_MAX_KEYS); "
+            f"left out: {', '.join(sorted(dropped)[:10])}" + (" ..." if len(dropped) > 10 else ""),
+        )
+    return changed
 
 
 def _attach(run_id: str, **keys: str | None) -> bool:
