@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import store
 from handlers.base import Context, Outcome, outcome
@@ -29,9 +29,10 @@ def sync_project(entity: str, project: str, context: Context) -> int:
     client = context.wandb_client()
     started = store.utcnow()
     seen = changed = 0
+    policy = context.settings.history_policy()
     for run in client.runs(entity, project, updated_since=default_since(entity, project, context.settings)):
         seen += 1
-        changed += store_run(run)
+        changed += store_run(run, history_of(client, run, policy), policy)
     store.advance_wandb_sync_cursor(entity, project, started, seen)
     log.info("wandb.project_synced entity=%s project=%s seen=%d changed=%d", entity, project, seen, changed)
     return changed
@@ -44,8 +45,23 @@ def default_since(entity: str, project: str, settings: Settings) -> datetime | N
     return cursor - timedelta(seconds=settings.wandb_sync_overlap) if cursor else None
 
 
-def store_run(run: WandbRun) -> bool:
-    """Merge one run as W&B reports it into the store; return whether anything changed."""
+def history_of(client: Any, run: WandbRun, policy: store.HistoryPolicy) -> list[dict[str, Any]] | None:
+    """Read a sample of the run's history when it grew since it was last read, else None."""
+    if not run.history_lines or run.history_lines <= (store.wandb_history_lines(run.run_id, run.config) or 0):
+        return None
+    # Sorted, so that a run with more keys than the history keeps always gives the same ones.
+    keys = [key for key in run.history_keys if policy.keeps(key)][: policy.max_keys]
+    rows: list[dict[str, Any]] = client.sampled_history(
+        run.entity, run.project, run.run_id, keys, policy.max_points
+    )
+    return rows
+
+
+def store_run(
+    run: WandbRun, history: list[dict[str, Any]] | None = None, policy: store.HistoryPolicy | None = None
+) -> bool:
+    """Merge one run as W&B reports it, with a sample of its history, into the store; return whether
+    anything changed."""
     return store.upsert_wandb_run(
         wandb_run_id=run.run_id,
         entity=run.entity,
@@ -55,4 +71,7 @@ def store_run(run: WandbRun) -> bool:
         config=run.config,
         summary=run.summary,
         created_at=run.created_at,
+        history=history,
+        history_lines=run.history_lines if history is not None else None,
+        history_policy=policy or store.DEFAULT_POLICY,
     )

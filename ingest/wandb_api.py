@@ -30,7 +30,18 @@ query Runs($project: String!, $entity: String!, $cursor: String, $perPage: Int =
 }
 fragment RunFragment on Run {
   id name displayName state config summaryMetrics createdAt heartbeatAt tags commit
+  historyLineCount historyKeys
   user { name username }
+}
+"""
+
+# The SDK's query for a sample of a run's history (wandb/apis/public/runs.py, `_sampled_history`).
+# The answer holds one list of rows per spec, each row `{"_step": ..., key: value, ...}`.
+SAMPLED_HISTORY_QUERY = """
+query RunSampledHistory($project: String!, $entity: String!, $name: String!, $specs: [JSONString!]!) {
+  project(name: $project, entityName: $entity) {
+    run(name: $name) { sampledHistory(specs: $specs) }
+  }
 }
 """
 
@@ -62,6 +73,9 @@ class WandbRun:
     tags: tuple[str, ...]
     commit: str | None
     user: str | None
+    # How many rows the run logged to its history, and the keys they hold.
+    history_lines: int = 0
+    history_keys: tuple[str, ...] = ()
 
 
 class WandbApiError(Exception):
@@ -127,6 +141,37 @@ class WandbClient:
             if not info["endCursor"] or info["endCursor"] == variables["cursor"]:
                 raise WandbApiError(f"W&B paging of {entity}/{project} did not advance")
             variables["cursor"] = info["endCursor"]
+
+    def sampled_history(
+        self, entity: str, project: str, run_id: str, keys: list[str], samples: int
+    ) -> list[dict[str, Any]]:
+        """Return a sample of at most ``samples`` rows of the run's history per key, merged by step.
+
+        One spec per key: W&B samples the rows that hold every key of a spec, and keys logged at
+        different steps would otherwise leave nothing in common.
+        """
+        if not keys:
+            return []
+        specs = [json.dumps({"keys": ["_step", "_timestamp", key], "samples": samples}) for key in keys]
+        variables = {"entity": entity, "project": project, "name": run_id, "specs": specs}
+        run = (self.execute(SAMPLED_HISTORY_QUERY, variables).get("project") or {}).get("run")
+        if run is None:
+            raise WandbApiError(f"W&B run {entity}/{project}/{run_id} not found")
+        answers = run.get("sampledHistory")
+        if not isinstance(answers, list) or len(answers) != len(specs):
+            raise WandbApiError("W&B answered sampledHistory without one list of rows per spec")
+        rows: dict[Any, dict[str, Any]] = {}
+        for key, answer in zip(keys, answers, strict=True):
+            for row in answer if isinstance(answer, list) else []:
+                step = row.get("_step") if isinstance(row, dict) else None
+                if isinstance(step, bool) or not isinstance(step, int | float) or step != step:
+                    continue
+                merged = rows.setdefault(step, {"_step": step})
+                if "_timestamp" in row:
+                    merged.setdefault("_timestamp", row["_timestamp"])
+                if key in row:
+                    merged[key] = row[key]
+        return [rows[step] for step in sorted(rows)]
 
     def execute(self, query: str, variables: dict[str, Any]) -> dict[str, Any]:
         """Run one GraphQL operation and return its `data`."""
@@ -201,7 +246,21 @@ def parse_run(entity: str, project: str, node: dict[str, Any]) -> WandbRun:
         tags=tuple(node.get("tags") or ()),
         commit=node.get("commit") or None,
         user=user.get("username") or user.get("name"),
+        history_lines=node.get("historyLineCount") or 0,
+        history_keys=history_keys(node.get("historyKeys")),
     )
+
+
+def history_keys(value: Any) -> tuple[str, ...]:
+    """Return the keys of a run's history from its `historyKeys`: `{"keys": {name: ...}, "lastStep": n}`,
+    sent as an object or as a JSON string."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise WandbApiError(f"W&B sent undecodable historyKeys: {exc}") from exc
+    keys = value.get("keys") if isinstance(value, dict) else None
+    return tuple(sorted(key for key in keys if isinstance(key, str))) if isinstance(keys, dict) else ()
 
 
 def parse_json_object(value: Any, field: str) -> dict[str, Any]:

@@ -40,7 +40,12 @@ from store.scaffolds import (
     scaffold_svg,
 )
 from store.stalled import configure_stale_after, is_stalled, stale_after_seconds
-from store.wandb_runs import advance_wandb_sync_cursor, upsert_wandb_run, wandb_sync_cursor
+from store.wandb_runs import (
+    advance_wandb_sync_cursor,
+    upsert_wandb_run,
+    wandb_history_lines,
+    wandb_sync_cursor,
+)
 
 __all__ = [
     "attach_blog_post",
@@ -87,6 +92,7 @@ __all__ = [
     "update_run_status",
     "upsert_wandb_run",
     "utcnow",
+    "wandb_history_lines",
     "wandb_sync_cursor",
     "advance_wandb_sync_cursor",
 ]

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from store.database import replica_transaction
 from store.filters import compile_filter
-from store.history import ABSENT, decode_chunk
+from store.history import ABSENT, decode_column, decode_steps, decode_times
 from store.models import RunHistory, RunHistoryChunk, TrainingRun
 
 
@@ -39,8 +39,22 @@ def thin_evenly(count: int, limit: int | None) -> list[int] | None:
     return sorted({round(i * (count - 1) / (limit - 1)) for i in range(limit)})
 
 
-def _value(value: Any) -> Any:
-    return None if value is ABSENT else value
+def _series(column: list[Any]) -> list[Any]:
+    """Return a column with None where a point has no value."""
+    return [None if value is ABSENT else value for value in column] if ABSENT in column else column
+
+
+_CHUNKS = RunHistoryChunk.__table__
+_POINTS = _CHUNKS.c.points
+# The parts of a chunk's data (store/history.py), sliced in the database: 1-based offsets.
+_COLUMN_SIZE = 2 * ((_POINTS + 7) // 8) + 8 * _POINTS
+_STEPS = func.substr(_CHUNKS.c.data, 1, 8 * _POINTS)
+_TIMES = func.substr(_CHUNKS.c.data, 1 + 8 * _POINTS, 8 * _POINTS)
+
+
+def _column(index: int) -> Any:
+    """The slice of a chunk's data holding the column of key ``index`` (empty when it has none)."""
+    return func.substr(_CHUNKS.c.data, 1 + 16 * _POINTS + index * _COLUMN_SIZE, _COLUMN_SIZE)
 
 
 def get_run_history(
@@ -55,7 +69,7 @@ def get_run_history(
     wanted = _check_keys(keys)
     since = _check_int("since_step", since_step, -(2**63))
     limit = _check_int("max_points", max_points, 1)
-    histories, chunks = RunHistory.__table__, RunHistoryChunk.__table__
+    histories = RunHistory.__table__
     with replica_transaction() as session:
         row = session.execute(
             select(TrainingRun.run_id, histories.c["keys"].label("history_keys"), histories.c.last_step)
@@ -71,31 +85,31 @@ def get_run_history(
         steps: list[int] = []
         times: list[float] = []
         columns: dict[int, list[Any]] = {i: [] for i in indexes}
-        if row.history_keys is not None:
-            statement = select(chunks.c.data).where(chunks.c.run_id == run_id).order_by(chunks.c.start)
+        # A poll past the latest step has nothing to read.
+        if row.history_keys is not None and (since is None or since < row.last_step):
+            statement = (
+                select(_POINTS, _STEPS, _TIMES, _CHUNKS.c.extras, *(_column(i) for i in indexes))
+                .where(_CHUNKS.c.run_id == run_id)
+                .order_by(_CHUNKS.c.start)
+            )
             if since is not None:
-                statement = statement.where(chunks.c.start + chunks.c.width > since)
-            for data in session.scalars(statement):
-                decoded = decode_chunk(data, indexes)
+                statement = statement.where(_CHUNKS.c.start + _CHUNKS.c.width > since)
+            for points, packed_steps, packed_times, extras, *packed in session.execute(statement):
+                chunk_steps = decode_steps(packed_steps, points)
                 skip = 0
                 if since is not None:
-                    skip = next((i for i, s in enumerate(decoded.steps) if s > since), len(decoded.steps))
-                steps += decoded.steps[skip:]
-                times += decoded.times[skip:]
-                for i in indexes:
-                    column = decoded.columns.get(i)
-                    columns[i] += (
-                        column[skip:] if column is not None else [ABSENT] * (len(decoded.steps) - skip)
-                    )
+                    skip = next((i for i, s in enumerate(chunk_steps) if s > since), points)
+                steps += chunk_steps[skip:]
+                times += decode_times(packed_times, points)[skip:]
+                for i, data in zip(indexes, packed, strict=True):
+                    column = decode_column(data, points, (extras or {}).get(str(i)))
+                    columns[i] += column[skip:] if column is not None else [ABSENT] * (points - skip)
     chosen = thin_evenly(len(steps), limit)
     if chosen is not None:
         steps = [steps[i] for i in chosen]
         times = [times[i] for i in chosen]
         columns = {key: [column[i] for i in chosen] for key, column in columns.items()}
-    series = {
-        name: [_value(v) for v in columns[index[name]]] if name in index else [None] * len(steps)
-        for name in names
-    }
+    series = {name: _series(columns[index[name]]) if name in index else [None] * len(steps) for name in names}
     return {
         "run_id": run_id,
         "steps": steps,
@@ -112,7 +126,7 @@ def get_history(filter: str | None, key: str, max_runs: int = 20) -> list[dict[s
     if not isinstance(key, str):
         raise ValueError("key must be a string")
     limit = _check_int("max_runs", max_runs, 1)
-    histories, chunks = RunHistory.__table__, RunHistoryChunk.__table__
+    histories = RunHistory.__table__
     with replica_transaction() as session:
         dialect = session.get_bind().dialect.name
         runs = session.execute(
@@ -128,29 +142,31 @@ def get_history(filter: str | None, key: str, max_runs: int = 20) -> list[dict[s
             .order_by(TrainingRun.created_at.desc(), TrainingRun.run_id)
             .limit(limit)
         ).all()
-        positions = {
-            run.run_id: run.history_keys.index(key)
-            for run in runs
-            if run.history_keys and key in run.history_keys
-        }
-        curves: dict[str, tuple[list[int], list[Any]]] = {run_id: ([], []) for run_id in positions}
-        if positions:
+        # The key's place in each run's chunks; most runs log their keys in the same order.
+        by_position: dict[int, list[str]] = {}
+        for run in runs:
+            if run.history_keys and key in run.history_keys:
+                by_position.setdefault(run.history_keys.index(key), []).append(run.run_id)
+        curves: dict[str, tuple[list[int], list[Any]]] = {}
+        for position, run_ids in by_position.items():
             rows = session.execute(
-                select(chunks.c.run_id, chunks.c.data)
-                .where(chunks.c.run_id.in_(list(positions)))
-                .order_by(chunks.c.run_id, chunks.c.start)
+                select(_CHUNKS.c.run_id, _POINTS, _STEPS, _CHUNKS.c.extras, _column(position))
+                .where(_CHUNKS.c.run_id.in_(run_ids))
+                .order_by(_CHUNKS.c.run_id, _CHUNKS.c.start)
             )
-            for run_id, data in rows:
-                position = positions[run_id]
-                decoded = decode_chunk(data, [position])
-                column = decoded.columns.get(position)
+            for run_id, points, packed_steps, extras, data in rows:
+                column = decode_column(data, points, (extras or {}).get(str(position)))
                 if column is None:
                     continue
-                steps, values = curves[run_id]
-                for step, value in zip(decoded.steps, column, strict=True):
-                    if value is not ABSENT:
-                        steps.append(step)
-                        values.append(value)
+                steps, values = curves.setdefault(run_id, ([], []))
+                chunk_steps = decode_steps(packed_steps, points)
+                if ABSENT in column:
+                    kept = [i for i, value in enumerate(column) if value is not ABSENT]
+                    steps += [chunk_steps[i] for i in kept]
+                    values += [column[i] for i in kept]
+                else:
+                    steps += chunk_steps
+                    values += column
     return [
         {
             "run_id": run.run_id,

@@ -319,4 +319,7 @@ class RunHistoryChunk(Base):
     )
     start: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     width: Mapped[int] = mapped_column(BigInteger)
+    points: Mapped[int] = mapped_column(Integer)
     data: Mapped[bytes] = mapped_column(RawBytes)
+    # {key index: {point index: value}} for values the packed data cannot hold; NULL when none.
+    extras: Mapped[dict[str, Any] | None] = mapped_column(Document)

@@ -11,7 +11,7 @@ the transaction holds no changes to.)
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from functools import cache, lru_cache
 from itertools import repeat
 from typing import Any, ClassVar
@@ -89,6 +89,9 @@ class Changes:
         # By identity: a record's values as last written (or read), or None while it is new.
         self.tracked: dict[int, tuple[Record, tuple[Any, ...] | None]] = {}
         self.deleted: list[Record] = []
+        # Called before each write, to bring records up to date (store/history.py packs the
+        # chunks it changed then, once however many points a transaction added to them).
+        self.before_write: list[Callable[[], None]] = []
 
     def read(self, records: Iterable[Record]) -> None:
         for record in records:
@@ -124,6 +127,8 @@ class Changes:
 
     def write(self, session: Session) -> None:
         """Issue the deletes, updates and inserts the records need, grouped per statement."""
+        for prepare in self.before_write:
+            prepare()
         # Deletes first: an objective removed and then created again must not collide.
         deletes: dict[Table, list[dict[str, Any]]] = {}
         updates: dict[tuple[Table, tuple[str, ...]], list[dict[str, Any]]] = {}

@@ -662,7 +662,9 @@ def record_history(
     policy: HistoryPolicy,
 ) -> bool:
     """Add points to the locked run's history, warning of keys left out; return whether it changed."""
-    changed, dropped = history.add_points(state.session, state.run.run_id, points, policy)
+    # In a unit of work, the histories of all its runs are read at once.
+    neighbours = state.session.info.get(LOCKED, {}).keys()
+    changed, dropped = history.add_points(state.session, state.run.run_id, points, policy, neighbours)
     if dropped:
         state.warn(
             "history",

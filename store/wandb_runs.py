@@ -2,19 +2,56 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from store import extract
 from store.database import read_transaction, transaction
-from store.models import TrainingRun, WandbSyncState
-from store.runs import MAX_ID_LENGTH, RunState, apply_status, fit, set_columns, upsert_config_objectives
+from store.history import DEFAULT_POLICY, HistoryPolicy, set_wandb_history_lines
+from store.models import RunHistory, TrainingRun, WandbSyncState
+from store.runs import (
+    MAX_ID_LENGTH,
+    RunState,
+    apply_status,
+    fit,
+    record_history,
+    set_columns,
+    upsert_config_objectives,
+)
 
 # Keys under which the pipeline may log its own run id into the W&B config.
 RUN_ID_CONFIG_KEYS = ("run_id", "training_db_run_id")
+
+
+def _run_id_of(session: Session, wandb_run_id: str, config: Mapping[str, Any] | None) -> str:
+    """Return the training run a W&B run belongs to (see upsert_wandb_run)."""
+    return (
+        next(
+            (
+                config[k]
+                for k in RUN_ID_CONFIG_KEYS
+                if config and isinstance(config.get(k), str) and 0 < len(config[k]) <= MAX_ID_LENGTH
+            ),
+            None,
+        )
+        or session.scalar(
+            select(TrainingRun.run_id)
+            .where(TrainingRun.wandb_run_id == wandb_run_id)
+            .order_by(TrainingRun.run_id)
+        )
+        or wandb_run_id
+    )
+
+
+def wandb_history_lines(wandb_run_id: str, config: Mapping[str, Any] | None = None) -> int | None:
+    """Return how many history lines W&B reported for the run when its history was last read, or None."""
+    with read_transaction() as session:
+        run_id = _run_id_of(session, wandb_run_id, config)
+        return session.scalar(select(RunHistory.wandb_history_lines).where(RunHistory.run_id == run_id))
 
 
 def upsert_wandb_run(
@@ -26,6 +63,9 @@ def upsert_wandb_run(
     summary: Mapping[str, Any] | None = None,
     run_name: str | None = None,
     created_at: datetime | None = None,
+    history: Sequence[Mapping[str, Any]] | None = None,
+    history_lines: int | None = None,
+    history_policy: HistoryPolicy = DEFAULT_POLICY,
 ) -> bool:
     """Merge one run as W&B reports it into the training run it belongs to.
 
@@ -33,22 +73,13 @@ def upsert_wandb_run(
     training run already linked to this W&B id, else it is filed under the W&B id.
     The launch config the pipeline sent stays authoritative; W&B's fills in when
     there is none. Status and summary follow the same order-free rules as events.
+    ``history`` rows (``{"_step", "_timestamp", key: value...}``, read when W&B had
+    ``history_lines`` of them) are added to the run's history.
     """
     status = extract.normalize_status(state)
     with transaction() as session:
-        run_id = next(
-            (
-                config[k]
-                for k in RUN_ID_CONFIG_KEYS
-                if config and isinstance(config.get(k), str) and 0 < len(config[k]) <= MAX_ID_LENGTH
-            ),
-            None,
-        ) or session.scalar(
-            select(TrainingRun.run_id)
-            .where(TrainingRun.wandb_run_id == wandb_run_id)
-            .order_by(TrainingRun.run_id)
-        )
-        with RunState(session, run_id or wandb_run_id) as run_state:
+        run_id = _run_id_of(session, wandb_run_id, config)
+        with RunState(session, run_id) as run_state:
             run = run_state.run
             reported = {"wandb_run_id": wandb_run_id, "wandb_entity": entity, "wandb_project": project}
             _set_reported(run_state, reported)
@@ -65,7 +96,27 @@ def upsert_wandb_run(
             if created_at is not None and (run.created_at is None or created_at < run.created_at):
                 run.created_at = created_at
             apply_status(run_state, status, summary)
-    return run_state.changed
+            history_changed = False
+            if history is not None:
+                history_changed = record_history(run_state, _history_points(history), history_policy)
+                if history_lines is not None:
+                    set_wandb_history_lines(session, run_id, history_policy, history_lines)
+    return run_state.changed or history_changed
+
+
+def _history_points(rows: Sequence[Mapping[str, Any]]) -> list[tuple[int, Any, dict[str, Any]]]:
+    """Turn W&B history rows into points; W&B's own keys (``_step``, ``_runtime``...) are no metrics."""
+    points = []
+    for row in rows:
+        step = row.get("_step")
+        if isinstance(step, float) and step.is_integer():
+            step = int(step)
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            continue
+        stamp = row.get("_timestamp")
+        time = stamp if isinstance(stamp, int | float) and not isinstance(stamp, bool) else None
+        points.append((step, time, {k: v for k, v in row.items() if not k.startswith("_")}))
+    return points
 
 
 def _set_reported(state: RunState, reported: dict[str, Any]) -> None:

@@ -37,6 +37,7 @@ class FakeWandb:
         self.url = ""
         self.requests: list[dict[str, Any]] = []
         self._runs: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self._histories: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
         self._failures: list[int] = []
         self._holds = 0
         self.holding = threading.Event()
@@ -86,8 +87,12 @@ class FakeWandb:
         updated_at: datetime | None = None,
         tags: tuple[str, ...] | list[str] = (),
         commit: str | None = None,
+        history: list[dict[str, Any]] | None = None,
     ) -> None:
-        """Add or replace a run; `updated_at` becomes its heartbeat, W&B's only update time."""
+        """Add or replace a run; `updated_at` becomes its heartbeat, W&B's only update time.
+
+        `history` is the rows the run logged, each `{"_step": n, "_timestamp": t, key: value...}`.
+        """
         created = _whole_seconds(created_at or datetime.now(UTC))
         raw_config = {key: {"desc": None, "value": value} for key, value in config.items()}
         raw_config["_wandb"] = {"desc": None, "value": {"cli_version": "0.17.0", "python_version": "3.11"}}
@@ -104,9 +109,12 @@ class FakeWandb:
             "tags": list(tags),
             "commit": commit,
             "user": {"name": entity, "username": entity},
+            "historyLineCount": len(history or []),
+            "historyKeys": _history_keys(history or []),
         }
         with self._lock:
             self._runs[(entity, project, run_id)] = node
+            self._histories[(entity, project, run_id)] = list(history or [])
 
     def fail_next(self, count: int, status: int = 500) -> None:
         """Answer the next `count` requests with HTTP `status` before looking at them."""
@@ -147,6 +155,8 @@ class FakeWandb:
         if request.headers.get("Authorization") != expected:
             return _json({"errors": [{"message": "user is not logged in"}]}, 401)
         try:
+            if "sampledHistory" in query:
+                return _json({"data": self._sampled_history_query(query, variables)}, 200)
             return _json({"data": self._runs_query(query, variables)}, 200)
         except GraphQLError as exc:
             return _json({"errors": [{"message": str(exc)}], "data": None}, 200)
@@ -178,6 +188,48 @@ class FakeWandb:
         end = start + len(page)
         info = {"endCursor": _cursor(end) if page else None, "hasNextPage": end < len(runs)}
         return {"project": {"runs": {"edges": edges, "pageInfo": info}}}
+
+    def _sampled_history_query(self, query: str, variables: dict[str, Any]) -> dict[str, Any]:
+        """Answer the SDK's RunSampledHistory query: per spec, the rows holding all its keys, at most
+        `samples` of them spread evenly (W&B picks its own sample; the first and last are kept here)."""
+        if not re.search(
+            r"project\s*\(\s*name:\s*\$project\s*,\s*entityName:\s*\$entity\s*\)\s*\{\s*"
+            r"run\s*\(\s*name:\s*\$name\s*\)\s*\{\s*sampledHistory\s*\(\s*specs:\s*\$specs\s*\)\s*\}",
+            query,
+        ):
+            raise GraphQLError(
+                "the fake only answers project(...) { run(name: $name) { sampledHistory(specs: $specs) } }"
+            )
+        key = (variables["entity"], variables["project"], variables["name"])
+        with self._lock:
+            if not any((e, p) == key[:2] for e, p, _ in self._runs):
+                return {"project": None}
+            if key not in self._runs:
+                return {"project": {"run": None}}
+            history = list(self._histories[key])
+        answers = []
+        for text in variables["specs"]:
+            spec = json.loads(text)
+            keys, samples = spec["keys"], int(spec.get("samples", 500))
+            rows = [{k: row[k] for k in keys} for row in history if all(k in row for k in keys)]
+            if len(rows) > samples:
+                picks = sorted({round(i * (len(rows) - 1) / max(samples - 1, 1)) for i in range(samples)})
+                rows = [rows[i] for i in picks]
+            answers.append(rows)
+        return {"project": {"run": {"sampledHistory": answers}}}
+
+
+def _history_keys(history: list[dict[str, Any]]) -> dict[str, Any]:
+    """Describe the keys of a run's history as W&B's `historyKeys` does."""
+    counts: dict[str, int] = {}
+    for row in history:
+        for key in row:
+            counts[key] = counts.get(key, 0) + 1
+    steps = [row["_step"] for row in history if "_step" in row]
+    return {
+        "keys": {key: {"typeCounts": [{"type": "number", "count": n}]} for key, n in counts.items()},
+        "lastStep": max(steps, default=0),
+    }
 
 
 class _QuietHandler(WSGIRequestHandler):

@@ -27,7 +27,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 import store
 from handlers import Outcome
 from handlers.s3 import objects_changed
-from handlers.wandb import default_since, store_run
+from handlers.wandb import default_since, history_of, store_run
 from ingest import auth
 from ingest.cli.common import load_settings, progress
 from ingest.events import S3ObjectEvent, S3Objects, Source
@@ -264,12 +264,13 @@ def replay_wandb(path: str, since: datetime | None) -> None:
     if since is None:
         since = default_since(entity, project, settings)
     tally = Tally()
+    policy = settings.history_policy()
     with WandbClient(settings.wandb_base_url, settings.wandb_api_key) as client:
         try:
             for run in progress(client.runs(entity, project, updated_since=since), f"syncing {path}"):
                 try:
-                    changed = store_run(run)
-                except ValueError as error:
+                    changed = store_run(run, history_of(client, run, policy), policy)
+                except (ValueError, WandbApiError) as error:
                     tally.fail(f"W&B run {run.run_id}", error)
                     continue
                 tally.count(Outcome.APPLIED if changed else Outcome.UNCHANGED)

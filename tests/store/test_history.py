@@ -6,11 +6,14 @@ import math
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as examples
+from hypothesis import strategies as st
 from sqlalchemy import delete, func, select
 
 import store
 from store.history import HistoryPolicy
-from store.models import RunHistory, RunHistoryChunk, TrainingRun
+from store.models import Base, RunHistory, RunHistoryChunk, TrainingRun
 
 SMALL = HistoryPolicy(max_points=8)
 
@@ -159,3 +162,49 @@ def test_deleting_a_run_deletes_its_history(db):
 
     assert left == {"run_histories": 1, "run_history_chunks": 1}
     assert store.get_run_history("run-a") is None
+
+
+def kept_steps(steps: set[int], max_points: int) -> list[int]:
+    """The first step of each bucket and the latest, at the narrowest power-of-two stride that fits."""
+    stride = 1
+    while True:
+        firsts: dict[int, int] = {}
+        for step in sorted(steps):
+            firsts.setdefault(step // stride, step)
+        kept = sorted(set(firsts.values()) | {max(steps)})
+        if len(kept) <= max_points:
+            return kept
+        stride *= 2
+
+
+@given(st.data())
+@examples(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_units_of_work_over_many_runs_keep_the_points_of_the_set_of_steps(db, data):
+    empty_database()
+    policy = HistoryPolicy(max_points=data.draw(st.sampled_from([10, 40, 200])))
+    runs = {
+        f"run-{i}": data.draw(st.sets(st.integers(0, 5000), min_size=1, max_size=150), label=f"run-{i}")
+        for i in range(3)
+    }
+    calls = [(run_id, step) for run_id, steps in runs.items() for step in steps for _ in range(2)]
+    calls = data.draw(st.permutations(calls))
+    while calls:
+        size = data.draw(st.integers(1, 60))
+        batch, calls = calls[:size], calls[size:]
+        with store.unit_of_work({run_id for run_id, _ in batch}):
+            for run_id, step in batch:
+                store.record_progress(
+                    run_id, step, {"train/loss": step / 7, "train/step": step}, history=policy
+                )
+
+    for run_id, steps in runs.items():
+        history = store.get_run_history(run_id)
+        expected = kept_steps(steps, policy.max_points)
+        assert history["steps"] == expected
+        assert history["series"] == {"train/loss": [s / 7 for s in expected], "train/step": expected}
+
+
+def empty_database() -> None:
+    with store.get_engine().begin() as connection:
+        for table in reversed(Base.metadata.sorted_tables):
+            connection.execute(table.delete())

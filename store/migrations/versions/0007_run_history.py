@@ -46,7 +46,9 @@ def upgrade() -> None:
         sa.Column("run_id", sa.String(255), nullable=False),
         sa.Column("start", sa.BigInteger(), nullable=False),
         sa.Column("width", sa.BigInteger(), nullable=False),
+        sa.Column("points", sa.Integer(), nullable=False),
         sa.Column("data", RAW_BYTES, nullable=False),
+        sa.Column("extras", DOCUMENT, nullable=True),
         sa.ForeignKeyConstraint(
             ["run_id"],
             ["training_runs.run_id"],
@@ -56,9 +58,10 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("run_id", "start", name="pk_run_history_chunks"),
     )
     if op.get_bind().dialect.name == "postgresql":
-        # Packed doubles do not compress: trying on every write would only cost CPU. A chunk
-        # larger than about 2 kB goes whole to the TOAST table, whose 2 kB pieces fill its pages;
-        # inline, two 3 kB rows would leave a quarter of each page empty.
+        # Packed doubles do not compress: trying on every write would only cost CPU. Uncompressed,
+        # a read of a few keys' columns (substr) fetches only the TOAST pieces that hold them. A
+        # chunk larger than about 2 kB goes whole to the TOAST table, whose 2 kB pieces fill its
+        # pages; inline, two 3 kB rows would leave a quarter of each page empty.
         op.execute("ALTER TABLE run_history_chunks ALTER COLUMN data SET STORAGE EXTERNAL")
 
 
