@@ -7,7 +7,7 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from ingest.settings import DEFAULT_DATABASE_URL
+from ingest.settings import DEFAULT_DATABASE_URL, DEFAULT_STALE_AFTER_SECONDS
 from store import DEFAULT_HISTORY_POLICY, HistoryPolicy
 
 
@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     # Where crash reports are stored: run pages link to them with presigned GET URLs.
     crash_report_bucket: str | None = None
     presigned_url_seconds: int = Field(default=3600, gt=0, le=7 * 24 * 3600)
+    # A run still running with no event for this long is shown, and filtered, as stalled.
+    stale_after_seconds: float = Field(default=DEFAULT_STALE_AFTER_SECONDS, gt=0)
 
     # Each run's metric history (store/history.py): the keys kept (glob patterns), at most how
     # many keys per run, and at most how many points, thinned evenly over the steps past it.

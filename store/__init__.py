@@ -31,6 +31,7 @@ if TYPE_CHECKING:
         location as database_location,
     )
     from store.event_warnings import collecting as collecting_warnings
+    from store.extract import FINAL_STATUSES as FINAL_RUN_STATUSES
     from store.extract import OBJECTIVE_COLUMNS
     from store.extract import STATUSES as RUN_STATUSES
     from store.fields import DOCUMENTS, SCALAR_COLUMNS, SCALAR_TYPES
@@ -164,6 +165,7 @@ if TYPE_CHECKING:
         scaffold_svg,
         top_scaffolds_of_runs,
     )
+    from store.stalled import configure_stale_after, is_stalled, stale_after_seconds
     from store.wandb_runs import (
         advance_wandb_sync_cursor,
         upsert_wandb_run,
@@ -278,8 +280,16 @@ _API: dict[str, tuple[str, str]] = {
     "get_history": ("history_queries", "get_history"),
     "get_run_history": ("history_queries", "get_run_history"),
     "wandb_history_lines": ("wandb_runs", "wandb_history_lines"),
+    "configure_stale_after": ("stalled", "configure_stale_after"),
+    "is_stalled": ("stalled", "is_stalled"),
+    "stale_after_seconds": ("stalled", "stale_after_seconds"),
+    "FINAL_RUN_STATUSES": ("extract", "FINAL_STATUSES"),
 }
 __all__ = [
+    "FINAL_RUN_STATUSES",
+    "configure_stale_after",
+    "is_stalled",
+    "stale_after_seconds",
     "DEFAULT_HISTORY_POLICY",
     "HistoryPolicy",
     "get_history",

@@ -10,6 +10,7 @@ parameter-bound SQL over ``training_runs``, on SQLite and PostgreSQL alike.
     op         := "=" | "!=" | "<" | "<=" | ">" | ">=" | "like" | "ilike"
     field      := typed column | "config." path | "summary." path | "progress." path
                 | "objective." NAME "." (raw_mean | normalized_mean | raw_std | normalized_std | weight)
+                | "stalled"
     value      := number | 'single-quoted string' | true | false
 
 Keywords are case-insensitive, field names are not. A path is keys joined by dots; a bare key
@@ -19,6 +20,10 @@ holds letters, digits, ``_`` and ``/`` (``summary.train/loss``), any other key g
 Truth follows SQL's three-valued logic: a comparison with no value to compare (a missing path,
 NULL, NaN or an infinity, a JSON value of another kind than the literal, a run without that
 objective) is unknown, and so is its negation: ``not x > 1`` never matches a run without ``x``.
+``stalled`` is true for a run still ``running`` with no event for ``STALE_AFTER_SECONDS``
+(store/stalled.py), false for every other run: it is never unknown. It compares with true and
+false only.
+
 Each condition is compiled twice, as "is true" and as "is false", each of which is false
 whenever the value is missing; ``not`` swaps them, ``and`` and ``or`` combine them by De
 Morgan, so the SQL never negates a condition that could be unknown.
@@ -45,6 +50,7 @@ from sqlalchemy import (
     case,
     cast,
     exists,
+    false,
     func,
     literal,
     not_,
@@ -57,13 +63,15 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import aliased
 from sqlalchemy.types import Text
 
-from store import extract
+from store import extract, stalled
 from store.fields import DOCUMENTS, INTEGER_RANGES, SCALAR_COLUMNS, Field, JsonAccess, sqlite_path
 from store.models import RunObjective, TrainingRun, UTCDateTime
 from store.runs import parse_time
 
 OBJECTIVE_STATS = ("raw_mean", "normalized_mean", "raw_std", "normalized_std", "weight")
 OPERATORS = ("=", "!=", "<", "<=", ">", ">=", "like", "ilike")
+# Fields the database computes rather than stores.
+COMPUTED_FIELDS = ("stalled",)
 KEYWORDS = frozenset({"and", "or", "not", "in", "is", "null", "like", "ilike", "true", "false"})
 MAX_DEPTH = 100
 # "is false" of each operator: over values that exist, its complement.
@@ -204,8 +212,9 @@ class Target:
     """What a field names: a typed column, a path in a JSON document, or an objective's statistic."""
 
     name: str
-    kind: str  # column, json, objective
-    # The run's column, the run's JSON document, or the objective's statistic in run_objectives.
+    kind: str  # column, json, objective, stalled
+    # The run's column, the run's JSON document, or the objective's statistic in run_objectives;
+    # for stalled, computed from the run's status and last event, its status.
     column: Column[Any]
     path: tuple[str, ...] = ()
     objective: str = ""
@@ -246,6 +255,8 @@ def _target(keys: tuple[str, ...], text: str, position: int) -> Target:
     head, rest = keys[0], keys[1:]
     if not rest and head in SCALAR_COLUMNS:
         return Target(head, "column", column=TrainingRun.__table__.columns[head])
+    if not rest and head == "stalled":
+        return Target(head, "stalled", TrainingRun.__table__.c.status)
     if rest and head in DOCUMENTS:
         if any('"' in key for key in rest):
             raise FilterError(f"a key with a double quote cannot be queried in {name!r}", text, position)
@@ -273,7 +284,7 @@ def _target(keys: tuple[str, ...], text: str, position: int) -> Target:
         close = difflib.get_close_matches(f"{head}.", prefixes, n=1, cutoff=0.6)
         suggestion = f"did you mean {close[0] + '.'.join(rest)!r}?" if close else None
     else:
-        suggestion = _suggest(head, SCALAR_COLUMNS)
+        suggestion = _suggest(head, (*SCALAR_COLUMNS, *COMPUTED_FIELDS))
     raise FilterError(
         f"unknown field {name!r}",
         text,
@@ -423,7 +434,7 @@ def _checked(target: Target, op: str, token: Token, text: str) -> Any:
     if op in ("like", "ilike"):
         if kind != "string":
             raise refuse(f"{op} needs a 'pattern' string, not {token.text}")
-        if target.kind == "objective" or (
+        if target.kind in ("objective", "stalled") or (
             target.kind == "column" and target.column.type.python_type is not str
         ):
             raise refuse(f"{op} needs a text field; {target.name} is not one")
@@ -433,6 +444,10 @@ def _checked(target: Target, op: str, token: Token, text: str) -> Any:
     if kind == "boolean" and op in _ORDERING:
         raise refuse(f"booleans compare only with = and !=, not {op}")
     if target.kind == "json":
+        return value
+    if target.kind == "stalled":
+        if kind != "boolean":
+            raise refuse(f"stalled compares with true or false, not {token.text}")
         return value
     if target.kind == "objective":
         if kind != "number":
@@ -544,6 +559,8 @@ def _comparison(node: Comparison, truth: bool, dialect: str) -> ColumnElement[bo
         return missing if (op == "is null") == truth else not_(missing)
     if not truth:
         op = _OPPOSITE.get(op, f"not {op}")
+    if target.kind == "stalled":
+        return _stalled_is(set(node.values) if op in ("=", "in") else {True, False} - set(node.values))
     if target.kind == "objective":
         return _objective_holds(target, dialect, lambda value: _apply(value, op, node.values, dialect))
     if target.kind == "json":
@@ -551,6 +568,14 @@ def _comparison(node: Comparison, truth: bool, dialect: str) -> ColumnElement[bo
         values = tuple(json_value.literal(v) for v in node.values)
         return _apply(json_value.of_kind(_kind(node.values[0])), op, values, dialect)
     return _apply(target.column, op, node.values, dialect)
+
+
+def _stalled_is(wanted: set[bool]) -> ColumnElement[bool]:
+    """Whether a run's stalled state is one of ``wanted``: it is always one of true and false."""
+    if len(wanted) != 1:
+        return true() if wanted else false()
+    condition = stalled.stalled_condition()
+    return condition if True in wanted else not_(condition)
 
 
 def _apply(value: ColumnElement[Any], op: str, values: tuple[Any, ...], dialect: str) -> ColumnElement[bool]:
@@ -618,6 +643,8 @@ def _missing(target: Target, dialect: str) -> ColumnElement[bool]:
         return not_(_objective_holds(target, dialect, None))
     if target.kind == "json":
         return _JsonValue(target, dialect).missing()
+    if target.kind == "stalled":
+        return false()
     return target.column.is_(None)
 
 
@@ -630,6 +657,8 @@ def select_field(target: Target, dialect: str, objectives: dict[str, Any]) -> Co
     """
     if target.kind == "column":
         return target.column
+    if target.kind == "stalled":
+        return stalled.stalled_value()
     if target.kind == "objective":
         if target.objective not in objectives:
             objectives[target.objective] = aliased(RunObjective)

@@ -37,7 +37,7 @@ from sqlalchemy import text as text_clause
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import aliased
 
-from store import extract, jsoncodec
+from store import extract, jsoncodec, stalled
 from store.database import replica_transaction
 from store.fields import DOCUMENTS, SCALAR_COLUMNS, Field, JsonAccess, resolve, sqlite_path
 from store.filters import OBJECTIVE_STATS, compile_filter
@@ -75,6 +75,7 @@ def run_detail(run_id: str) -> dict[str, Any] | None:
         result = run_with_objectives(session, run_id)
         if result is None:
             return None
+        result["stalled"] = stalled.is_stalled(result)
         result["s3_objects"] = [
             {
                 "bucket": o.bucket,
@@ -91,21 +92,26 @@ def run_detail(run_id: str) -> dict[str, Any] | None:
 
 # --- Fields: what a page shows, sorts and groups by --------------------------------------------
 
-DEFAULT_FIELDS = SCALAR_COLUMNS
-WHOLE_RUN_FIELDS = (*SCALAR_COLUMNS, *DOCUMENTS)
+# Computed by the database when asked, never stored (store/stalled.py).
+COMPUTED_FIELDS = ("stalled",)
+DEFAULT_FIELDS = (*SCALAR_COLUMNS, *COMPUTED_FIELDS)
+WHOLE_RUN_FIELDS = (*SCALAR_COLUMNS, *COMPUTED_FIELDS, *DOCUMENTS)
 MAX_FIELDS = 45
 MAX_LIMIT = 1000
 
 
 @dataclass(frozen=True)
 class ReadField:
-    """A field of the read side: a typed column, a JSON path, a whole document or an objective's statistic."""
+    """A field of the read side: a typed column, a JSON path, a whole document, an objective's
+    statistic or a computed field (stalled)."""
 
     name: str
-    # The run's column or JSON document; for an objective's statistic, its run_objectives column.
+    # The run's column or JSON document; for an objective's statistic, its run_objectives column;
+    # for stalled, computed from the run's status and last event, its status.
     column: Column[Any]
     path: tuple[str, ...] = ()
     objective: str | None = None
+    computed: bool = False
 
     @property
     def is_document(self) -> bool:
@@ -119,6 +125,8 @@ def read_field(name: Any, parameter: str = "field") -> ReadField:
     name = name.strip()
     if name in DOCUMENTS:
         return ReadField(name, TrainingRun.__table__.columns[DOCUMENTS[name]])
+    if name in COMPUTED_FIELDS:
+        return ReadField(name, TrainingRun.__table__.c.status, computed=True)
     if name.startswith("objective."):
         objective, _, stat = name.removeprefix("objective.").rpartition(".")
         if not objective or stat not in OBJECTIVE_STATS:
@@ -129,7 +137,7 @@ def read_field(name: Any, parameter: str = "field") -> ReadField:
     try:
         resolved = resolve(name)
     except ValueError as error:
-        close = difflib.get_close_matches(name, [*SCALAR_COLUMNS, *DOCUMENTS], n=1)
+        close = difflib.get_close_matches(name, [*SCALAR_COLUMNS, *COMPUTED_FIELDS, *DOCUMENTS], n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise ValueError(f"{parameter}: {error}{hint}") from None
     return ReadField(name, resolved.column, resolved.path)
@@ -156,6 +164,8 @@ class RunSelect:
 
     def value(self, field: ReadField) -> ColumnElement[Any]:
         """The field's value as Python gets it: columns typed, JSON decoded."""
+        if field.computed:
+            return stalled.stalled_value()
         if field.objective is not None:
             statistic: ColumnElement[Any] = getattr(self._objective(field.objective), field.column.key)
             return statistic
@@ -169,6 +179,10 @@ class RunSelect:
 
     def rendered(self, field: ReadField) -> ColumnElement[Any]:
         """The field's value as an argument of the database's JSON object builder."""
+        if field.computed:
+            if self.dialect == "postgresql":
+                return stalled.stalled_condition()
+            return func.json(case((stalled.stalled_condition(), "true"), else_="false"))
         if field.objective is not None:
             return self.value(field)
         if field.path:
@@ -186,7 +200,7 @@ class RunSelect:
         """The expression rows are ordered by for this field."""
         if field.is_document:
             raise ValueError(f"order_by: cannot sort by the whole document {field.name!r}")
-        if field.objective is not None:
+        if field.objective is not None or field.computed:
             return self.value(field)
         if field.path:
             return JsonAccess(Field(field.name, field.column, field.path), self.dialect).sortable()
@@ -199,6 +213,8 @@ class RunSelect:
         return self.sort_key(field)
 
     def nullable(self, field: ReadField) -> bool:
+        if field.computed:
+            return False
         return field.objective is not None or bool(field.path) or bool(field.column.nullable)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from itertools import chain
 from typing import Any
@@ -189,9 +190,14 @@ def _given(name: str, default: str) -> str:
 
 
 def _integer(name: str, default: int, low: int, high: int) -> int:
+    value = _optional_integer(name, low, high)
+    return default if value is None else value
+
+
+def _optional_integer(name: str, low: int, high: int) -> int | None:
     raw = _arg(name)
     if raw is None:
-        return default
+        return None
     try:
         value = int(raw)
     except ValueError:
@@ -370,6 +376,58 @@ def run_scaffolds(run_id: str) -> Response:
         return not_found(f"run {run_id!r}")
     found = store.get_run_scaffolds(run_id, order_by, limit)
     return answer({"run_id": run_id, "molecules": counts, "order_by": order_by, "scaffolds": found})
+
+
+# Bounds of the history endpoints' parameters: a step is a 64-bit integer; keys as many as a run keeps.
+MAX_STEP = 2**63 - 1
+MAX_HISTORY_KEYS = 64
+MAX_HISTORY_POINTS = 100_000
+MAX_OVERLAY_RUNS = 100
+
+
+@blueprint.get("/runs/<path:run_id>/history")
+def run_history(run_id: str) -> Response:
+    """A run's metric history: its steps and one series per key, after since_step when given.
+
+    Pages that follow a running run poll this with the last step they hold: the answer is the
+    new points only, read by key from the run's history rows.
+    """
+    keys = _list("keys")
+    if keys is not None and len(keys) > MAX_HISTORY_KEYS:
+        raise BadParameter("keys", f"keys: at most {MAX_HISTORY_KEYS} keys, not {len(keys)}")
+    since_step = _optional_integer("since_step", -MAX_STEP - 1, MAX_STEP)
+    max_points = _optional_integer("max_points", 1, MAX_HISTORY_POINTS)
+    found = _store_answer(
+        "keys", store.get_run_history, run_id, keys=keys, since_step=since_step, max_points=max_points
+    )
+    if found is None:
+        return not_found(f"run {run_id!r}")
+    found["series"] = {key: _marked(values) for key, values in found["series"].items()}
+    return answer(found)
+
+
+@blueprint.get("/history")
+def history() -> Response:
+    """One key's history for each of the matching runs (most recently updated first), to overlay."""
+    key = _text("key")
+    if key is None:
+        raise BadParameter("key", "key: name the metric to overlay, e.g. train/loss")
+    max_runs = _integer("max_runs", 20, 1, MAX_OVERLAY_RUNS)
+    found = _store_answer("key", store.get_history, _text("filter"), key, max_runs=max_runs)
+    for run in found:
+        run["values"] = _marked(run["values"])
+    return answer({"key": key, "runs": found})
+
+
+def _marked(values: list[Any]) -> list[Any]:
+    """Write NaN and the infinities as the run documents do ({"$float": "NaN"}): JSON has no such
+    numbers, and null already means that a key has no value at a step."""
+    return [
+        {"$float": "NaN" if v != v else ("Infinity" if v > 0 else "-Infinity")}
+        if isinstance(v, float) and not math.isfinite(v)
+        else v
+        for v in values
+    ]
 
 
 @blueprint.get("/scaffolds")

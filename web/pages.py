@@ -52,6 +52,12 @@ SIDE_BY_SIDE_RUNS = (2, 10)
 # Top scaffolds shown per front run, best run and side-by-side run unless the URL says otherwise.
 TOP_SCAFFOLDS = "3"
 RUN_PAGE_SCAFFOLDS = 12
+# A running run's page asks for new points this often: a point shows within a poll and a
+# request's time of its acknowledgement (README: Live runs).
+CURVE_POLL_MS = 1000
+DEFAULT_CURVE_KEYS = 4
+DEFAULT_CURVE_KEY = "train/loss"
+OVERLAY_RUNS = 20
 SCAFFOLDS_PAGE_SIZE = 30
 OBJECTIVES_TTL_SECONDS = 60.0
 # The fields of a run the side-by-side view compares besides its config and summary.
@@ -172,10 +178,12 @@ def runs() -> tuple[str, int]:
         "cursor": request.args.get("cursor"),
         "fields": ",".join(columns),
     }
+    # The status column marks stalled runs.
+    fields = [*columns, "stalled"] if "status" in columns and "stalled" not in columns else columns
     error = None
     page: dict[str, Any] = {"total": None, "runs": [], "next_cursor": None}
     try:
-        page = api("/api/runs", params)
+        page = api("/api/runs", {**params, "fields": ",".join(fields)})
     except ApiError as refused:
         error = _error_for_page(refused)
     download = {key: params[key] for key in ("filter", "order_by", "fields")}
@@ -188,6 +196,7 @@ def runs() -> tuple[str, int]:
         page_sizes=PAGE_SIZES,
         error=error,
         typed_columns=SCALAR_COLUMNS,
+        stale_after_seconds=store.stale_after_seconds(),
         objectives=_objectives(),
         metrics=METRICS,
         extra_columns=[c for c in columns if c not in SCALAR_COLUMNS],
@@ -250,7 +259,36 @@ def run(run_id: str) -> str | tuple[str, int]:
             return render_template("not_found.html", what=f"run {run_id}"), 404
         raise
     found_scaffolds = api(f"/api/runs/{_quote(run_id)}/scaffolds", {"limit": RUN_PAGE_SCAFFOLDS})
-    return render_template("run.html", run=found, scaffolds=found_scaffolds)
+    history = api(f"/api/runs/{_quote(run_id)}/history")
+    history.pop("query_ms", None)
+    keys = list(history["series"])
+    picked = [k for value in request.args.getlist("keys") for k in value.split(",") if k in keys]
+    return render_template(
+        "run.html",
+        run=found,
+        scaffolds=found_scaffolds,
+        history=history,
+        chosen_keys=picked or _default_curve_keys(keys),
+        log_scale=request.args.get("log") == "1",
+        smoothing=_smoothing(request.args.get("smoothing")),
+        poll_ms=CURVE_POLL_MS,
+        stale_after_seconds=store.stale_after_seconds(),
+    )
+
+
+def _default_curve_keys(keys: list[str]) -> list[str]:
+    """The keys drawn when none is picked: losses and rewards first, a few in all."""
+    preferred = [k for k in keys if "loss" in k or "reward" in k]
+    return list(dict.fromkeys([*preferred, *keys]))[:DEFAULT_CURVE_KEYS]
+
+
+def _smoothing(raw: str | None) -> float:
+    """The smoothing weight from the URL: 0 (none) to 0.99; anything else is 0."""
+    try:
+        value = float(raw or 0)
+    except ValueError:
+        return 0.0
+    return value if 0 <= value <= 0.99 else 0.0
 
 
 def _quote(run_id: str) -> str:
@@ -285,8 +323,11 @@ def compare() -> tuple[str, int]:
         except ApiError as refused:
             error = _error_for_page(refused)
     side_by_side, side_error = _side_by_side(request.args.getlist("run"), params)
+    overlay, overlay_error = _overlay(request.args.getlist("run"), params["filter"])
     html = render_template(
         "compare.html",
+        overlay=overlay,
+        overlay_error=overlay_error,
         params=params,
         objectives=objectives,
         metrics=METRICS,
@@ -299,6 +340,23 @@ def compare() -> tuple[str, int]:
         show_scaffolds=any("best_run_scaffolds" in group for group in groups),
     )
     return _answer(html, error or side_error)
+
+
+def _overlay(run_ids: list[str], where: str) -> tuple[dict[str, Any], str | None]:
+    """One key's curves for the picked runs (up to 20), or for the newest runs the filter matches."""
+    key = request.args.get("curve_key") or DEFAULT_CURVE_KEY
+    run_ids = list(dict.fromkeys(run_ids))
+    overlay: dict[str, Any] = {"key": key, "runs": [], "log": request.args.get("curve_log") == "1"}
+    if len(run_ids) > OVERLAY_RUNS:
+        return overlay, f"Pick at most {OVERLAY_RUNS} runs to overlay their curves ({len(run_ids)} picked)."
+    if run_ids:
+        where = "run_id in (" + ", ".join("'" + r.replace("'", "''") + "'" for r in run_ids) + ")"
+    try:
+        found = api("/api/history", {"key": key, "filter": where, "max_runs": OVERLAY_RUNS})
+    except ApiError as refused:
+        return overlay, _error_for_page(refused)["message"]
+    overlay["runs"] = [run for run in found["runs"] if run["steps"]]
+    return overlay, None
 
 
 def _side_by_side(

@@ -225,6 +225,31 @@ class Diversity(Timed):
     groups: list[DiversityGroup]
 
 
+class RunHistory(Timed):
+    run_id: str
+    steps: list[int] = Field(description="The steps of the points, ascending.")
+    times: list[float | None] = Field(description="When each point was recorded (seconds since 1970).")
+    series: dict[str, list[Any]] = Field(
+        description="Per key, its value at each step (null where the key has none at that step; "
+        'NaN and infinities as {"$float": "NaN"}).'
+    )
+    last_step: int | None = Field(description="The run's latest step; poll with since_step set to it.")
+
+
+class RunSeries(BaseModel):
+    run_id: str
+    run_name: str | None
+    gradient_method: str | None
+    status: str | None
+    steps: list[int]
+    values: list[Any] = Field(description="The key's value at each step.")
+
+
+class HistoryOverlay(Timed):
+    key: str
+    runs: list[RunSeries]
+
+
 def _query(name: str, description: str, schema: dict[str, Any], required: bool = False) -> dict[str, Any]:
     return {"name": name, "in": "query", "required": required, "description": description, "schema": schema}
 
@@ -328,6 +353,40 @@ def paths(schema: Callable[[Any], dict[str, Any]], error: Callable[[str], dict[s
                 "responses": {"200": ok(RunScaffolds), **refusals, "404": error("No such run")},
             }
         },
+        "/api/runs/{run_id}/history": {
+            "get": {
+                "summary": "A run's metric history: steps and one series per key, after since_step",
+                "security": read_security,
+                "parameters": [
+                    {"name": "run_id", "in": "path", "required": True, "schema": {"type": "string"}},
+                    _query("keys", "Comma-separated keys (default: every key kept).", {"type": "string"}),
+                    _query(
+                        "since_step",
+                        "Only the points after this step (a live view passes the last step it holds).",
+                        {"type": "integer", "minimum": -(2**63), "maximum": 2**63 - 1},
+                    ),
+                    _query(
+                        "max_points",
+                        "Thin to at most this many points, evenly over the steps, first and last kept.",
+                        {"type": "integer", "minimum": 1, "maximum": 100_000},
+                    ),
+                ],
+                "responses": {"200": ok(RunHistory), **refusals, "404": error("No such run")},
+            }
+        },
+        "/api/history": get(
+            "One key's history per matching run (up to max_runs), to overlay curves",
+            HistoryOverlay,
+            [
+                _query("key", "The metric key, e.g. train/loss.", {"type": "string", "minLength": 1}, True),
+                FILTER,
+                _query(
+                    "max_runs",
+                    "At most this many runs (default 20).",
+                    {"type": "integer", "minimum": 1, "maximum": 100},
+                ),
+            ],
+        ),
         "/api/scaffolds": get(
             "Scaffolds across the matching runs, or every scaffold containing a SMILES/SMARTS pattern",
             Scaffolds,

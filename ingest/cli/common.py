@@ -58,7 +58,12 @@ def open_database(database_url: str | None = None, create: bool = False) -> str:
             f"no database at {path}: set DATABASE_URL to yours (sqlite:////absolute/path.db or "
             "postgresql://USER@HOST/DATABASE), or run `training-db migrate` to create one there"
         )
+    try:
+        stale_after = configuration.stale_after_seconds()
+    except ValueError as error:
+        raise click.ClickException(f"bad configuration: {error}") from None
     store.configure(url)
+    store.configure_stale_after(stale_after)
     return url
 
 

@@ -148,9 +148,12 @@ def _print_table(rows: Iterable[Sequence[Any]], headers: Sequence[str], title: s
 
 
 def column_value(run: Mapping[str, Any], name: str) -> Any:
-    """Return a run's field, a value at a JSON path (config.a.b, summary.train/loss) or objective.NAME.METRIC."""
+    """Return a run's field, a value at a JSON path (config.a.b, summary.train/loss), objective.NAME.METRIC
+    or whether it is stalled."""
     if name in run:
         return run[name]
+    if name == "stalled":
+        return store.is_stalled(run)
     prefix, _, path = name.partition(".")
     if prefix == "objective":
         objective, _, metric = path.rpartition(".")
@@ -163,6 +166,8 @@ def column_value(run: Mapping[str, Any], name: str) -> Any:
 
 def _check_columns(columns: Sequence[str], by_objectives: bool) -> None:
     for name in columns:
+        if name == "stalled":
+            continue
         if name.startswith("objective."):
             if not by_objectives:
                 raise ValueError(f"column {name!r} needs --objective")
@@ -226,7 +231,18 @@ def _emit_rows(
     if output_format == "csv":
         _echo_csv(values, shown)
         return
-    _print_table(values, shown, title=f"{len(rows)} run(s)")
+    _print_table(
+        (_marked(run, row, shown) for run, row in zip(rows, values, strict=True)),
+        shown,
+        f"{len(rows)} run(s)",
+    )
+
+
+def _marked(run: Mapping[str, Any], row: list[Any], columns: Sequence[str]) -> list[Any]:
+    """Show a stalled run's status as such in a table."""
+    if "status" in columns and store.is_stalled(run):
+        row[columns.index("status")] = f"{run['status']} (stalled)"
+    return row
 
 
 def _echo_csv(rows: Iterable[Sequence[Any]], headers: Sequence[str]) -> None:
@@ -316,12 +332,33 @@ def runs(
 @click.option(
     "--format", "output_format", type=click.Choice(("text", "json")), default="text", show_default=True
 )
-def run(run_id: str, output_format: str) -> None:
-    """Show one run: fields, objectives, crash report, config, summary."""
+@click.option(
+    "--watch",
+    "live",
+    is_flag=True,
+    help="Follow the run as it trains: step, latest metrics and sparklines, redrawn as points arrive, "
+    "until the run ends or Ctrl-C.",
+)
+@click.option(
+    "--keys",
+    metavar="PATTERNS",
+    help="With --watch: comma-separated metric keys or glob patterns to show (default: every key kept).",
+)
+def run(run_id: str, output_format: str, live: bool, keys: str | None) -> None:
+    """Show one run: fields, objectives, crash report, config, summary; or follow it live (--watch)."""
     open_database()
+    if live:
+        from ingest.cli.watch import watch
+
+        patterns = [k.strip() for k in keys.split(",") if k.strip()] if keys else None
+        click.echo(watch(run_id, patterns))
+        return
+    if keys is not None:
+        raise click.UsageError("--keys goes with --watch")
     found = store.get_run(run_id)
     if found is None:
         raise click.ClickException(f"no run {run_id}")
+    found = {**found, "stalled": store.is_stalled(found)}
     if output_format == "json":
         _echo_json(found)
         return

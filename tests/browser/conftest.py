@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,15 +62,22 @@ class Site:
 @pytest.fixture(scope="session")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     """Serve a seeded SQLite database with gunicorn, as the Procfile's web line does."""
+    with serve(tmp_path_factory.mktemp("browser"), seeded=True) as served:
+        yield served
+
+
+@contextmanager
+def serve(folder: Path, seeded: bool) -> Iterator[Site]:
+    """Serve a new SQLite database in ``folder`` (seeded, or empty) with gunicorn."""
     _chromium_or_skip()
-    folder = tmp_path_factory.mktemp("browser")
     database_url = f"sqlite:///{folder / 'training_runs.db'}"
     engine = make_engine(database_url)
     migrate.upgrade(engine)
     engine.dispose()
     store.configure(database_url)
-    events = seed_database()
-    seed_molecules()
+    events = seed_database() if seeded else {}
+    if seeded:
+        seed_molecules()
     store.get_engine().dispose()
     port = free_port()
     env = service_env(

@@ -59,6 +59,8 @@ OPERATIONS = [
     ("GET", "/api/stats"),
     ("GET", "/api/events"),
     ("GET", "/api/runs/{run_id}/scaffolds"),
+    ("GET", "/api/runs/{run_id}/history"),
+    ("GET", "/api/history"),
     ("GET", "/api/scaffolds"),
     ("GET", "/api/diversity"),
     ("GET", "/api/scaffold.svg"),

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 import store
 from store.filters import All, Any_, Comparison, FilterError, Not, compile_filter, parse
 from testkit.factory import generate_runs, load_record
+from tests.stalled import backdate_runs
 
 # Parsing
 
@@ -61,6 +62,8 @@ def shape(node: Any) -> Any:
         ("objective.COMT_activity.raw_mean > 0.8", ("objective.COMT_activity.raw_mean", ">", (0.8,))),
         ("objective.`odd.name`.weight = 1", ("objective.odd.name.weight", "=", (1.0,))),
         ("status = 'finished'", ("status", "=", ("completed",))),
+        ("stalled = true", ("stalled", "=", (True,))),
+        ("stalled in (false)", ("stalled", "in", (False,))),
         ("created_at >= '2026-11-30'", ("created_at", ">=", (datetime(2026, 11, 30, tzinfo=UTC),))),
         ("not batch_size = 64", ("not", ("batch_size", "=", (64,)))),
         ("NOT not batch_size = 64", ("not", ("not", ("batch_size", "=", (64,))))),
@@ -191,6 +194,11 @@ def test_a_blank_filter_is_no_filter():
             "the values of an 'in' list must all be numbers, all strings or all booleans at 1:10",
         ),
         ("config.x < true", "booleans compare only with = and !=, not < at 1:12"),
+        ("stalled = 1", "stalled compares with true or false, not 1 at 1:11"),
+        ("stalled = 'yes'", "stalled compares with true or false, not 'yes' at 1:11"),
+        ("stalled >= true", "booleans compare only with = and !=, not >= at 1:12"),
+        ("stalled like 'x'", "like needs a text field; stalled is not one at 1:14"),
+        ("stall = true", "unknown field 'stall' at 1:1; did you mean 'stalled'?"),
         ("run_name like 3", "like needs a 'pattern' string, not 3 at 1:15"),
         ("batch_size like '6%'", "like needs a text field; batch_size is not one at 1:17"),
         (
@@ -359,6 +367,39 @@ def matched(where: str) -> list[str]:
 )
 def test_filters_match_on_both_databases(runs, where, expected):
     assert matched(where) == expected
+
+
+def test_stalled_runs_are_running_runs_without_an_event_for_stale_after_seconds(runs):
+    store.insert_run("e", run_name="fresh")
+    store.update_run_status("e", "running")
+    store.insert_run("f", run_name="old and done")
+    store.update_run_status("f", "completed")
+    backdate_runs(["d", "f"], 901)
+    assert matched("stalled = true") == ["d"]
+    assert matched("stalled = false") == ["a", "b", "c", "e", "f"]
+    assert matched("stalled != true") == ["a", "b", "c", "e", "f"]
+    assert matched("not stalled = true") == ["a", "b", "c", "e", "f"]
+    assert matched("stalled in (true, false)") == ["a", "b", "c", "d", "e", "f"]
+    assert matched("stalled not in (true, false)") == []
+    assert matched("stalled is null") == []
+    assert matched("stalled is not null or run_id = 'x'") == ["a", "b", "c", "d", "e", "f"]
+    assert matched("stalled = true or batch_size = 32") == ["b", "d"]
+    assert [run["stalled"] for run in store.query_runs(columns=["stalled"], order_by="run_id")] == [
+        False,
+        False,
+        False,
+        True,
+        False,
+        False,
+    ]
+    store.configure_stale_after(902)
+    try:
+        assert matched("stalled = true") == []
+    finally:
+        store.configure_stale_after(900)
+    # An event, however old the run, makes it live again.
+    store.record_progress("d", 10, {"train/loss": 0.5})
+    assert matched("stalled = true") == []
 
 
 def test_where_and_the_dict_filters_combine(runs):
@@ -556,6 +597,8 @@ def field_value(run: dict[str, Any], field: str) -> Value:
         name, stat = _split_objective(rest)
         found = [o for o in run["objectives"] if o["objective_name"] == name]
         return Value("missing") if not found or found[0][stat] is None else Value("number", found[0][stat])
+    if field == "stalled":
+        return Value("boolean", store.is_stalled(run))
     if rest:
         node = run[{"config": "config_json", "summary": "final_metrics_json"}[head]]
         for key in _keys(rest):
@@ -677,6 +720,7 @@ TYPED_FIELDS = {
     "num_objectives": "number",
     "created_at": "time",
     "completed_at": "time",
+    "stalled": "boolean",
 }
 JSON_FIELDS = [
     "config.training.batch_size",
@@ -714,8 +758,14 @@ class Runs(list):  # type: ignore[type-arg]
 
 @pytest.fixture
 def generated_runs(db):
-    """Twelve runs from the factory, some with NaN, infinities, big floats and odd keys added."""
+    """Twelve runs from the factory, some with NaN, infinities, big floats and odd keys added, a
+    quarter of them running, half of those stalled."""
+    stalled = []
     for index, record in enumerate(generate_runs(12, seed=17)):
+        if index % 4 == 3:
+            record["state"] = "running"
+            if index % 8 == 3:
+                stalled.append(record["run_id"])
         summary = record["summary"]
         if summary is not None:
             if index % 3 == 0:
@@ -727,6 +777,7 @@ def generated_runs(db):
             summary["odd key"] = index % 3 if index % 2 else f"k{index % 3}"
             summary["flag"] = [True, False, None, 1][index % 4]
         load_record(record)
+    backdate_runs(stalled, 3600)
     runs = Runs(store.get_run(run_id) for run_id in sorted(r["run_id"] for r in store.query_runs(limit=None)))
     for run in runs:
         run["objectives"] = store.get_run_objectives(run["run_id"])

@@ -179,16 +179,17 @@ def test_a_run_page_shows_its_fields_objectives_config_tree_and_summary(
         assert f">{objective['objective_name']}</a>" in html
 
 
-def test_a_running_run_shows_its_latest_progress_and_reloads_itself(
+def test_a_running_run_shows_its_latest_progress_and_reloads_itself_only_without_javascript(
     client: FlaskClient, seeded: dict[str, int]
 ) -> None:
     store.record_progress("run-017-0000015", 1200, {"train/loss": 0.4321, "train/reward_mean": 0.61})
 
     html = page(client, "/runs/run-017-0000015")
 
-    assert "Latest progress" in html and "Step <strong>1,200</strong>" in html
+    assert "Latest progress" in html and 'Step <strong id="live-step">1,200</strong>' in html
     assert '<th scope="row">train/loss</th><td>0.4321</td>' in html
-    assert '<meta http-equiv="refresh" content="30">' in html
+    # With JavaScript the curves follow the run (curves.js); without it the page reloads.
+    assert '<noscript><meta http-equiv="refresh" content="30"></noscript>' in html
     assert "Latest progress" not in page(client, f"/runs/{FIRST_RUN}")
 
 

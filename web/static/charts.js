@@ -181,7 +181,40 @@ function drawDiversity() {
     .then(() => markDrawn(element, data.groups.length));
 }
 
+// Compare: one key's curve per run, a colour per gradient method (one legend entry each).
+function drawOverlay() {
+  const data = readData("overlay-data");
+  const element = document.getElementById("overlay-chart");
+  if (!data || !element) return;
+  const methods = Array.from(new Set(data.runs.map((run) => label(run.gradient_method)))).sort();
+  const shown = new Set();
+  const traces = data.runs.map((run) => {
+    const method = label(run.gradient_method);
+    const first = !shown.has(method);
+    shown.add(method);
+    return {
+      type: "scatter",
+      mode: run.steps.length > 1 ? "lines" : "markers",
+      name: method,
+      legendgroup: method,
+      showlegend: first,
+      x: run.steps,
+      y: run.values.map((v) => (typeof v === "number" && Number.isFinite(v) ? v : null)),
+      text: run.run_id,
+      hovertemplate: `${run.run_id} (${method})<br>step %{x}: %{y}<extra></extra>`,
+      line: { color: METHOD_COLOURS[methods.indexOf(method) % METHOD_COLOURS.length], width: 1.5 },
+    };
+  });
+  const layout = {
+    ...LAYOUT,
+    xaxis: { title: { text: "step" } },
+    yaxis: { title: { text: data.key }, type: data.log ? "log" : "linear" },
+  };
+  Plotly.newPlot(element, traces, layout, CONFIG).then(() => markDrawn(element, data.runs.length));
+}
+
 drawCompare();
+drawOverlay();
 drawPareto();
 drawStats();
 drawDiversity();
