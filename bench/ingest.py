@@ -580,7 +580,11 @@ class Pages:
 def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Combine repeated measurements: the median of each rate and latency, the sum of errors."""
     combined = {name: statistics.median(run[name] for run in runs) for name in MEDIANS}
-    sums = {name: sum(run[name] for run in runs) for name in ("requests", "errors", "resent")}
+    # An open page's failed reads are errors of the load it was open for.
+    sums = {
+        name: sum(run.get(name, 0) for run in runs)
+        for name in ("requests", "errors", "resent", "page_errors")
+    }
     return {"concurrency": runs[0]["concurrency"], "runs": len(runs), **combined, **sums}
 
 
