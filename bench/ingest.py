@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/ingest.py [--runs N] [--runs-file FILE.jsonl]
         [--concurrency 8,16,32] [--duration S] [--workers K] [--memory-events N]
+        [--progress-share 0.8] [--molecules-every 50] [--open-pages 50 [--page-path PATH]]
         [--database-url URL] [--json]
 
 Two servers run on PostgreSQL under gunicorn with the Procfile's command and settings
@@ -14,6 +15,12 @@ concurrency (the median of --repeat loads, fresh workers and empty tables each, 
 with the baseline loaded just before and just after it), the delay from acknowledgement to a
 queryable run at half the peak rate, and the workers' memory while they drain a backlog of N
 events.
+
+The mix of events is launch and finish by default. ``--progress-share`` puts ``run.progress``
+events between them (that share of all events, and their points' freshness is measured too),
+``--molecules-every N`` one signed ``run.molecules`` batch after every N other events, and
+``--open-pages N`` keeps N run pages open on the ingester during its loads, each polling the
+read API every second. Every mix is held to the same targets.
 
 Shared machines are noisy: throughput targets are ratios to the baseline measured in
 the same run, and the freshness load is derived from the peak measured in it; every load
@@ -41,11 +48,12 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from itertools import cycle, islice
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -57,11 +65,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from ingest.client import sign  # noqa: E402
-from testkit.factory import generate_runs, read_runs_file  # noqa: E402
+from testkit.factory import generate_runs, molecule_batches, read_runs_file  # noqa: E402
 from testkit.processes import free_port, running  # noqa: E402
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/training_db_bench_ingest"
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+READ_TOKEN = "bench-read-token"
 BIN = Path(sys.executable).parent
 LUA = Path(__file__).with_name("ingest.lua")
 PATH = "/webhooks/pipeline"
@@ -84,17 +93,56 @@ TARGETS = {
 
 
 class Events:
-    """Endless pipeline events from run records, each run under a new id on every pass."""
+    """Endless pipeline events from run records, each run under a new id on every pass.
 
-    def __init__(self, records: list[dict[str, Any]]) -> None:
+    By default each run is launched and finished. ``progress_share`` adds ``run.progress`` events
+    between the two, that share of all events; ``molecules_every`` N adds, after every N other
+    events, one ``run.molecules`` batch for the run of the event before it, taken in turn from
+    ``molecule_batches`` (each batch's molecules, under that run and a batch id of its own).
+    """
+
+    def __init__(
+        self,
+        records: list[dict[str, Any]],
+        progress_share: float = 0.0,
+        molecules_every: int = 0,
+        molecule_batches: list[dict[str, Any]] | None = None,
+    ) -> None:
         timestamp = datetime.now(UTC).isoformat()
+        # Per run, k progress events among k + 2: k / (k + 2) = share.
+        progress = round(2 * progress_share / (1 - progress_share)) if progress_share else 0
         # Serialized once with a placeholder id: dumping 3-8 KB per request would take
         # longer than sending it.
-        self.templates = [
-            (kind, record["run_id"], json.dumps(event(kind, RUN_ID_MARK, record, timestamp)))
-            for record in records
-            for kind in ("run.launched", "run.finished")
-        ]
+        self.templates: list[tuple[str, str, str]] = []
+        for record in records:
+            self.templates.append(
+                (
+                    "run.launched",
+                    record["run_id"],
+                    json.dumps(event("run.launched", RUN_ID_MARK, record, timestamp)),
+                )
+            )
+            for step in range(1, progress + 1):
+                body = progress_event(RUN_ID_MARK, record, step, progress, timestamp)
+                self.templates.append(("run.progress", record["run_id"], json.dumps(body)))
+            self.templates.append(
+                (
+                    "run.finished",
+                    record["run_id"],
+                    json.dumps(event("run.finished", RUN_ID_MARK, record, timestamp)),
+                )
+            )
+        if molecules_every:
+            batches = cycle(molecule_batches or [])
+            mixed = []
+            for index, template in enumerate(self.templates):
+                mixed.append(template)
+                if (index + 1) % molecules_every == 0:
+                    batch = next(batches)
+                    data = {**batch, "run_id": RUN_ID_MARK, "batch_id": f"batch-{index}"}
+                    body = {"type": "run.molecules", "timestamp": timestamp, "data": data}
+                    mixed.append(("run.molecules", template[1], json.dumps(body)))
+            self.templates = mixed
 
     def take(self, count: int, tag: str) -> Iterator[tuple[str, str, str, bytes]]:
         """Yield ``count`` events as (webhook-id, kind, run id, body); ``tag`` keeps ids unique."""
@@ -106,6 +154,13 @@ class Events:
 
     def mean_size(self) -> float:
         return statistics.fmean(len(template) for _, _, template in self.templates)
+
+    def kinds(self) -> dict[str, int]:
+        """How many events of each kind one pass holds."""
+        counts: dict[str, int] = defaultdict(int)
+        for kind, _, _ in self.templates:
+            counts[kind] += 1
+        return dict(counts)
 
 
 def event(kind: str, run_id: str, record: dict[str, Any], timestamp: str) -> dict[str, Any]:
@@ -122,6 +177,21 @@ def event(kind: str, run_id: str, record: dict[str, Any], timestamp: str) -> dic
     else:
         data = {"run_id": run_id, "summary": record["summary"]}
     return {"type": kind, "timestamp": timestamp, "data": data}
+
+
+def progress_event(
+    run_id: str, record: dict[str, Any], step: int, steps: int, timestamp: str
+) -> dict[str, Any]:
+    """Build the ``run.progress`` event a run sends at ``step`` of ``steps``: its scalar metrics then."""
+    done = step / steps
+    # The numbers a run logs, as its final summary has them, moving towards those values.
+    metrics = {
+        name: round(value * (0.5 + 0.5 * done), 6)
+        for name, value in (record.get("summary") or {}).items()
+        if isinstance(value, int | float) and not isinstance(value, bool) and not name.startswith("_")
+    }
+    data = {"run_id": run_id, "step": step * 100, "metrics": metrics}
+    return {"type": "run.progress", "timestamp": timestamp, "data": data}
 
 
 def write_requests(path: Path, events: Iterator[tuple[str, str, str, bytes]]) -> None:
@@ -362,11 +432,16 @@ def wrk(
     }
 
 
-class Queryable:
-    """Watch runs until a query finds each completed; note when it first did.
+# What a freshness load waits for: a run completed (its run.finished), or a run's latest
+# step at or past a step (its run.progress).
+Awaited = tuple[str, int | None]
 
-    Every 10 ms one query asks for the runs still awaited: those whose run.finished has had its
-    slot in the paced load's schedule. A run is noted at the start of the query that found it,
+
+class Queryable:
+    """Watch runs until a query finds each awaited state; note when it first did.
+
+    Every 10 ms one query asks for the runs still awaited: those whose event has had its slot
+    in the paced load's schedule. A state is noted at the start of the query that found it,
     when its snapshot was taken: at most one interval after it became queryable, never before.
     A stamp the worker writes would come too early: a batch commits after all of its events are
     applied.
@@ -374,12 +449,12 @@ class Queryable:
 
     INTERVAL = 0.01
 
-    def __init__(self, url: str, schedule: list[tuple[float, str]]) -> None:
-        """``schedule``: each run, by the second its run.finished is due after the load starts."""
+    def __init__(self, url: str, schedule: list[tuple[float, Awaited]]) -> None:
+        """``schedule``: each awaited state, by the second its event is due after the load starts."""
         self.connection = psycopg.connect(libpq(url), autocommit=True)
-        self.schedule = sorted(schedule)
-        self.expected = {run_id for _, run_id in schedule}
-        self.found: dict[str, float] = {}
+        self.schedule = sorted(schedule, key=lambda slot: slot[0])
+        self.expected = {awaited for _, awaited in schedule}
+        self.found: dict[Awaited, float] = {}
         self.lock = threading.Lock()
         self.stop = threading.Event()
         self.started = time.monotonic()
@@ -399,16 +474,25 @@ class Queryable:
                     return
             if awaited:
                 rows = self.connection.execute(
-                    "SELECT run_id FROM training_runs WHERE run_id = ANY(%s) AND status = 'completed'",
-                    (list(awaited),),
+                    "SELECT run_id, status, last_step FROM training_runs WHERE run_id = ANY(%s)",
+                    (list({run_id for run_id, _ in awaited}),),
                 ).fetchall()
-                for (run_id,) in rows:
-                    awaited.discard(run_id)
-                    self.found[run_id] = started
+                states = {run_id: (status, last_step) for run_id, status, last_step in rows}
+                for key in list(awaited):
+                    run_id, step = key
+                    if run_id not in states:
+                        continue
+                    status, last_step = states[run_id]
+                    reached = (
+                        status == "completed" if step is None else last_step is not None and last_step >= step
+                    )
+                    if reached:
+                        awaited.discard(key)
+                        self.found[key] = started
             time.sleep(max(0.0, started + self.INTERVAL - time.time()))
 
-    def wait(self, acknowledged: list[str], timeout: float) -> dict[str, float]:
-        """Wait until each acknowledged run is found; return when each was."""
+    def wait(self, acknowledged: list[Awaited], timeout: float) -> dict[Awaited, float]:
+        """Wait until each acknowledged state is found; return when each was."""
         with self.lock:
             self.expected = set(acknowledged)
         self.thread.join(timeout)
@@ -417,14 +501,90 @@ class Queryable:
         self.connection.close()
         missing = self.expected - self.found.keys()
         if missing:
-            raise RuntimeError(f"{len(missing)} acknowledged runs were not queryable within {timeout:.0f} s")
+            raise RuntimeError(
+                f"{len(missing)} acknowledged events were not queryable within {timeout:.0f} s"
+            )
         return self.found
+
+
+class Pages:
+    """Open run pages, each polling the web for its run once a second while a load runs.
+
+    ``path`` names the request, with ``{run_id}`` and ``{last_step}`` (the latest step an answer
+    gave, so that a page asks only for what is new). A 404 is a page whose run the workers have
+    not stored yet, not an error.
+    """
+
+    def __init__(self, port: int, run_ids: list[str], path: str, token: str, interval: float = 1.0) -> None:
+        self.port, self.run_ids, self.path, self.interval = port, run_ids, path, interval
+        self.headers = {"Authorization": f"Bearer {token}"}
+        self.latencies: list[float] = []
+        self.statuses: dict[int, int] = defaultdict(int)
+        self.failures = 0
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.threads = [
+            threading.Thread(target=self._poll, args=(run_id, index * interval / len(run_ids)))
+            for index, run_id in enumerate(run_ids)
+        ]
+
+    def __enter__(self) -> Pages:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join()
+
+    def _poll(self, run_id: str, offset: float) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        last_step: int | None = None
+        due = time.monotonic() + offset
+        while not self.stop.wait(max(0.0, due - time.monotonic())):
+            due += self.interval
+            path = self.path.format(
+                run_id=quote(run_id, safe=""), last_step="" if last_step is None else last_step
+            )
+            started = time.perf_counter()
+            try:
+                connection.request("GET", path, headers=self.headers)
+                response = connection.getresponse()
+                body = response.read()
+            except (OSError, http.client.HTTPException):
+                connection.close()
+                with self.lock:
+                    self.failures += 1
+                continue
+            elapsed = time.perf_counter() - started
+            if response.status == 200 and "{last_step}" in self.path:
+                last_step = json.loads(body).get("last_step", last_step)
+            with self.lock:
+                self.latencies.append(elapsed * 1e3)
+                self.statuses[response.status] += 1
+        connection.close()
+
+    def summary(self) -> dict[str, Any]:
+        answered = sum(self.statuses.values())
+        return {
+            "pages": len(self.run_ids),
+            "page_requests": answered + self.failures,
+            "page_statuses": dict(self.statuses),
+            "page_errors": self.failures + answered - self.statuses[200] - self.statuses[404],
+            "page_p50_ms": percentile(self.latencies, 0.50) if self.latencies else None,
+            "page_p99_ms": percentile(self.latencies, 0.99) if self.latencies else None,
+        }
 
 
 def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Combine repeated measurements: the median of each rate and latency, the sum of errors."""
     combined = {name: statistics.median(run[name] for run in runs) for name in MEDIANS}
-    sums = {name: sum(run[name] for run in runs) for name in ("requests", "errors", "resent")}
+    # An open page's failed reads are errors of the load it was open for.
+    sums = {
+        name: sum(run.get(name, 0) for run in runs)
+        for name in ("requests", "errors", "resent", "page_errors")
+    }
     return {"concurrency": runs[0]["concurrency"], "runs": len(runs), **combined, **sums}
 
 
@@ -443,6 +603,7 @@ def median_end_to_end(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "baselines": [run["baselines_per_s"] for run in runs],
         "ratios": ratios,
         "ratio": statistics.median(ratios),
+        "loads": runs,
         "errors": sum(run["errors"] for run in runs),
         "not_done": dict(not_done),
     }
@@ -470,7 +631,13 @@ class Bench:
         self.batch = 0
 
     def env(self, **extra: str) -> dict[str, str]:
-        return {**os.environ, "DATABASE_URL": self.url, "PIPELINE_WEBHOOK_SECRET": SECRET, **extra}
+        return {
+            **os.environ,
+            "DATABASE_URL": self.url,
+            "PIPELINE_WEBHOOK_SECRET": SECRET,
+            "READ_API_TOKEN": READ_TOKEN,
+            **extra,
+        }
 
     def prepare(self) -> None:
         recreate_database(self.url)
@@ -512,12 +679,34 @@ class Bench:
         with psycopg.connect(libpq(self.baseline_url), autocommit=True) as connection:
             connection.execute("TRUNCATE deliveries")
 
-    def requests_file(self, count: int) -> Path:
-        """Write ``count`` fresh events, signed now, for wrk."""
+    def requests_file(self, count: int) -> tuple[Path, list[str]]:
+        """Write ``count`` fresh events, signed now, for wrk; return the file and their run ids."""
         self.batch += 1
         path = self.scratch / "requests.bin"
-        write_requests(path, self.events.take(count, f"b{self.batch}"))
-        return path
+        run_ids: list[str] = []
+
+        def noted(events: Iterator[tuple[str, str, str, bytes]]) -> Iterator[tuple[str, str, str, bytes]]:
+            for sent in events:
+                run_ids.append(sent[2])
+                yield sent
+
+        write_requests(path, noted(self.events.take(count, f"b{self.batch}")))
+        return path, run_ids
+
+    @contextmanager
+    def pages(self, server: str, run_ids: list[str]) -> Iterator[dict[str, Any]]:
+        """Keep --open-pages run pages open on the ingester for the block; then add what they saw."""
+        stats: dict[str, Any] = {}
+        if server != "ingester" or not self.args.open_pages:
+            yield stats
+            return
+        distinct = list(dict.fromkeys(run_ids))
+        # Spread over the load, so that some pages watch runs that arrive late in it.
+        step = max(1, len(distinct) // self.args.open_pages)
+        chosen = distinct[::step][: self.args.open_pages]
+        with Pages(self.ports["ingester"], chosen, self.args.page_path, READ_TOKEN) as pages:
+            yield stats
+        stats.update(pages.summary())
 
     def checkpoint(self) -> None:
         """Start a measurement right after a checkpoint, as every other one starts.
@@ -535,14 +724,17 @@ class Bench:
 
     def load(self, server: str, concurrency: int, duration: float, count: int) -> dict[str, Any]:
         """Post at most ``count`` fresh signed events to ``server`` with wrk; add the CPU it took."""
-        requests_file = self.requests_file(count)
+        requests_file, run_ids = self.requests_file(count)
         self.checkpoint()
-        with CpuMeter(
-            {"web": lambda: process_tree(self.processes[server].pid), "postgres": postgres_pids}
-        ) as cpu:
+        with (
+            CpuMeter(
+                {"web": lambda: process_tree(self.processes[server].pid), "postgres": postgres_pids}
+            ) as cpu,
+            self.pages(server, run_ids) as pages,
+        ):
             result = wrk(self.ports[server], concurrency, duration, requests_file)
         accepted = result["accepted_per_s"] * duration
-        return {**result, **{f"cpu_{name}_ms": ms for name, ms in cpu.per(accepted).items()}}
+        return {**result, **{f"cpu_{name}_ms": ms for name, ms in cpu.per(accepted).items()}, **pages}
 
     def acknowledgement(self) -> dict[str, list[dict[str, Any]]]:
         """Measure both servers at each concurrency, --repeat times, alternating which goes first."""
@@ -572,7 +764,7 @@ class Bench:
         """Load the ingester with workers running; time until every event is in the runs."""
         inbox = self.inbox
         self.console.print(f"end to end: {concurrency} connections, {self.args.workers} workers...")
-        requests_file = self.requests_file(count)
+        requests_file, run_ids = self.requests_file(count)
         self.checkpoint()
         groups = {
             "web": lambda: process_tree(self.processes["ingester"].pid),
@@ -581,9 +773,11 @@ class Bench:
         }
         with CpuMeter(groups) as cpu:
             started = time.monotonic()
-            result = wrk(self.ports["ingester"], concurrency, self.args.duration, requests_file)
-            load_ended = time.monotonic()
-            drained = inbox.wait_drained(timeout=1800)
+            # The pages stay open until the workers have caught up: they read while they write.
+            with self.pages("ingester", run_ids) as pages:
+                result = wrk(self.ports["ingester"], concurrency, self.args.duration, requests_file)
+                load_ended = time.monotonic()
+                drained = inbox.wait_drained(timeout=1800)
         statuses = inbox.statuses()
         done = statuses.get("done", 0)
         return {
@@ -595,34 +789,37 @@ class Bench:
             "not_done": {status: n for status, n in statuses.items() if status != "done"},
             "runs": inbox.count("training_runs"),
             "objectives": inbox.count("run_objectives"),
+            **pages,
         }
 
     def freshness(self, rate: float) -> dict[str, Any]:
-        """Send at ``rate`` per second; time from each run.finished's acknowledgement to its run."""
+        """Send at ``rate`` per second; time from each run.finished's (and run.progress's)
+        acknowledgement to its run completed (its step reached)."""
         inbox = self.inbox
         self.console.print(f"freshness: {rate:.0f} events/s for {self.args.duration:g} s...")
         self.batch += 1
         events = list(self.events.take(int(rate * self.args.duration), f"f{self.batch}"))
         requests_file = self.scratch / "paced.bin"
         write_requests(requests_file, iter(events))
-        finishing = {
-            f"webhook:{webhook_id}": run_id
-            for webhook_id, kind, run_id, _ in events
-            if kind == "run.finished"
-        }
+        watched: dict[str, Awaited] = {}
+        schedule: list[tuple[float, Awaited]] = []
+        for index, (webhook_id, kind, run_id, body) in enumerate(events):
+            if kind in ("run.finished", "run.progress"):
+                step = json.loads(body)["data"]["step"] if kind == "run.progress" else None
+                watched[f"webhook:{webhook_id}"] = (run_id, step)
+                schedule.append((index / rate, (run_id, step)))
         self.checkpoint()
         # Exact when PostgreSQL keeps commit timestamps; else watched, at a cost in CPU that a
-        # load close to saturation feels.
-        exact = inbox.keeps_commit_times()
-        schedule = [
-            (index / rate, run_id)
-            for index, (_, kind, run_id, _) in enumerate(events)
-            if kind == "run.finished"
-        ]
+        # load close to saturation feels. A run's commit timestamp is its last write's only, so
+        # progress points are always watched.
+        exact = inbox.keeps_commit_times() and all(step is None for _, step in watched.values())
         queryable = None if exact else Queryable(self.url, schedule)
         # Connections enough that a slow answer seldom holds up the next request's slot, and half
         # the load's time again for a server that falls behind the schedule (wrk runs all of it).
-        result = wrk(self.ports["ingester"], 32, math.ceil(1.5 * self.args.duration) + 1, requests_file, rate)
+        with self.pages("ingester", [run_id for _, _, run_id, _ in events]) as pages:
+            result = wrk(
+                self.ports["ingester"], 32, math.ceil(1.5 * self.args.duration) + 1, requests_file, rate
+            )
         inbox.wait_drained(timeout=600)
         acked = result.pop("acked")
         keys = dict(
@@ -630,15 +827,18 @@ class Bench:
                 "SELECT id, dedupe_key FROM inbox_events WHERE id = ANY(%s)", (list(acked),)
             ).fetchall()
         )
-        acked_finishes = {
-            finishing[keys[event_id]]: at for event_id, at in acked.items() if keys[event_id] in finishing
+        acked_states = {
+            watched[keys[event_id]]: at for event_id, at in acked.items() if keys[event_id] in watched
         }
         if queryable is None:
-            found = inbox.committed_at(list(acked_finishes))
+            committed = inbox.committed_at([run_id for run_id, _ in acked_states])
+            found = {key: committed[key[0]] for key in acked_states}
         else:
-            found = queryable.wait(list(acked_finishes), timeout=600)
-        # A run can be queryable before its acknowledgement reached the client: that counts as 0.
-        delays = [max(0.0, found[run_id] - at) * 1e3 for run_id, at in acked_finishes.items()]
+            found = queryable.wait(list(acked_states), timeout=600)
+        # A state can be queryable before its acknowledgement reached the client: that counts as 0.
+        delays = {key: max(0.0, found[key] - at) * 1e3 for key, at in acked_states.items()}
+        finished = [delay for (_, step), delay in delays.items() if step is None]
+        progress = [delay for (_, step), delay in delays.items() if step is not None]
         return {
             "rate": rate,
             "sent": result["requests"],
@@ -646,11 +846,17 @@ class Bench:
             "errors": result["errors"] + max(0, len(events) - result["requests"]),
             "ack_p50_ms": result["p50_ms"],
             "ack_p99_ms": result["p99_ms"],
-            "fresh_p50_ms": percentile(delays, 0.50),
-            "fresh_p99_ms": percentile(delays, 0.99),
+            "fresh_p50_ms": percentile(finished, 0.50),
+            "fresh_p99_ms": percentile(finished, 0.99),
+            **(
+                {"progress_p50_ms": percentile(progress, 0.50), "progress_p99_ms": percentile(progress, 0.99)}
+                if progress
+                else {}
+            ),
             "fresh_method": "commit timestamps"
             if exact
             else f"polled every {Queryable.INTERVAL * 1e3:.0f} ms",
+            **pages,
         }
 
     def memory(self, count: int) -> dict[str, Any]:
@@ -723,6 +929,10 @@ def report(results: dict[str, Any], console: Console) -> None:
     sustained = results["freshness_sustained"]
     errors = sum(r["errors"] for r in ack["ingester"]) + e2e["errors"] + fresh["errors"] + sustained["errors"]
     errors += sum(e2e["not_done"].values())
+    # The open pages' failed reads, in every load they were open for.
+    loads = [*ack["ingester"], *e2e["loads"], fresh, sustained]
+    page_errors = sum(load.get("page_errors", 0) for load in loads)
+    errors += page_errors
     targets = Table(title="Targets")
     for column in ("target", "measured", "met"):
         targets.add_column(column)
@@ -765,8 +975,19 @@ def report(results: dict[str, Any], console: Console) -> None:
             sustained["fresh_p50_ms"] < TARGETS["fresh_p50_ms"]
             and sustained["fresh_p99_ms"] < TARGETS["fresh_p99_ms"],
         ),
-        ("zero errors", f"{errors} (non-2xx, socket errors, not done)", errors == 0),
+        ("zero errors", f"{errors} (non-2xx, socket errors, not done, failed page reads)", errors == 0),
     ]
+    if "progress_p50_ms" in sustained:
+        rows.insert(
+            -1,
+            (
+                "run.progress point queryable p50 < 100 ms at half the end-to-end rate",
+                f"p50 {sustained['progress_p50_ms']:.0f} ms, p99 {sustained['progress_p99_ms']:.0f} ms "
+                f"at {sustained['rate']:,.0f} events/s (at half the acknowledged peak: p50 "
+                f"{fresh['progress_p50_ms']:.0f} ms, p99 {fresh['progress_p99_ms']:.0f} ms)",
+                sustained["progress_p50_ms"] < TARGETS["fresh_p50_ms"],
+            ),
+        )
     if memory:
         rss = ", ".join(
             f"{a:.0f}->{b:.0f} MiB"
@@ -782,6 +1003,25 @@ def report(results: dict[str, Any], console: Console) -> None:
     for name, measured, ok in rows:
         targets.add_row(name, measured, met(ok))
     console.print(targets)
+    mix = results["mix"]
+    console.print("events per pass: " + ", ".join(f"{n:,} {kind}" for kind, n in mix["kinds"].items()))
+    if mix["molecules_every"]:
+        console.print(
+            f"molecules: a batch of {mix['molecules']:,} after every {mix['molecules_every']} other events, "
+            f"{mix['molecule_batches']} distinct batches in turn"
+        )
+    if mix["open_pages"]:
+        page_loads = [load for load in loads if "pages" in load]
+        console.print(
+            f"open pages: {mix['open_pages']} polling {mix['page_path']} every second during the ingester's "
+            f"loads; {sum(load['page_requests'] for load in page_loads):,} reads, {page_errors} failed; "
+            "p99 per load "
+            + ", ".join(
+                f"{load['page_p99_ms']:.0f}" for load in page_loads if load["page_p99_ms"] is not None
+            )
+            + " ms; answered 404 (run not stored yet) "
+            + f"{sum(load['page_statuses'].get(404, 0) for load in page_loads):,}"
+        )
     machine = results["machine"]
     console.print(
         f"{machine['cpus']} CPUs ({machine['cpu']}), {machine['postgresql']}, Python {machine['python']}; "
@@ -847,6 +1087,36 @@ def main(argv: list[str] | None = None) -> None:
         default=100_000,
         help="backlog the workers drain while their memory is sampled; 0 skips it (default 100000)",
     )
+    parser.add_argument(
+        "--progress-share",
+        type=float,
+        default=0.0,
+        help="share of run.progress events, e.g. 0.8: that many per run between launch and finish (default 0)",
+    )
+    parser.add_argument(
+        "--molecules-every",
+        type=int,
+        default=0,
+        help="one run.molecules batch after every N other events (default 0: none)",
+    )
+    parser.add_argument("--molecules", type=int, default=1000, help="molecules per batch (default 1000)")
+    parser.add_argument(
+        "--molecule-batches",
+        type=int,
+        default=20,
+        help="distinct batches generated (RDKit, about a second each), sent in turn (default 20)",
+    )
+    parser.add_argument(
+        "--open-pages",
+        type=int,
+        default=0,
+        help="run pages open on the ingester while it is loaded, each polling every second (default 0)",
+    )
+    parser.add_argument(
+        "--page-path",
+        default="/api/runs/{run_id}",
+        help="what an open page polls, with {run_id} and {last_step} (default /api/runs/{run_id})",
+    )
     parser.add_argument("--database-url", default=DEFAULT_URL, help="database to DROP and recreate")
     parser.add_argument("--json", action="store_true", help="also print the results as JSON on stdout")
     args = parser.parse_args(argv)
@@ -857,9 +1127,31 @@ def main(argv: list[str] | None = None) -> None:
             "bench/ingest.py needs wrk: apt-get install -y wrk (Debian, Ubuntu) or brew install wrk (macOS)"
         )
 
+    if not 0 <= args.progress_share < 1:
+        parser.error("--progress-share must be at least 0 and below 1")
     records = list(read_runs_file(args.runs_file) if args.runs_file else generate_runs(args.runs, args.seed))
-    events = Events(records)
+    batches = []
+    if args.molecules_every:
+        from rdkit import RDLogger
+
+        # The factory's invalid SMILES would each print a line.
+        RDLogger.DisableLog("rdApp.*")
+        console.print(f"generating {args.molecule_batches} batches of {args.molecules} molecules...")
+        batches = [
+            next(molecule_batches(f"bench-molecules-{index}", 1, size=args.molecules, seed=args.seed))
+            for index in range(args.molecule_batches)
+        ]
+    events = Events(records, args.progress_share, args.molecules_every, batches)
     results: dict[str, Any] = {
+        "mix": {
+            "kinds": events.kinds(),
+            "progress_share": args.progress_share,
+            "molecules_every": args.molecules_every,
+            "molecules": args.molecules if args.molecules_every else 0,
+            "molecule_batches": len(batches),
+            "open_pages": args.open_pages,
+            "page_path": args.page_path if args.open_pages else None,
+        },
         "machine": machine(),
         "runs": len(records),
         "event_bytes": events.mean_size(),

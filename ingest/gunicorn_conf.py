@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from gunicorn.arbiter import Arbiter
+    from gunicorn.http.message import Request
     from gunicorn.workers.base import Worker
 
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
@@ -31,6 +32,13 @@ timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = 20
 # Idle time allowed between requests on a connection, and for each request's head to arrive.
 keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
+# Requests served on one keep-alive connection before the answer closes it (nginx's
+# keepalive_requests). A gevent worker serves every connection it accepts until the client
+# closes it, so a sender's long-lived connections stay wherever they first landed: with 16
+# connections over 5 workers, one worker held none and the busiest queued a third more than
+# their share. Closing one in a hundred costs the sender a reconnect on loopback or a LAN, and
+# the worker that accepts the new connection is one waiting in its loop, not one busy serving.
+keepalive_requests = int(os.environ.get("GUNICORN_KEEPALIVE_REQUESTS", "100"))
 # A restarted worker builds the app anew, where a preloaded one was forked: once every 10,000
 # requests, that would add a noticeable share to the web's CPU (bench/RESULTS.md, "Figures
 # from the code").
@@ -70,6 +78,12 @@ def child_exit(server: Arbiter, worker: Worker) -> None:
 
     # prometheus_client leaves this function unannotated.
     multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+
+
+def pre_request(worker: Worker, req: Request) -> None:
+    if keepalive_requests and req.req_number >= keepalive_requests:
+        # The answer then says "Connection: close" and the worker closes the connection.
+        req.must_close = True
 
 
 def post_worker_init(worker: Worker) -> None:
