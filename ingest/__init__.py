@@ -33,7 +33,7 @@ def create_app(settings: Settings | None = None, fetch_pem: Callable[[str], byte
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.config["SETTINGS"] = settings
-    store.configure(settings.database_url)
+    store.configure(settings.database_url, settings.database_pool_size, settings.database_max_overflow)
     store.configure_stale_after(settings.stale_after_seconds)
     # The store's parts load on first use (store/__init__.py); a web process loads them all now,
     # as it did before they were lazy, so that no request pays for one (Alembic, for /healthz).

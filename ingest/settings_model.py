@@ -17,6 +17,10 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=None, extra="ignore")
 
     database_url: str = DEFAULT_DATABASE_URL
+    # Each process's PostgreSQL connections for the store: kept open, and more at busy times.
+    # A gevent web process also keeps up to 4 for the inbox's inserts.
+    database_pool_size: int = Field(default=5, ge=1)
+    database_max_overflow: int = Field(default=5, ge=0)
 
     pipeline_webhook_secret: str | None = None
     wandb_webhook_token: str | None = None

@@ -105,7 +105,15 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str) -> Engine:
+# Connections a process's pool keeps open, and how many more it may open at busy times. Every
+# process of a deployment has its own pool: their sum must stay below PostgreSQL's
+# max_connections (100 by default), or the server refuses the next (DATABASE_POOL_SIZE).
+DEFAULT_POOL_SIZE = 5
+DEFAULT_MAX_OVERFLOW = 5
+_pool_limits = (DEFAULT_POOL_SIZE, DEFAULT_MAX_OVERFLOW)
+
+
+def make_engine(url: str, pool_size: int = DEFAULT_POOL_SIZE, max_overflow: int = DEFAULT_MAX_OVERFLOW) -> Engine:
     """Create an engine with the store's JSON codec and per-backend settings."""
     backend = parse_url(url).get_backend_name()
     url = normalize_url(url)
@@ -116,7 +124,7 @@ def make_engine(url: str) -> Engine:
     if backend == "postgresql":
         # No pre-ping: it costs a round trip per checkout. _hung_up finds what a restart of
         # the server left in the pool without one.
-        options.update(pool_size=5, max_overflow=10, pool_recycle=1800)
+        options.update(pool_size=pool_size, max_overflow=max_overflow, pool_recycle=1800)
     engine = create_engine(url, **options)
     if backend == "postgresql":
         event.listen(engine, "checkout", _hung_up)
@@ -159,13 +167,15 @@ def _begin_immediate(connection: Connection) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def configure(url: str) -> Engine:
-    """Point the store at ``url`` and return its engine."""
-    global _engine, _sessions
+def configure(url: str, pool_size: int = DEFAULT_POOL_SIZE, max_overflow: int = DEFAULT_MAX_OVERFLOW) -> Engine:
+    """Point the store at ``url``, with at most ``pool_size + max_overflow`` connections to it
+    (and as many to a replica), and return its engine."""
+    global _engine, _sessions, _pool_limits
     with _lock:
         if _engine is not None:
             _engine.dispose()
-        _engine = make_engine(url)
+        _pool_limits = (pool_size, max_overflow)
+        _engine = make_engine(url, *_pool_limits)
         _sessions = sessionmaker(_engine, expire_on_commit=False)
         _set_replica(None)
         return _engine
@@ -181,7 +191,7 @@ def _set_replica(url: str | None) -> None:
     global _replica, _replica_sessions
     if _replica is not None:
         _replica.dispose()
-    _replica = make_engine(url) if url else None
+    _replica = make_engine(url, *_pool_limits) if url else None
     _replica_sessions = sessionmaker(_replica, expire_on_commit=False) if _replica else None
 
 

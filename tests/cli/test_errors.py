@@ -156,6 +156,16 @@ def test_a_database_url_that_cannot_work_names_the_supported_schemes(
         assert "sqlite:///PATH or postgresql://USER@HOST/DATABASE" in line
 
 
+@pytest.mark.parametrize("value", ["abc", "0"])
+@pytest.mark.parametrize("command", [["runs"], ["worker"]], ids=" ".join)
+def test_a_stale_after_that_cannot_work_is_one_line(
+    command: list[str], value: str, db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STALE_AFTER_SECONDS", value)
+    line = one_line_error(invoke(*command))
+    assert line.startswith("Error: bad configuration: STALE_AFTER_SECONDS")
+
+
 @pytest.mark.parametrize("output_format", ["csv", "parquet", "jsonl"])
 def test_export_into_a_missing_folder_names_the_file_asked_for(output_format: str, db: str) -> None:
     line = one_line_error(

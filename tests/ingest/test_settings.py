@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import ast
 import re
+import threading
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Connection
 
+import store
+from ingest import create_app
 from ingest.settings import DEFAULT_DATABASE_URL, Settings, database_url
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,3 +69,22 @@ def test_the_store_reads_no_environment() -> None:
         if isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv", "environb")
     ]
     assert readers == []
+
+
+
+def test_each_process_opens_at_most_the_connections_its_settings_allow(postgres_url: str | None) -> None:
+    if postgres_url is None:
+        pytest.skip("PostgreSQL is not reachable (set TEST_POSTGRES_URL)")
+    create_app(Settings(database_url=postgres_url, database_pool_size=2, database_max_overflow=1))
+    engine = store.get_engine()
+    held = [engine.connect() for _ in range(3)]
+    fourth: list[Connection] = []
+    waiting = threading.Thread(target=lambda: fourth.append(engine.connect()))
+    waiting.start()
+    waiting.join(0.5)
+    assert waiting.is_alive(), "a fourth connection was opened past DATABASE_POOL_SIZE + DATABASE_MAX_OVERFLOW"
+    held.pop().close()
+    waiting.join(30)
+    assert len(fourth) == 1
+    for connection in held + fourth:
+        connection.close()
