@@ -43,7 +43,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "ingest.cli.replay:replay",
         "Replay stored or captured events; running one twice changes nothing.",
     ),
-    "run": ("ingest.cli.runs:run", "Show one run: fields, objectives, crash report, config, summary."),
+    "run": (
+        "ingest.cli.runs:run",
+        "Show one run: fields, objectives, crash report, config, summary; or follow it live (--watch).",
+    ),
     "runs": (
         "ingest.cli.runs:runs",
         "List the runs that match every filter, newest first (best first with --objective).",
