@@ -62,6 +62,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import aliased
+from sqlalchemy.sql.functions import Function
 from sqlalchemy.types import Text
 
 from store import extract, stalled
@@ -706,7 +707,7 @@ class _JsonValue(JsonAccess):
     def _read_once(self, kind: str, type_: Any) -> ColumnElement[Any]:
         """PostgreSQL's function of migration 0008 that reads the path's value of this kind,
         decompressing the document once where a CASE would name it two or three times."""
-        return getattr(func, f"training_db_json_{kind}")(self.field.column, _pg_path(self.field.path), type_=type_)
+        return Function(f"training_db_json_{kind}", self.field.column, _pg_path(self.field.path), type_=type_)
 
     def text(self) -> ColumnElement[Any]:
         if self.dialect == "postgresql":
