@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import text
@@ -149,3 +150,23 @@ def test_run_documents_are_compressed_with_lz4_where_postgresql_has_it(db):
 
     assert compression == ("lz4" if has_lz4 else "pglz")
     assert store.get_run("r1")["config_json"] == config
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_migration_0008_adds_the_json_path_functions_and_its_downgrade_drops_them(db):
+    engine = store.get_engine()
+    names = {"training_db_json_number", "training_db_json_string", "training_db_json_boolean", "training_db_json_missing"}
+
+    def functions() -> set[str]:
+        with engine.connect() as connection:
+            query = text("SELECT proname FROM pg_proc WHERE proname LIKE 'training\\_db\\_json\\_%'")
+            return set(connection.execute(query).scalars())
+
+    assert functions() == names
+    try:
+        command.downgrade(migrate.alembic_config(engine), "0007")
+        assert functions() == set()
+    finally:
+        migrate.upgrade(engine)
+    assert functions() == names
+    assert migrate.schema_is_current()
