@@ -255,9 +255,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", action="store_true", help="also print the results as JSON on stdout")
     parser.add_argument("--reuse", action="store_true", help="time the database an earlier run loaded")
     args = parser.parse_args(argv)
-    if args.points > store.DEFAULT_POLICY.max_points:
+    if args.points > store.DEFAULT_HISTORY_POLICY.max_points:
         parser.error(
-            f"--points must be at most {store.DEFAULT_POLICY.max_points}, the points a history keeps"
+            f"--points must be at most {store.DEFAULT_HISTORY_POLICY.max_points}, the points a history keeps"
         )
     console = Console(stderr=args.json)
     if not console.is_terminal:
@@ -322,7 +322,7 @@ def main(argv: list[str] | None = None) -> None:
     for round_ in range(2):
         for name, policy in (
             ("without history", store.HistoryPolicy(keys=())),
-            ("with history", store.DEFAULT_POLICY),
+            ("with history", store.DEFAULT_HISTORY_POLICY),
         ):
             console.print(f"applying progress {name}...", style="dim")
             timing = progress_writes(keys, 50, 40, policy, f"write-{round_}-{name.split()[0]}")
