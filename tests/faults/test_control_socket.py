@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import gunicorn.config
 import pytest
 import requests
 
@@ -12,9 +11,6 @@ from tests.faults.services import web_server
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(
-    not hasattr(gunicorn.config, "ControlSocket"), reason="this gunicorn has no control socket (25.1+)"
-)
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_each_web_server_has_its_own_control_socket_or_none(database_url: str, tmp_path: Path) -> None:
     home = tmp_path / "home"
