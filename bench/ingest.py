@@ -53,7 +53,7 @@ from datetime import UTC, datetime
 from itertools import cycle, islice
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote, urlencode
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -507,6 +507,16 @@ class Queryable:
         return self.found
 
 
+def page_request(template: str, run_id: str, last_step: int | None) -> str:
+    """The request an open page makes: ``template`` filled in, without the parameters a page
+    leaves out until it knows a step (as web/static/curves.js does)."""
+    path, _, query = template.format(
+        run_id=quote(run_id, safe=""), last_step="" if last_step is None else last_step
+    ).partition("?")
+    given = [(name, value) for name, value in parse_qsl(query, keep_blank_values=True) if value]
+    return f"{path}?{urlencode(given)}" if given else path
+
+
 class Pages:
     """Open run pages, each polling the web for its run once a second while a load runs.
 
@@ -544,9 +554,7 @@ class Pages:
         due = time.monotonic() + offset
         while not self.stop.wait(max(0.0, due - time.monotonic())):
             due += self.interval
-            path = self.path.format(
-                run_id=quote(run_id, safe=""), last_step="" if last_step is None else last_step
-            )
+            path = page_request(self.path, run_id, last_step)
             started = time.perf_counter()
             try:
                 connection.request("GET", path, headers=self.headers)
