@@ -13,23 +13,22 @@ import math
 import statistics
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from functools import cache
+from itertools import chain
+from operator import itemgetter, methodcaller
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy import (
     BigInteger,
-    CursorResult,
     Row,
     and_,
-    bindparam,
     case,
     cast,
     event,
     func,
-    insert,
     or_,
     select,
-    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -53,6 +52,7 @@ CROSS_RUN_ORDERS = ("runs", "best_reward")
 _SCAFFOLDS = Scaffold.__table__
 _RUN_SCAFFOLDS = RunScaffold.__table__
 _RUN_MOLECULES = RunMolecules.__table__
+_BATCHES = RunMoleculeBatch.__table__
 # Rows per statement: SQLite takes at most 32,766 parameters in one.
 _CHUNK = 500
 
@@ -63,22 +63,14 @@ _CHUNK = 500
 
 @dataclass
 class _Tally:
-    """What one batch or run knows of one scaffold."""
+    """What one batch knows of one scaffold."""
 
-    molecules: int = 0
-    first_step: int = 0
-    last_step: int = 0
-    best_reward: float | None = None
-    best_smiles: str | None = None
+    molecules: int
+    step: int
+    best_reward: float | None
+    best_smiles: str | None
     # objective -> {"count", "sum", "min", "max"}
-    objectives: dict[str, dict[str, float]] = field(default_factory=dict)
-
-    def add(self, smiles: str, reward: float | None, scores: Mapping[str, float]) -> None:
-        self.molecules += 1
-        if _better(reward, smiles, self.best_reward, self.best_smiles):
-            self.best_reward, self.best_smiles = reward, smiles
-        for name, value in scores.items():
-            _merge_objective(self.objectives, name, {"count": 1, "sum": value, "min": value, "max": value})
+    objectives: dict[str, dict[str, float]]
 
 
 def _better(reward: float | None, smiles: str | None, best: float | None, best_smiles: str | None) -> bool:
@@ -135,6 +127,79 @@ def _checked(molecules: Any) -> list[tuple[str, float | None, dict[str, float]]]
     return checked
 
 
+_get_reward = methodcaller("get", "reward")
+_get_scores = methodcaller("get", "scores")
+_NUMBER_TYPES = {float, int}
+
+
+def _all_finite(values: list[Any]) -> bool:
+    """Tell whether every value is a finite int or float (not a bool), in a few passes of C.
+
+    A NaN or an infinity makes a float sum NaN or infinite; so can an overflow, which sends the
+    batch to the check that names the value.
+    """
+    if not values:
+        return True
+    if not set(map(type, values)) <= _NUMBER_TYPES:
+        return False
+    try:
+        return math.isfinite(sum(values))
+    except OverflowError:
+        return False
+
+
+class _Columns(NamedTuple):
+    """A checked batch, one list per field, molecule by molecule; a score that is None is left out."""
+
+    smiles: list[str]
+    rewards: list[float | None]
+    scores: list[Mapping[str, float | None] | None]
+
+
+def _columns(molecules: Any) -> _Columns:
+    """Return the batch by field, or raise ValueError naming its first problem.
+
+    A batch as JSON gives it (a list of dicts of str, float and int) is checked a field at a time
+    over the whole batch with builtins: checked molecule by molecule in Python, the check cost a
+    worker more than the rest of applying a batch whose molecules it had analysed before
+    (bench/RESULTS.md). Anything else is checked one molecule at a time, which names the problem.
+    """
+    plain = type(molecules) is list and (not molecules or set(map(type, molecules)) == {dict})
+    if plain:
+        try:
+            smiles = list(map(itemgetter("smiles"), molecules))
+        except KeyError:
+            plain = False
+    if plain and smiles:
+        plain = set(map(type, smiles)) == {str} and max(map(len, smiles)) <= MAX_SMILES_LENGTH
+    if plain:
+        rewards = list(map(_get_reward, molecules))
+        scores = list(map(_get_scores, molecules))
+        plain = (
+            _all_finite([reward for reward in rewards if reward is not None])
+            and set(map(type, scores)) <= {dict, type(None)}
+            and _plain_scores([score for score in scores if score])
+        )
+    if plain:
+        return _Columns(smiles, rewards, scores)
+    checked = _checked(molecules)
+    return _Columns(
+        [smiles for smiles, _, _ in checked],
+        [reward for _, reward, _ in checked],
+        [scores for _, _, scores in checked],
+    )
+
+
+def _plain_scores(scores: list[dict[str, Any]]) -> bool:
+    names = set().union(*scores)
+    if names and (
+        set(map(type, names)) != {str} or not 1 <= min(map(len, names)) <= max(map(len, names)) <= 255
+    ):
+        return False
+    values = list(chain.from_iterable(map(dict.values, scores)))
+    return _all_finite([value for value in values if value is not None])
+
+
 @dataclass
 class _Batch:
     tallies: dict[str, _Tally]
@@ -143,23 +208,48 @@ class _Batch:
     acyclic: int
 
 
-def _analyse(molecules: list[tuple[str, float | None, dict[str, float]]], step: int) -> _Batch:
+def _analyse(molecules: _Columns, step: int) -> _Batch:
+    """Reduce a batch to what it adds to each of its scaffolds.
+
+    The molecules are grouped by scaffold first, then each group is summed with builtins (max,
+    min, sum over lists): per molecule, only the lookup of its analysis and its place in a group.
+    """
     from store import chemistry
 
-    tallies: dict[str, _Tally] = {}
-    invalid = acyclic = 0
-    for smiles, reward, scores in molecules:
-        structure = chemistry.analyse(smiles)
-        if structure is None:
-            invalid += 1
-            continue
-        if not structure.scaffold:
-            acyclic += 1
-        tally = tallies.get(structure.scaffold)
-        if tally is None:
-            tally = tallies[structure.scaffold] = _Tally(first_step=step, last_step=step)
-        tally.add(structure.smiles, reward, scores)
-    return _Batch(tallies, len(molecules), invalid, acyclic)
+    structures = list(map(chemistry.analyse, molecules.smiles))
+    groups: dict[str, list[tuple[int, str]]] = {}
+    for index, structure in enumerate(structures):
+        if structure is not None:
+            groups.setdefault(structure.scaffold, []).append((index, structure.smiles))
+    rewards, scores = molecules.rewards, molecules.scores
+    tallies = {}
+    for scaffold, members in groups.items():
+        rewarded = [(reward, smiles) for index, smiles in members if (reward := rewards[index]) is not None]
+        best_reward = best_smiles = None
+        if rewarded:
+            best_reward = max(reward for reward, _ in rewarded)
+            best_smiles = min(smiles for reward, smiles in rewarded if reward == best_reward)
+        tallies[scaffold] = _Tally(
+            molecules=len(members),
+            step=step,
+            best_reward=None if best_reward is None else float(best_reward),
+            best_smiles=best_smiles,
+            objectives=_objective_stats([scores[index] for index, _ in members]),
+        )
+    invalid = structures.count(None)
+    acyclic = len(groups.get("", ()))
+    return _Batch(tallies, len(structures), invalid, acyclic)
+
+
+def _objective_stats(scores: list[Mapping[str, float | None] | None]) -> dict[str, dict[str, float]]:
+    """Each objective's count, sum, minimum and maximum over the molecules that have a score for it."""
+    given = [score for score in scores if score]
+    stats = {}
+    for name in sorted(set().union(*given)):
+        values = [float(value) for score in given if (value := score.get(name)) is not None]
+        if values:
+            stats[name] = {"count": len(values), "sum": sum(values), "min": min(values), "max": max(values)}
+    return stats
 
 
 def record_molecules(run_id: str, batch_id: str, step: int, molecules: Sequence[Mapping[str, Any]]) -> bool:
@@ -173,19 +263,13 @@ def record_molecules(run_id: str, batch_id: str, step: int, molecules: Sequence[
         raise ValueError(f"batch_id must be a non-empty string of at most {MAX_BATCH_ID_LENGTH} characters")
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:
         raise ValueError("step must be a non-negative integer")
-    batch = _analyse(_checked(molecules), step)
+    batch = _analyse(_columns(molecules), step)
     with transaction() as session, RunState(session, run_id, with_objectives=False):
-        applied = session.execute(
-            select(RunMoleculeBatch.step).where(
-                RunMoleculeBatch.run_id == run_id, RunMoleculeBatch.batch_id == batch_id
-            )
-        ).first()
-        if applied is not None:
-            return False
-        new = _merge_run_scaffolds(session, run_id, batch.tallies)
-        _add_run_counts(session, run_id, batch, new)
-        session.execute(
-            insert(RunMoleculeBatch.__table__).values(
+        dialect = session.get_bind().dialect.name
+        # The batch's row is its claim: a batch applied before conflicts and changes nothing.
+        claimed = session.execute(
+            _insert(dialect, _BATCHES)
+            .values(
                 run_id=run_id,
                 batch_id=batch_id,
                 step=step,
@@ -193,42 +277,55 @@ def record_molecules(run_id: str, batch_id: str, step: int, molecules: Sequence[
                 invalid=batch.invalid,
                 applied_at=utcnow(),
             )
-        )
+            .on_conflict_do_nothing()
+            .returning(_BATCHES.c.step)
+        ).first()
+        if claimed is None:
+            return False
+        new = _merge_run_scaffolds(session, dialect, run_id, batch.tallies)
+        _add_run_counts(session, dialect, run_id, batch, new)
         _pending_totals(session).add(run_id, batch.tallies, new)
     return True
+
+
+def _insert(dialect: str, table: Any) -> Any:
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
 
 
 def _stats_json(objectives: dict[str, dict[str, float]]) -> dict[str, Any] | None:
     return {name: dict(stats) for name, stats in sorted(objectives.items())} or None
 
 
-def _merge_run_scaffolds(session: Session, run_id: str, tallies: dict[str, _Tally]) -> set[str]:
-    """Merge a batch into the run's scaffold rows; return the scaffolds new to the run."""
+def _merge_run_scaffolds(session: Session, dialect: str, run_id: str, tallies: dict[str, _Tally]) -> set[str]:
+    """Merge a batch into the run's scaffold rows, in one statement; return the scaffolds new to the run.
+
+    The run is locked: the rows read here are the rows the upsert replaces.
+    """
     from store import chemistry
 
     existing: dict[str, Any] = {}
     names = sorted(tallies)
     for start in range(0, len(names), _CHUNK):
         rows = session.execute(
-            select(RunScaffold.__table__).where(
-                RunScaffold.run_id == run_id, RunScaffold.scaffold.in_(names[start : start + _CHUNK])
+            select(_RUN_SCAFFOLDS).where(
+                _RUN_SCAFFOLDS.c.run_id == run_id,
+                _RUN_SCAFFOLDS.c.scaffold.in_(names[start : start + _CHUNK]),
             )
         )
         existing.update((row.scaffold, row) for row in rows)
-    inserts: list[dict[str, Any]] = []
-    updates: list[dict[str, Any]] = []
+    merged: list[dict[str, Any]] = []
     for scaffold in names:
         tally = tallies[scaffold]
         row = existing.get(scaffold)
         if row is None:
-            inserts.append(
+            merged.append(
                 {
                     "run_id": run_id,
                     "scaffold": scaffold,
                     "generic_scaffold": chemistry.generic_scaffold(scaffold),
                     "molecules": tally.molecules,
-                    "first_step": tally.first_step,
-                    "last_step": tally.last_step,
+                    "first_step": tally.step,
+                    "last_step": tally.step,
                     "best_reward": tally.best_reward,
                     "best_smiles": tally.best_smiles,
                     "objective_stats_json": _stats_json(tally.objectives),
@@ -241,34 +338,31 @@ def _merge_run_scaffolds(session: Session, run_id: str, tallies: dict[str, _Tall
         best_reward, best_smiles = row.best_reward, row.best_smiles
         if _better(tally.best_reward, tally.best_smiles, best_reward, best_smiles):
             best_reward, best_smiles = tally.best_reward, tally.best_smiles
-        updates.append(
+        merged.append(
             {
-                "key_run_id": run_id,
-                "key_scaffold": scaffold,
-                "new_molecules": row.molecules + tally.molecules,
-                "new_first_step": min(row.first_step, tally.first_step),
-                "new_last_step": max(row.last_step, tally.last_step),
-                "new_best_reward": best_reward,
-                "new_best_smiles": best_smiles,
-                "new_objective_stats_json": _stats_json(objectives),
+                "run_id": run_id,
+                "scaffold": scaffold,
+                "generic_scaffold": row.generic_scaffold,
+                "molecules": row.molecules + tally.molecules,
+                "first_step": min(row.first_step, tally.step),
+                "last_step": max(row.last_step, tally.step),
+                "best_reward": best_reward,
+                "best_smiles": best_smiles,
+                "objective_stats_json": _stats_json(objectives),
             }
         )
-    for start in range(0, len(inserts), _CHUNK):
-        session.execute(insert(_RUN_SCAFFOLDS), inserts[start : start + _CHUNK])
-    if updates:
-        session.execute(_UPDATE_RUN_SCAFFOLD, updates)
-    return {row["scaffold"] for row in inserts}
+    if merged:
+        session.execute(_upsert_run_scaffolds(dialect), merged)
+    return set(names) - set(existing)
 
 
-_UPDATE_RUN_SCAFFOLD = (
-    update(_RUN_SCAFFOLDS)
-    .where(
-        _RUN_SCAFFOLDS.c.run_id == bindparam("key_run_id"),
-        _RUN_SCAFFOLDS.c.scaffold == bindparam("key_scaffold"),
-    )
-    .values(
-        {
-            column: bindparam(f"new_{column}", type_=_RUN_SCAFFOLDS.c[column].type)
+@cache
+def _upsert_run_scaffolds(dialect: str) -> Any:
+    statement = _insert(dialect, _RUN_SCAFFOLDS)
+    return statement.on_conflict_do_update(
+        index_elements=[_RUN_SCAFFOLDS.c.run_id, _RUN_SCAFFOLDS.c.scaffold],
+        set_={
+            column: statement.excluded[column]
             for column in (
                 "molecules",
                 "first_step",
@@ -277,30 +371,36 @@ _UPDATE_RUN_SCAFFOLD = (
                 "best_smiles",
                 "objective_stats_json",
             )
-        }
+        },
     )
-)
 
 
-def _add_run_counts(session: Session, run_id: str, batch: _Batch, new: set[str]) -> None:
-    counts = {
-        "molecules": batch.molecules,
-        "valid": batch.molecules - batch.invalid,
-        "invalid": batch.invalid,
-        "acyclic": batch.acyclic,
-        # The empty scaffold of acyclic molecules is no ring system: it is not counted.
-        "distinct_scaffolds": len(new - {""}),
-        "batches": 1,
-    }
-    changed = session.execute(
-        update(_RUN_MOLECULES)
-        .where(_RUN_MOLECULES.c.run_id == run_id)
-        .values({name: _RUN_MOLECULES.c[name] + value for name, value in counts.items()})
+_COUNTS = ("molecules", "valid", "invalid", "acyclic", "distinct_scaffolds", "batches")
+
+
+@cache
+def _add_to_run_counts(dialect: str) -> Any:
+    statement = _insert(dialect, _RUN_MOLECULES)
+    return statement.on_conflict_do_update(
+        index_elements=[_RUN_MOLECULES.c.run_id],
+        set_={name: _RUN_MOLECULES.c[name] + statement.excluded[name] for name in _COUNTS},
     )
-    # An UPDATE's result is a cursor's, which counts the rows (Session.execute types it as any result).
-    assert isinstance(changed, CursorResult)
-    if not changed.rowcount:
-        session.execute(insert(_RUN_MOLECULES).values(run_id=run_id, **counts))
+
+
+def _add_run_counts(session: Session, dialect: str, run_id: str, batch: _Batch, new: set[str]) -> None:
+    session.execute(
+        _add_to_run_counts(dialect),
+        {
+            "run_id": run_id,
+            "molecules": batch.molecules,
+            "valid": batch.molecules - batch.invalid,
+            "invalid": batch.invalid,
+            "acyclic": batch.acyclic,
+            # The empty scaffold of acyclic molecules is no ring system: it is not counted.
+            "distinct_scaffolds": len(new - {""}),
+            "batches": 1,
+        },
+    )
 
 
 class _Totals:
@@ -340,10 +440,7 @@ class _Totals:
             )
         ]
         self.added = {}
-        connection = session.connection()
-        upsert = _upsert_totals(connection.dialect.name)
-        for start in range(0, len(rows), _CHUNK):
-            connection.execute(upsert.values(rows[start : start + _CHUNK]))
+        session.connection().execute(_upsert_totals(session.get_bind().dialect.name), rows)
 
 
 def _better_of_runs(
@@ -363,8 +460,9 @@ def _better_of_runs(
     return reward == best and (run_id, smiles or "") < (best_run or "", best_smiles or "")
 
 
+@cache
 def _upsert_totals(dialect: str) -> Any:
-    statement = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(_SCAFFOLDS)
+    statement = _insert(dialect, _SCAFFOLDS)
     new, old = statement.excluded, _SCAFFOLDS.c
     wins = and_(
         new.best_reward.is_not(None),
