@@ -12,7 +12,8 @@ from __future__ import annotations
 import math
 import statistics
 import threading
-from collections.abc import Mapping, Sequence
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from itertools import chain
@@ -211,45 +212,76 @@ class _Batch:
 def _analyse(molecules: _Columns, step: int) -> _Batch:
     """Reduce a batch to what it adds to each of its scaffolds.
 
-    The molecules are grouped by scaffold first, then each group is summed with builtins (max,
-    min, sum over lists): per molecule, only the lookup of its analysis and its place in a group.
+    The molecules are grouped by scaffold, then each group's rewards and scores are gathered
+    (itemgetter) and summed (sum, min, max) by builtins: per molecule, Python only looks up its
+    analysis and puts it in its group.
     """
     from store import chemistry
 
     structures = list(map(chemistry.analyse, molecules.smiles))
-    groups: dict[str, list[tuple[int, str]]] = {}
+    groups: defaultdict[str, list[int]] = defaultdict(list)
     for index, structure in enumerate(structures):
         if structure is not None:
-            groups.setdefault(structure.scaffold, []).append((index, structure.smiles))
-    rewards, scores = molecules.rewards, molecules.scores
+            groups[structure.scaffold].append(index)
+    rewards = molecules.rewards
+    names, columns = _score_columns(molecules.scores)
     tallies = {}
     for scaffold, members in groups.items():
-        rewarded = [(reward, smiles) for index, smiles in members if (reward := rewards[index]) is not None]
+        pick = _picker(members)
         best_reward = best_smiles = None
-        if rewarded:
-            best_reward = max(reward for reward, _ in rewarded)
-            best_smiles = min(smiles for reward, smiles in rewarded if reward == best_reward)
-        tallies[scaffold] = _Tally(
-            molecules=len(members),
-            step=step,
-            best_reward=None if best_reward is None else float(best_reward),
-            best_smiles=best_smiles,
-            objectives=_objective_stats([scores[index] for index, _ in members]),
-        )
+        if (given := _numbers(pick(rewards))) is not None:
+            best_reward = max(given)
+            best_smiles = min(
+                structure.smiles
+                for index in members
+                if rewards[index] == best_reward and (structure := structures[index]) is not None
+            )
+        objectives = {}
+        for name, column in zip(names, columns, strict=True):
+            if (values := _numbers(pick(column))) is not None:
+                objectives[name] = {
+                    "count": len(values),
+                    "sum": sum(values),
+                    "min": min(values),
+                    "max": max(values),
+                }
+        tallies[scaffold] = _Tally(len(members), step, best_reward, best_smiles, objectives)
     invalid = structures.count(None)
     acyclic = len(groups.get("", ()))
     return _Batch(tallies, len(structures), invalid, acyclic)
 
 
-def _objective_stats(scores: list[Mapping[str, float | None] | None]) -> dict[str, dict[str, float]]:
-    """Each objective's count, sum, minimum and maximum over the molecules that have a score for it."""
-    given = [score for score in scores if score]
-    stats = {}
-    for name in sorted(set().union(*given)):
-        values = [float(value) for score in given if (value := score.get(name)) is not None]
-        if values:
-            stats[name] = {"count": len(values), "sum": sum(values), "min": min(values), "max": max(values)}
-    return stats
+def _picker(indices: list[int]) -> Callable[[Sequence[Any]], Sequence[Any]]:
+    """A function taking the items at ``indices`` of a sequence, in C."""
+    if len(indices) == 1:
+        index = indices[0]
+        return lambda items: (items[index],)
+    return itemgetter(*indices)
+
+
+def _numbers(values: Sequence[Any]) -> Sequence[float] | None:
+    """The values that are not None, as floats, or None when there are none."""
+    if None in values:
+        values = [value for value in values if value is not None]
+    if not values:
+        return None
+    return values if set(map(type, values)) == {float} else list(map(float, values))
+
+
+def _score_columns(scores: list[Mapping[str, float | None] | None]) -> tuple[list[str], list[Sequence[Any]]]:
+    """The batch's objectives, and the scores of each, molecule by molecule (None where one has none).
+
+    Molecules are scored on the same objectives, as a rule: then the columns are read by builtins.
+    """
+    names = sorted(set().union(*filter(None, scores)))
+    if not names:
+        return [], []
+    read: Callable[[Any], Any] = itemgetter(*names)
+    try:
+        rows = list(map(read, scores))
+    except (KeyError, TypeError):
+        return names, [[score.get(name) if score else None for score in scores] for name in names]
+    return names, [rows] if len(names) == 1 else list(zip(*rows, strict=True))
 
 
 def record_molecules(run_id: str, batch_id: str, step: int, molecules: Sequence[Mapping[str, Any]]) -> bool:
