@@ -15,15 +15,19 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import cache
 from itertools import chain
 from operator import itemgetter, methodcaller
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Row,
+    String,
+    Text,
     and_,
+    any_,
+    bindparam,
     case,
     cast,
     event,
@@ -34,7 +38,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from store import jsoncodec
 from store.database import get_engine, read_transaction, transaction
+from store.direct import Direct
 from store.fields import resolve
 from store.filters import compile_filter
 from store.locking import check_run_id
@@ -335,16 +341,10 @@ def _merge_run_scaffolds(session: Session, dialect: str, run_id: str, tallies: d
     """
     from store import chemistry
 
-    existing: dict[str, Any] = {}
+    if not tallies:
+        return set()
     names = sorted(tallies)
-    for start in range(0, len(names), _CHUNK):
-        rows = session.execute(
-            select(_RUN_SCAFFOLDS).where(
-                _RUN_SCAFFOLDS.c.run_id == run_id,
-                _RUN_SCAFFOLDS.c.scaffold.in_(names[start : start + _CHUNK]),
-            )
-        )
-        existing.update((row.scaffold, row) for row in rows)
+    existing = _run_scaffolds(session, dialect, run_id, names)
     merged: list[dict[str, Any]] = []
     for scaffold in names:
         tally = tallies[scaffold]
@@ -364,33 +364,99 @@ def _merge_run_scaffolds(session: Session, dialect: str, run_id: str, tallies: d
                 }
             )
             continue
-        objectives = {name: dict(stats) for name, stats in (row.objective_stats_json or {}).items()}
+        objectives = {name: dict(stats) for name, stats in (row["objective_stats_json"] or {}).items()}
         for name, stats in tally.objectives.items():
             _merge_objective(objectives, name, stats)
-        best_reward, best_smiles = row.best_reward, row.best_smiles
+        best_reward, best_smiles = row["best_reward"], row["best_smiles"]
         if _better(tally.best_reward, tally.best_smiles, best_reward, best_smiles):
             best_reward, best_smiles = tally.best_reward, tally.best_smiles
         merged.append(
             {
                 "run_id": run_id,
                 "scaffold": scaffold,
-                "generic_scaffold": row.generic_scaffold,
-                "molecules": row.molecules + tally.molecules,
-                "first_step": min(row.first_step, tally.step),
-                "last_step": max(row.last_step, tally.step),
+                "generic_scaffold": row["generic_scaffold"],
+                "molecules": row["molecules"] + tally.molecules,
+                "first_step": min(row["first_step"], tally.step),
+                "last_step": max(row["last_step"], tally.step),
                 "best_reward": best_reward,
                 "best_smiles": best_smiles,
                 "objective_stats_json": _stats_json(objectives),
             }
         )
-    if merged:
-        session.execute(_upsert_run_scaffolds(dialect), merged)
+    if dialect == "postgresql":
+        _UPSERT_RUN_SCAFFOLDS_FROM_ARRAYS.execute(session.connection(), _arrays(merged))
+    else:
+        session.execute(_upsert_run_scaffolds(sqlite.insert(_RUN_SCAFFOLDS)), merged)
     return set(names) - set(existing)
 
 
-@cache
-def _upsert_run_scaffolds(dialect: str) -> Any:
-    statement = _insert(dialect, _RUN_SCAFFOLDS)
+def _run_scaffolds(session: Session, dialect: str, run_id: str, names: list[str]) -> dict[str, dict[str, Any]]:
+    """The run's rows of these scaffolds, by scaffold."""
+    if dialect == "postgresql":
+        rows = _RUN_SCAFFOLDS_NAMED.execute(session.connection(), {"run_id": run_id, "scaffolds": names})
+        return {row["scaffold"]: row for row in rows}
+    existing: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(names), _CHUNK):
+        found = session.execute(
+            select(_RUN_SCAFFOLDS).where(
+                _RUN_SCAFFOLDS.c.run_id == run_id,
+                _RUN_SCAFFOLDS.c.scaffold.in_(names[start : start + _CHUNK]),
+            )
+        )
+        existing.update((row.scaffold, dict(row._mapping)) for row in found)
+    return existing
+
+
+# On PostgreSQL a batch's statements run on the driver (store/direct.py), and its rows are
+# written by one statement per table from one array per column (unnest), in array order: as
+# executemany, the statements cost the worker more than the rest of applying a batch whose
+# SMILES it had analysed before (bench/RESULTS.md).
+
+
+def _from_arrays(columns: Mapping[str, Any]) -> Any:
+    """PostgreSQL: rows made of one array parameter per column, named after it, in array order.
+
+    A JSON column is sent as text and cast, so that a missing document is NULL, not JSON null.
+    """
+    arrays = (
+        func.unnest(
+            *[
+                bindparam(name, type_=postgresql.ARRAY(Text if isinstance(type_, JSON) else type_))
+                for name, type_ in columns.items()
+            ]
+        )
+        .table_valued(*columns)
+        .render_derived("batch")
+    )
+    return select(
+        *[
+            cast(arrays.c[name], postgresql.JSONB) if isinstance(type_, JSON) else arrays.c[name]
+            for name, type_ in columns.items()
+        ]
+    )
+
+
+def _arrays(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """The rows as one list per column; documents (objective stats) as JSON text."""
+    arrays: dict[str, list[Any]] = {name: [row[name] for row in rows] for name in rows[0]}
+    if (documents := arrays.get("objective_stats_json")) is not None:
+        arrays["objective_stats_json"] = [None if value is None else jsoncodec.dumps(value) for value in documents]
+    return arrays
+
+
+def _columns_of(table: Any, names: Sequence[str]) -> dict[str, Any]:
+    return {name: table.c[name].type for name in names}
+
+
+_RUN_SCAFFOLDS_NAMED = Direct(
+    select(_RUN_SCAFFOLDS).where(
+        _RUN_SCAFFOLDS.c.run_id == bindparam("run_id", type_=String),
+        _RUN_SCAFFOLDS.c.scaffold == any_(bindparam("scaffolds", type_=postgresql.ARRAY(Text))),
+    )
+)
+
+
+def _upsert_run_scaffolds(statement: Any) -> Any:
     return statement.on_conflict_do_update(
         index_elements=[_RUN_SCAFFOLDS.c.run_id, _RUN_SCAFFOLDS.c.scaffold],
         set_={
@@ -410,9 +476,7 @@ def _upsert_run_scaffolds(dialect: str) -> Any:
 _COUNTS = ("molecules", "valid", "invalid", "acyclic", "distinct_scaffolds", "batches")
 
 
-@cache
-def _add_to_run_counts(dialect: str) -> Any:
-    statement = _insert(dialect, _RUN_MOLECULES)
+def _add_to_run_counts(statement: Any) -> Any:
     return statement.on_conflict_do_update(
         index_elements=[_RUN_MOLECULES.c.run_id],
         set_={name: _RUN_MOLECULES.c[name] + statement.excluded[name] for name in _COUNTS},
@@ -420,19 +484,20 @@ def _add_to_run_counts(dialect: str) -> Any:
 
 
 def _add_run_counts(session: Session, dialect: str, run_id: str, batch: _Batch, new: set[str]) -> None:
-    session.execute(
-        _add_to_run_counts(dialect),
-        {
-            "run_id": run_id,
-            "molecules": batch.molecules,
-            "valid": batch.molecules - batch.invalid,
-            "invalid": batch.invalid,
-            "acyclic": batch.acyclic,
-            # The empty scaffold of acyclic molecules is no ring system: it is not counted.
-            "distinct_scaffolds": len(new - {""}),
-            "batches": 1,
-        },
-    )
+    counts = {
+        "run_id": run_id,
+        "molecules": batch.molecules,
+        "valid": batch.molecules - batch.invalid,
+        "invalid": batch.invalid,
+        "acyclic": batch.acyclic,
+        # The empty scaffold of acyclic molecules is no ring system: it is not counted.
+        "distinct_scaffolds": len(new - {""}),
+        "batches": 1,
+    }
+    if dialect == "postgresql":
+        _ADD_TO_RUN_COUNTS_ON_POSTGRESQL.execute(session.connection(), counts)
+    else:
+        session.execute(_add_to_run_counts(sqlite.insert(_RUN_MOLECULES)), counts)
 
 
 class _Totals:
@@ -472,7 +537,10 @@ class _Totals:
             )
         ]
         self.added = {}
-        session.connection().execute(_upsert_totals(session.get_bind().dialect.name), rows)
+        if session.get_bind().dialect.name == "postgresql":
+            _ADD_TOTALS_FROM_ARRAYS.execute(session.connection(), _arrays(rows))
+        else:
+            session.connection().execute(_add_totals(sqlite.insert(_SCAFFOLDS)), rows)
 
 
 def _better_of_runs(
@@ -492,9 +560,7 @@ def _better_of_runs(
     return reward == best and (run_id, smiles or "") < (best_run or "", best_smiles or "")
 
 
-@cache
-def _upsert_totals(dialect: str) -> Any:
-    statement = _insert(dialect, _SCAFFOLDS)
+def _add_totals(statement: Any) -> Any:
     new, old = statement.excluded, _SCAFFOLDS.c
     wins = and_(
         new.best_reward.is_not(None),
@@ -520,6 +586,24 @@ def _upsert_totals(dialect: str) -> Any:
         },
     )
 
+
+_RUN_SCAFFOLD_COLUMNS = [column.key for column in _RUN_SCAFFOLDS.columns]
+_UPSERT_RUN_SCAFFOLDS_FROM_ARRAYS = Direct(
+    _upsert_run_scaffolds(
+        postgresql.insert(_RUN_SCAFFOLDS).from_select(
+            _RUN_SCAFFOLD_COLUMNS, _from_arrays(_columns_of(_RUN_SCAFFOLDS, _RUN_SCAFFOLD_COLUMNS))
+        )
+    )
+)
+_ADD_TO_RUN_COUNTS_ON_POSTGRESQL = Direct(_add_to_run_counts(postgresql.insert(_RUN_MOLECULES)))
+_TOTALS_COLUMNS = [column.key for column in _SCAFFOLDS.columns]
+_ADD_TOTALS_FROM_ARRAYS = Direct(
+    _add_totals(
+        postgresql.insert(_SCAFFOLDS).from_select(
+            _TOTALS_COLUMNS, _from_arrays(_columns_of(_SCAFFOLDS, _TOTALS_COLUMNS))
+        )
+    )
+)
 
 _TOTALS = "scaffold_totals"
 
