@@ -164,7 +164,7 @@ def cpu_per_unit(url: str, work: Callable[[], object], units: int) -> tuple[floa
 
 
 def molecule_events(batches: list[dict[str, Any]], run_ids: list[str], tag: str) -> list[Event]:
-    """One signed-alike run.molecules delivery per batch, each under its own run."""
+    """One run.molecules delivery per batch, each under its own run, as the web process stores it."""
     events = []
     for index, (batch, run_id) in enumerate(zip(batches, run_ids, strict=True)):
         data = {**batch, "run_id": run_id, "batch_id": f"{tag}-{index}"}

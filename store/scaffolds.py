@@ -1,10 +1,11 @@
 """Per-scaffold tracking: the molecules runs generate, reduced to their Bemis-Murcko scaffolds.
 
-A batch of molecules is analysed (store/chemistry.py) before its transaction begins, then
-merged under its run's lock into the run's scaffold rows and counts. What a batch adds to a
-scaffold's totals over every run is written once, at the commit, for every scaffold of the
-transaction in one statement in SMILES order: two transactions adding to the same scaffolds
-wait for each other in the same order, and no totals row is held for longer than the commit.
+A batch of molecules is checked and analysed (store/chemistry.py) before its transaction
+begins, then merged under its run's lock into the run's scaffold rows and counts. What a batch
+adds to a scaffold's totals over every run is written once, at the commit, for every scaffold of
+the transaction in SMILES order (on PostgreSQL in one statement): two transactions adding to the
+same scaffolds wait for each other in the same order, and no totals row is held for longer than
+the commit.
 """
 
 from __future__ import annotations
@@ -156,7 +157,7 @@ def _all_finite(values: list[Any]) -> bool:
 
 
 class _Columns(NamedTuple):
-    """A checked batch, one list per field, molecule by molecule; a score that is None is left out."""
+    """A checked batch, one list per field, molecule by molecule; a score of None counts as none."""
 
     smiles: list[str]
     rewards: list[float | None]
@@ -198,6 +199,7 @@ def _columns(molecules: Any) -> _Columns:
 
 
 def _plain_scores(scores: list[dict[str, Any]]) -> bool:
+    """Tell whether every objective name is a string of 1 to 255 characters and every score a finite number or None."""
     names = set().union(*scores)
     if names and (
         set(map(type, names)) != {str} or not 1 <= min(map(len, names)) <= max(map(len, names)) <= 255
@@ -335,7 +337,7 @@ def _stats_json(objectives: dict[str, dict[str, float]]) -> dict[str, Any] | Non
 
 
 def _merge_run_scaffolds(session: Session, dialect: str, run_id: str, tallies: dict[str, _Tally]) -> set[str]:
-    """Merge a batch into the run's scaffold rows, in one statement; return the scaffolds new to the run.
+    """Merge a batch into the run's scaffold rows with one upsert; return the scaffolds new to the run.
 
     The run is locked: the rows read here are the rows the upsert replaces.
     """
