@@ -175,6 +175,21 @@ def test_a_batch_of_scaffolds_another_run_has_adds_to_their_totals_once_per_run(
     assert store.get_run_molecules("r1")["distinct_scaffolds"] == 2
 
 
+def test_a_batch_of_more_scaffolds_than_a_statement_takes_merges_them_all(db, monkeypatch):
+    monkeypatch.setattr(scaffolds, "_CHUNK", 7)
+    pool = generate_scaffolds(40, seed=3)
+    store.record_molecules("r1", "b1", 1, [{"smiles": smiles, "reward": 0.5} for smiles in pool])
+    store.record_molecules("r1", "b2", 2, [{"smiles": smiles, "scores": {"QED": 1.0}} for smiles in pool])
+
+    rows = by_scaffold("r1")
+    assert len(rows) == 40
+    assert {(row["molecules"], row["first_step"], row["last_step"], row["best_reward"]) for row in rows.values()} == {
+        (2, 1, 2, 0.5)
+    }
+    assert store.get_run_molecules("r1")["distinct_scaffolds"] == 40
+    assert {row["runs"] for row in store.query_scaffolds(limit=None)} == {1}
+
+
 def test_a_batch_of_other_mappings_and_integers_is_taken_as_the_same_batch_of_json(db):
     from types import MappingProxyType
 
