@@ -10,6 +10,17 @@ and writing them into another table in one transaction per batch, no parsing, no
     .venv/bin/python bench/drain.py --apart         # every launch first, then every finish
     .venv/bin/python bench/drain.py --batch 10      # smaller batches, as a worker that keeps up takes
     .venv/bin/python bench/drain.py --instructions  # instructions per event under callgrind (valgrind)
+    .venv/bin/python bench/drain.py --molecules 40  # and run.molecules batches of 1,000, cached and not
+
+With --molecules N the same worker, after the ordinary events, drains run.molecules batches of
+``--molecule-size`` molecules under the runs it just wrote, as bench/ingest.py's
+``--molecules-every`` mixes them in: first 20 distinct batches (testkit/factory.py's
+``molecule_batches``, as bench/ingest.py makes them) to fill the worker's SMILES cache, then N
+batches cycling through them under other runs, every SMILES served from the cache; then
+``--distinct-batches`` batches in which no SMILES repeats, none of them cached. Both CPUs are
+counted per batch: the worker's (process_time) and that of the PostgreSQL backends connected to
+the benchmark's database (/proc), for the ordinary events too, so that a batch is compared with
+50 ordinary events on one footing; ``--profile FILE`` keeps a cProfile of the cached batches.
 
 With --apart each finish finds its run already written by an earlier batch, as in training,
 where a run finishes hours after it launched. With --instructions both drains run under
@@ -19,6 +30,9 @@ callgrind instead, whose counts the machine's noise does not move (about a minut
 from __future__ import annotations
 
 import argparse
+import cProfile
+import gc
+import json
 import os
 import shutil
 import subprocess
@@ -26,6 +40,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from rich.console import Console
@@ -45,7 +60,7 @@ from bench.ingest import (  # noqa: E402
     tree_cpu_seconds,
     with_driver,
 )
-from testkit.factory import generate_runs  # noqa: E402
+from testkit.factory import generate_runs, molecule_batches  # noqa: E402
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/training_db_bench_drain"
 Event = tuple[str, str, str, bytes]
@@ -76,16 +91,25 @@ def store_for_worker(url: str, events: list[Event]) -> None:
 def worker_draining(url: str, batch: int) -> tuple[Callable[[], int], Callable[[], None]]:
     """A Worker on ``url``: one batch to warm it up, and the rest of the drain."""
     os.environ["DATABASE_URL"] = url
+    import store
     from ingest.settings import Settings
     from ingest.worker import Worker
 
-    worker = Worker(Settings(worker_batch_size=batch))
+    settings = Settings(worker_batch_size=batch)
+    store.configure(settings.database_url)
+    worker = Worker(settings)
 
     def rest() -> None:
         while worker.run_once():
             pass
 
-    return worker.run_once, rest
+    def warm_up() -> int:
+        claimed = worker.run_once()
+        # As Worker.run does before its first claim.
+        gc.freeze()
+        return claimed
+
+    return warm_up, rest
 
 
 def drain(url: str, events: list[Event], batch: int) -> tuple[float, float]:
@@ -99,6 +123,99 @@ def drain(url: str, events: list[Event], batch: int) -> tuple[float, float]:
     if left:
         sys.exit(f"{left} events were not processed")
     return result
+
+
+# As bench/ingest.py's --molecule-batches: the distinct batches sent in turn.
+MOLECULE_TEMPLATES = 20
+# A molecule batch is compared with this many ordinary events, as bench/ingest.py --molecules-every 50.
+EVENTS_PER_BATCH = 50
+
+
+def backend_cpu(url: str) -> dict[int, float]:
+    """CPU seconds so far of each PostgreSQL backend connected to ``url``'s database.
+
+    Read from /proc/PID/schedstat, in nanoseconds: /proc/PID/stat counts in ticks of 10 ms,
+    as much as a cached batch costs PostgreSQL.
+    """
+    with psycopg.connect(with_driver(url, "postgresql", "postgres"), autocommit=True) as admin:
+        pids = [
+            pid
+            for (pid,) in admin.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s", (make_url(url).database,)
+            )
+        ]
+    seconds = {}
+    for pid in pids:
+        try:
+            seconds[pid] = int(Path(f"/proc/{pid}/schedstat").read_text().split()[0]) / 1e9
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return seconds
+
+
+def cpu_per_unit(url: str, work: Callable[[], object], units: int) -> tuple[float, float]:
+    """Run ``work``; return its own and its database's backends' CPU milliseconds per unit."""
+    backends, own = backend_cpu(url), time.process_time()
+    work()
+    own = time.process_time() - own
+    after = backend_cpu(url)
+    postgres = sum(seconds - backends.get(pid, 0.0) for pid, seconds in after.items())
+    return own / units * 1e3, postgres / units * 1e3
+
+
+def molecule_events(batches: list[dict[str, Any]], run_ids: list[str], tag: str) -> list[Event]:
+    """One run.molecules delivery per batch, each under its own run, as the web process stores it."""
+    events = []
+    for index, (batch, run_id) in enumerate(zip(batches, run_ids, strict=True)):
+        data = {**batch, "run_id": run_id, "batch_id": f"{tag}-{index}"}
+        body = {"type": "run.molecules", "timestamp": "2026-12-07T03:00:00Z", "data": data}
+        events.append((f"msg_{tag}_{index}", "run.molecules", run_id, json.dumps(body).encode()))
+    return events
+
+
+def molecules(
+    url: str, events: list[Event], batch: int, cached: int, distinct: int, size: int, profile: str | None
+) -> dict[str, tuple[float, float]]:
+    """Worker and backend CPU ms per ordinary event, per cached molecule batch, per distinct batch."""
+    from bench.scaffolds import batches_of
+
+    templates = [
+        next(molecule_batches(f"bench-molecules-{index}", 1, size=size)) for index in range(MOLECULE_TEMPLATES)
+    ]
+    distinct_batches = batches_of(distinct, size, distinct=True) if distinct else []
+    run_ids = list(dict.fromkeys(run_id for _, _, run_id, _ in events))
+    if len(run_ids) < MOLECULE_TEMPLATES + cached + distinct:
+        sys.exit(f"--events {len(events)} holds too few runs for the molecule batches")
+    store_for_worker(url, events)
+    warm_up, rest = worker_draining(url, batch)
+    results = {"ordinary event": cpu_per_unit(url, rest, len(events) - warm_up())}
+
+    def pending(batches: list[dict[str, Any]], runs: list[str], tag: str) -> None:
+        inbox = Inbox(url)
+        inbox.preload(iter(molecule_events(batches, runs, tag)))
+        inbox.close()
+
+    # The first pass fills the worker's SMILES cache and is not counted.
+    pending(templates, run_ids[:MOLECULE_TEMPLATES], "warm")
+    rest()
+    run_ids = run_ids[MOLECULE_TEMPLATES:]
+    pending([templates[index % len(templates)] for index in range(cached)], run_ids[:cached], "cached")
+    run_ids = run_ids[cached:]
+    if profile:
+        profiler = cProfile.Profile(time.process_time)
+        results["cached batch"] = cpu_per_unit(url, lambda: profiler.runcall(rest), cached)
+        profiler.dump_stats(profile)
+    else:
+        results["cached batch"] = cpu_per_unit(url, rest, cached)
+    if distinct_batches:
+        pending(distinct_batches, run_ids[: len(distinct_batches)], "distinct")
+        results["distinct batch"] = cpu_per_unit(url, rest, len(distinct_batches))
+    inbox = Inbox(url)
+    left, statuses = inbox.unfinished(), inbox.statuses()
+    inbox.close()
+    if left or set(statuses) - {"done"}:
+        sys.exit(f"not every event was done: {statuses}")
+    return results
 
 
 def store_for_baseline(url: str, events: list[Event]) -> None:
@@ -156,6 +273,14 @@ def main(argv: list[str] | None = None) -> None:
         "--instructions", action="store_true", help="count instructions per event under callgrind instead"
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the generated runs")
+    parser.add_argument(
+        "--molecules", type=int, default=0, metavar="N", help="then N cached run.molecules batches (default 0)"
+    )
+    parser.add_argument("--molecule-size", type=int, default=1000, help="molecules per batch (default 1000)")
+    parser.add_argument(
+        "--distinct-batches", type=int, default=5, help="with --molecules: batches of distinct SMILES (default 5)"
+    )
+    parser.add_argument("--profile", metavar="FILE", help="with --molecules: cProfile the cached batches into FILE")
     parser.add_argument("--database-url", default=DEFAULT_URL, help="database to DROP and recreate")
     parser.add_argument("--drain", choices=["worker", "baseline"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -175,6 +300,34 @@ def main(argv: list[str] | None = None) -> None:
     if args.apart:
         events = [e for e in events if e[1] == "run.launched"] + [e for e in events if e[1] != "run.launched"]
     console = Console(width=110)
+    if args.molecules:
+        measured = molecules(
+            args.database_url,
+            events,
+            args.batch,
+            args.molecules,
+            args.distinct_batches,
+            args.molecule_size,
+            args.profile,
+        )
+        ordinary = sum(measured["ordinary event"])
+        table = Table(
+            title=f"CPU ms, one worker, batches of {args.batch}; PostgreSQL: the database's backends"
+        )
+        for column in ("", "worker", "PostgreSQL", "all", "x event", f"x {EVENTS_PER_BATCH} events"):
+            table.add_column(column, justify="right")
+        for name, (own, postgres) in measured.items():
+            total = own + postgres
+            table.add_row(
+                f"{name} ({args.molecule_size:,} molecules)" if "batch" in name else name,
+                f"{own:.3f}",
+                f"{postgres:.3f}",
+                f"{total:.3f}",
+                f"{total / ordinary:.1f}",
+                f"{total / ordinary / EVENTS_PER_BATCH:.2f}",
+            )
+        console.print(table)
+        return
     if args.instructions:
         if shutil.which("valgrind") is None:
             sys.exit("--instructions needs valgrind: apt-get install -y valgrind")

@@ -88,5 +88,4 @@ def run_attachment(event: RunAttachment, _: Context) -> Outcome:
 def run_molecules(event: RunMolecules, _: Context) -> Outcome:
     """Add a batch of generated molecules to the run's scaffolds (a batch applied before changes nothing)."""
     data = event.data
-    molecules = [{"smiles": m.smiles, "reward": m.reward, "scores": m.scores} for m in data.molecules]
-    return outcome(store.record_molecules(data.run_id, data.batch_id, data.step, molecules))
+    return outcome(store.record_molecules(data.run_id, data.batch_id, data.step, data.molecules))

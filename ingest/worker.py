@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -347,6 +348,11 @@ class Worker:
 
     def run(self, stop: threading.Event) -> None:
         """Process events until ``stop`` is set, looking for new ones every poll interval while idle."""
+        # What is alive now (the modules, the settings, SQLAlchemy's compiled statements) lives as
+        # long as the process: frozen out of the collector, it is not walked again by every full
+        # collection, which a batch of a thousand molecules, allocating thousands of objects, set
+        # off often enough to take a quarter of the worker's CPU for the batch (bench/RESULTS.md).
+        gc.freeze()
         stopped = threading.Event()
         heartbeat = threading.Thread(target=self.heartbeat, args=(stopped,), name="heartbeat", daemon=True)
         heartbeat.start()

@@ -1,10 +1,11 @@
 """Per-scaffold tracking: the molecules runs generate, reduced to their Bemis-Murcko scaffolds.
 
-A batch of molecules is analysed (store/chemistry.py) before its transaction begins, then
-merged under its run's lock into the run's scaffold rows and counts. What a batch adds to a
-scaffold's totals over every run is written once, at the commit, for every scaffold of the
-transaction in one statement in SMILES order: two transactions adding to the same scaffolds
-wait for each other in the same order, and no totals row is held for longer than the commit.
+A batch of molecules is checked and analysed (store/chemistry.py) before its transaction
+begins, then merged under its run's lock into the run's scaffold rows and counts. What a batch
+adds to a scaffold's totals over every run is written once, at the commit, for every scaffold of
+the transaction in SMILES order (on PostgreSQL in one statement): two transactions adding to the
+same scaffolds wait for each other in the same order, and no totals row is held for longer than
+the commit.
 """
 
 from __future__ import annotations
@@ -12,29 +13,35 @@ from __future__ import annotations
 import math
 import statistics
 import threading
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from itertools import chain
+from operator import itemgetter, methodcaller
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
-    CursorResult,
     Row,
+    String,
+    Text,
     and_,
+    any_,
     bindparam,
     case,
     cast,
     event,
     func,
-    insert,
     or_,
     select,
-    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from store import jsoncodec
 from store.database import get_engine, read_transaction, transaction
+from store.direct import Direct
 from store.fields import resolve
 from store.filters import compile_filter
 from store.locking import check_run_id
@@ -53,6 +60,7 @@ CROSS_RUN_ORDERS = ("runs", "best_reward")
 _SCAFFOLDS = Scaffold.__table__
 _RUN_SCAFFOLDS = RunScaffold.__table__
 _RUN_MOLECULES = RunMolecules.__table__
+_BATCHES = RunMoleculeBatch.__table__
 # Rows per statement: SQLite takes at most 32,766 parameters in one.
 _CHUNK = 500
 
@@ -63,22 +71,14 @@ _CHUNK = 500
 
 @dataclass
 class _Tally:
-    """What one batch or run knows of one scaffold."""
+    """What one batch knows of one scaffold."""
 
-    molecules: int = 0
-    first_step: int = 0
-    last_step: int = 0
-    best_reward: float | None = None
-    best_smiles: str | None = None
+    molecules: int
+    step: int
+    best_reward: float | None
+    best_smiles: str | None
     # objective -> {"count", "sum", "min", "max"}
-    objectives: dict[str, dict[str, float]] = field(default_factory=dict)
-
-    def add(self, smiles: str, reward: float | None, scores: Mapping[str, float]) -> None:
-        self.molecules += 1
-        if _better(reward, smiles, self.best_reward, self.best_smiles):
-            self.best_reward, self.best_smiles = reward, smiles
-        for name, value in scores.items():
-            _merge_objective(self.objectives, name, {"count": 1, "sum": value, "min": value, "max": value})
+    objectives: dict[str, dict[str, float]]
 
 
 def _better(reward: float | None, smiles: str | None, best: float | None, best_smiles: str | None) -> bool:
@@ -135,6 +135,80 @@ def _checked(molecules: Any) -> list[tuple[str, float | None, dict[str, float]]]
     return checked
 
 
+_get_reward = methodcaller("get", "reward")
+_get_scores = methodcaller("get", "scores")
+_NUMBER_TYPES = {float, int}
+
+
+def _all_finite(values: list[Any]) -> bool:
+    """Tell whether every value is a finite int or float (not a bool), in a few passes of C.
+
+    A NaN or an infinity makes a float sum NaN or infinite; so can an overflow, which sends the
+    batch to the check that names the value.
+    """
+    if not values:
+        return True
+    if not set(map(type, values)) <= _NUMBER_TYPES:
+        return False
+    try:
+        return math.isfinite(sum(values))
+    except OverflowError:
+        return False
+
+
+class _Columns(NamedTuple):
+    """A checked batch, one list per field, molecule by molecule; a score of None counts as none."""
+
+    smiles: list[str]
+    rewards: list[float | None]
+    scores: list[Mapping[str, float | None] | None]
+
+
+def _columns(molecules: Any) -> _Columns:
+    """Return the batch by field, or raise ValueError naming its first problem.
+
+    A batch as JSON gives it (a list of dicts of str, float and int) is checked a field at a time
+    over the whole batch with builtins: checked molecule by molecule in Python, the check cost a
+    worker more than the rest of applying a batch whose molecules it had analysed before
+    (bench/RESULTS.md). Anything else is checked one molecule at a time, which names the problem.
+    """
+    plain = type(molecules) is list and (not molecules or set(map(type, molecules)) == {dict})
+    if plain:
+        try:
+            smiles = list(map(itemgetter("smiles"), molecules))
+        except KeyError:
+            plain = False
+    if plain and smiles:
+        plain = set(map(type, smiles)) == {str} and max(map(len, smiles)) <= MAX_SMILES_LENGTH
+    if plain:
+        rewards = list(map(_get_reward, molecules))
+        scores = list(map(_get_scores, molecules))
+        plain = (
+            _all_finite([reward for reward in rewards if reward is not None])
+            and set(map(type, scores)) <= {dict, type(None)}
+            and _plain_scores([score for score in scores if score])
+        )
+    if plain:
+        return _Columns(smiles, rewards, scores)
+    checked = _checked(molecules)
+    return _Columns(
+        [smiles for smiles, _, _ in checked],
+        [reward for _, reward, _ in checked],
+        [scores for _, _, scores in checked],
+    )
+
+
+def _plain_scores(scores: list[dict[str, Any]]) -> bool:
+    """Tell whether every objective name is a string of 1 to 255 characters and every score a finite number or None."""
+    names = set().union(*scores)
+    if names and (
+        set(map(type, names)) != {str} or not 1 <= min(map(len, names)) <= max(map(len, names)) <= 255
+    ):
+        return False
+    values = list(chain.from_iterable(map(dict.values, scores)))
+    return _all_finite([value for value in values if value is not None])
+
+
 @dataclass
 class _Batch:
     tallies: dict[str, _Tally]
@@ -143,23 +217,79 @@ class _Batch:
     acyclic: int
 
 
-def _analyse(molecules: list[tuple[str, float | None, dict[str, float]]], step: int) -> _Batch:
+def _analyse(molecules: _Columns, step: int) -> _Batch:
+    """Reduce a batch to what it adds to each of its scaffolds.
+
+    The molecules are grouped by scaffold, then each group's rewards and scores are gathered
+    (itemgetter) and summed (sum, min, max) by builtins: per molecule, Python only looks up its
+    analysis and puts it in its group.
+    """
     from store import chemistry
 
-    tallies: dict[str, _Tally] = {}
-    invalid = acyclic = 0
-    for smiles, reward, scores in molecules:
-        structure = chemistry.analyse(smiles)
-        if structure is None:
-            invalid += 1
-            continue
-        if not structure.scaffold:
-            acyclic += 1
-        tally = tallies.get(structure.scaffold)
-        if tally is None:
-            tally = tallies[structure.scaffold] = _Tally(first_step=step, last_step=step)
-        tally.add(structure.smiles, reward, scores)
-    return _Batch(tallies, len(molecules), invalid, acyclic)
+    structures = list(map(chemistry.analyse, molecules.smiles))
+    groups: defaultdict[str, list[int]] = defaultdict(list)
+    for index, structure in enumerate(structures):
+        if structure is not None:
+            groups[structure.scaffold].append(index)
+    rewards = molecules.rewards
+    names, columns = _score_columns(molecules.scores)
+    tallies = {}
+    for scaffold, members in groups.items():
+        pick = _picker(members)
+        best_reward = best_smiles = None
+        if (given := _numbers(pick(rewards))) is not None:
+            best_reward = max(given)
+            best_smiles = min(
+                structure.smiles
+                for index in members
+                if rewards[index] == best_reward and (structure := structures[index]) is not None
+            )
+        objectives = {}
+        for name, column in zip(names, columns, strict=True):
+            if (values := _numbers(pick(column))) is not None:
+                objectives[name] = {
+                    "count": len(values),
+                    "sum": sum(values),
+                    "min": min(values),
+                    "max": max(values),
+                }
+        tallies[scaffold] = _Tally(len(members), step, best_reward, best_smiles, objectives)
+    invalid = structures.count(None)
+    acyclic = len(groups.get("", ()))
+    return _Batch(tallies, len(structures), invalid, acyclic)
+
+
+def _picker(indices: list[int]) -> Callable[[Sequence[Any]], Sequence[Any]]:
+    """A function taking the items at ``indices`` of a sequence, in C."""
+    if len(indices) == 1:
+        index = indices[0]
+        return lambda items: (items[index],)
+    return itemgetter(*indices)
+
+
+def _numbers(values: Sequence[Any]) -> Sequence[float] | None:
+    """The values that are not None, as floats, or None when there are none."""
+    if None in values:
+        values = [value for value in values if value is not None]
+    if not values:
+        return None
+    return values if set(map(type, values)) == {float} else list(map(float, values))
+
+
+def _score_columns(scores: list[Mapping[str, float | None] | None]) -> tuple[list[str], list[Sequence[Any]]]:
+    """The batch's objectives, and the scores of each, molecule by molecule (None where one has none).
+
+    Molecules are scored on the same objectives, as a rule: then the columns are read by builtins.
+    """
+    names = sorted(set().union(*filter(None, scores)))
+    if not names:
+        return [], []
+    read: Callable[[Any], Any] = itemgetter(*names)
+    try:
+        rows = list(map(read, scores))
+    except (KeyError, TypeError):
+        return names, [[score.get(name) if score else None for score in scores] for name in names]
+    return names, [rows] if len(names) == 1 else list(zip(*rows, strict=True))
 
 
 def record_molecules(run_id: str, batch_id: str, step: int, molecules: Sequence[Mapping[str, Any]]) -> bool:
@@ -173,19 +303,13 @@ def record_molecules(run_id: str, batch_id: str, step: int, molecules: Sequence[
         raise ValueError(f"batch_id must be a non-empty string of at most {MAX_BATCH_ID_LENGTH} characters")
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:
         raise ValueError("step must be a non-negative integer")
-    batch = _analyse(_checked(molecules), step)
+    batch = _analyse(_columns(molecules), step)
     with transaction() as session, RunState(session, run_id, with_objectives=False):
-        applied = session.execute(
-            select(RunMoleculeBatch.step).where(
-                RunMoleculeBatch.run_id == run_id, RunMoleculeBatch.batch_id == batch_id
-            )
-        ).first()
-        if applied is not None:
-            return False
-        new = _merge_run_scaffolds(session, run_id, batch.tallies)
-        _add_run_counts(session, run_id, batch, new)
-        session.execute(
-            insert(RunMoleculeBatch.__table__).values(
+        dialect = session.get_bind().dialect.name
+        # The batch's row is its claim: a batch applied before conflicts and changes nothing.
+        claimed = session.execute(
+            _insert(dialect, _BATCHES)
+            .values(
                 run_id=run_id,
                 batch_id=batch_id,
                 step=step,
@@ -193,82 +317,152 @@ def record_molecules(run_id: str, batch_id: str, step: int, molecules: Sequence[
                 invalid=batch.invalid,
                 applied_at=utcnow(),
             )
-        )
+            .on_conflict_do_nothing()
+            .returning(_BATCHES.c.step)
+        ).first()
+        if claimed is None:
+            return False
+        new = _merge_run_scaffolds(session, dialect, run_id, batch.tallies)
+        _add_run_counts(session, dialect, run_id, batch, new)
         _pending_totals(session).add(run_id, batch.tallies, new)
     return True
+
+
+def _insert(dialect: str, table: Any) -> Any:
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
 
 
 def _stats_json(objectives: dict[str, dict[str, float]]) -> dict[str, Any] | None:
     return {name: dict(stats) for name, stats in sorted(objectives.items())} or None
 
 
-def _merge_run_scaffolds(session: Session, run_id: str, tallies: dict[str, _Tally]) -> set[str]:
-    """Merge a batch into the run's scaffold rows; return the scaffolds new to the run."""
+def _merge_run_scaffolds(session: Session, dialect: str, run_id: str, tallies: dict[str, _Tally]) -> set[str]:
+    """Merge a batch into the run's scaffold rows with one upsert; return the scaffolds new to the run.
+
+    The run is locked: the rows read here are the rows the upsert replaces.
+    """
     from store import chemistry
 
-    existing: dict[str, Any] = {}
+    if not tallies:
+        return set()
     names = sorted(tallies)
-    for start in range(0, len(names), _CHUNK):
-        rows = session.execute(
-            select(RunScaffold.__table__).where(
-                RunScaffold.run_id == run_id, RunScaffold.scaffold.in_(names[start : start + _CHUNK])
-            )
-        )
-        existing.update((row.scaffold, row) for row in rows)
-    inserts: list[dict[str, Any]] = []
-    updates: list[dict[str, Any]] = []
+    existing = _run_scaffolds(session, dialect, run_id, names)
+    merged: list[dict[str, Any]] = []
     for scaffold in names:
         tally = tallies[scaffold]
         row = existing.get(scaffold)
         if row is None:
-            inserts.append(
+            merged.append(
                 {
                     "run_id": run_id,
                     "scaffold": scaffold,
                     "generic_scaffold": chemistry.generic_scaffold(scaffold),
                     "molecules": tally.molecules,
-                    "first_step": tally.first_step,
-                    "last_step": tally.last_step,
+                    "first_step": tally.step,
+                    "last_step": tally.step,
                     "best_reward": tally.best_reward,
                     "best_smiles": tally.best_smiles,
                     "objective_stats_json": _stats_json(tally.objectives),
                 }
             )
             continue
-        objectives = {name: dict(stats) for name, stats in (row.objective_stats_json or {}).items()}
+        objectives = {name: dict(stats) for name, stats in (row["objective_stats_json"] or {}).items()}
         for name, stats in tally.objectives.items():
             _merge_objective(objectives, name, stats)
-        best_reward, best_smiles = row.best_reward, row.best_smiles
+        best_reward, best_smiles = row["best_reward"], row["best_smiles"]
         if _better(tally.best_reward, tally.best_smiles, best_reward, best_smiles):
             best_reward, best_smiles = tally.best_reward, tally.best_smiles
-        updates.append(
+        merged.append(
             {
-                "key_run_id": run_id,
-                "key_scaffold": scaffold,
-                "new_molecules": row.molecules + tally.molecules,
-                "new_first_step": min(row.first_step, tally.first_step),
-                "new_last_step": max(row.last_step, tally.last_step),
-                "new_best_reward": best_reward,
-                "new_best_smiles": best_smiles,
-                "new_objective_stats_json": _stats_json(objectives),
+                "run_id": run_id,
+                "scaffold": scaffold,
+                "generic_scaffold": row["generic_scaffold"],
+                "molecules": row["molecules"] + tally.molecules,
+                "first_step": min(row["first_step"], tally.step),
+                "last_step": max(row["last_step"], tally.step),
+                "best_reward": best_reward,
+                "best_smiles": best_smiles,
+                "objective_stats_json": _stats_json(objectives),
             }
         )
-    for start in range(0, len(inserts), _CHUNK):
-        session.execute(insert(_RUN_SCAFFOLDS), inserts[start : start + _CHUNK])
-    if updates:
-        session.execute(_UPDATE_RUN_SCAFFOLD, updates)
-    return {row["scaffold"] for row in inserts}
+    if dialect == "postgresql":
+        _UPSERT_RUN_SCAFFOLDS_FROM_ARRAYS.execute(session.connection(), _arrays(merged))
+    else:
+        session.execute(_upsert_run_scaffolds(sqlite.insert(_RUN_SCAFFOLDS)), merged)
+    return set(names) - set(existing)
 
 
-_UPDATE_RUN_SCAFFOLD = (
-    update(_RUN_SCAFFOLDS)
-    .where(
-        _RUN_SCAFFOLDS.c.run_id == bindparam("key_run_id"),
-        _RUN_SCAFFOLDS.c.scaffold == bindparam("key_scaffold"),
+def _run_scaffolds(session: Session, dialect: str, run_id: str, names: list[str]) -> dict[str, dict[str, Any]]:
+    """The run's rows of these scaffolds, by scaffold."""
+    if dialect == "postgresql":
+        rows = _RUN_SCAFFOLDS_NAMED.execute(session.connection(), {"run_id": run_id, "scaffolds": names})
+        return {row["scaffold"]: row for row in rows}
+    existing: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(names), _CHUNK):
+        found = session.execute(
+            select(_RUN_SCAFFOLDS).where(
+                _RUN_SCAFFOLDS.c.run_id == run_id,
+                _RUN_SCAFFOLDS.c.scaffold.in_(names[start : start + _CHUNK]),
+            )
+        )
+        existing.update((row.scaffold, dict(row._mapping)) for row in found)
+    return existing
+
+
+# On PostgreSQL a batch's statements run on the driver (store/direct.py), and its rows are
+# written by one statement per table from one array per column (unnest), in array order: as
+# executemany, the statements cost the worker more than the rest of applying a batch whose
+# SMILES it had analysed before (bench/RESULTS.md).
+
+
+def _from_arrays(columns: Mapping[str, Any]) -> Any:
+    """PostgreSQL: rows made of one array parameter per column, named after it, in array order.
+
+    A JSON column is sent as text and cast, so that a missing document is NULL, not JSON null.
+    """
+    arrays = (
+        func.unnest(
+            *[
+                bindparam(name, type_=postgresql.ARRAY(Text if isinstance(type_, JSON) else type_))
+                for name, type_ in columns.items()
+            ]
+        )
+        .table_valued(*columns)
+        .render_derived("batch")
     )
-    .values(
-        {
-            column: bindparam(f"new_{column}", type_=_RUN_SCAFFOLDS.c[column].type)
+    return select(
+        *[
+            cast(arrays.c[name], postgresql.JSONB) if isinstance(type_, JSON) else arrays.c[name]
+            for name, type_ in columns.items()
+        ]
+    )
+
+
+def _arrays(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """The rows as one list per column; documents (objective stats) as JSON text."""
+    arrays: dict[str, list[Any]] = {name: [row[name] for row in rows] for name in rows[0]}
+    if (documents := arrays.get("objective_stats_json")) is not None:
+        arrays["objective_stats_json"] = [None if value is None else jsoncodec.dumps(value) for value in documents]
+    return arrays
+
+
+def _columns_of(table: Any, names: Sequence[str]) -> dict[str, Any]:
+    return {name: table.c[name].type for name in names}
+
+
+_RUN_SCAFFOLDS_NAMED = Direct(
+    select(_RUN_SCAFFOLDS).where(
+        _RUN_SCAFFOLDS.c.run_id == bindparam("run_id", type_=String),
+        _RUN_SCAFFOLDS.c.scaffold == any_(bindparam("scaffolds", type_=postgresql.ARRAY(Text))),
+    )
+)
+
+
+def _upsert_run_scaffolds(statement: Any) -> Any:
+    return statement.on_conflict_do_update(
+        index_elements=[_RUN_SCAFFOLDS.c.run_id, _RUN_SCAFFOLDS.c.scaffold],
+        set_={
+            column: statement.excluded[column]
             for column in (
                 "molecules",
                 "first_step",
@@ -277,13 +471,23 @@ _UPDATE_RUN_SCAFFOLD = (
                 "best_smiles",
                 "objective_stats_json",
             )
-        }
+        },
     )
-)
 
 
-def _add_run_counts(session: Session, run_id: str, batch: _Batch, new: set[str]) -> None:
+_COUNTS = ("molecules", "valid", "invalid", "acyclic", "distinct_scaffolds", "batches")
+
+
+def _add_to_run_counts(statement: Any) -> Any:
+    return statement.on_conflict_do_update(
+        index_elements=[_RUN_MOLECULES.c.run_id],
+        set_={name: _RUN_MOLECULES.c[name] + statement.excluded[name] for name in _COUNTS},
+    )
+
+
+def _add_run_counts(session: Session, dialect: str, run_id: str, batch: _Batch, new: set[str]) -> None:
     counts = {
+        "run_id": run_id,
         "molecules": batch.molecules,
         "valid": batch.molecules - batch.invalid,
         "invalid": batch.invalid,
@@ -292,15 +496,10 @@ def _add_run_counts(session: Session, run_id: str, batch: _Batch, new: set[str])
         "distinct_scaffolds": len(new - {""}),
         "batches": 1,
     }
-    changed = session.execute(
-        update(_RUN_MOLECULES)
-        .where(_RUN_MOLECULES.c.run_id == run_id)
-        .values({name: _RUN_MOLECULES.c[name] + value for name, value in counts.items()})
-    )
-    # An UPDATE's result is a cursor's, which counts the rows (Session.execute types it as any result).
-    assert isinstance(changed, CursorResult)
-    if not changed.rowcount:
-        session.execute(insert(_RUN_MOLECULES).values(run_id=run_id, **counts))
+    if dialect == "postgresql":
+        _ADD_TO_RUN_COUNTS_ON_POSTGRESQL.execute(session.connection(), counts)
+    else:
+        session.execute(_add_to_run_counts(sqlite.insert(_RUN_MOLECULES)), counts)
 
 
 class _Totals:
@@ -340,10 +539,10 @@ class _Totals:
             )
         ]
         self.added = {}
-        connection = session.connection()
-        upsert = _upsert_totals(connection.dialect.name)
-        for start in range(0, len(rows), _CHUNK):
-            connection.execute(upsert.values(rows[start : start + _CHUNK]))
+        if session.get_bind().dialect.name == "postgresql":
+            _ADD_TOTALS_FROM_ARRAYS.execute(session.connection(), _arrays(rows))
+        else:
+            session.connection().execute(_add_totals(sqlite.insert(_SCAFFOLDS)), rows)
 
 
 def _better_of_runs(
@@ -363,8 +562,7 @@ def _better_of_runs(
     return reward == best and (run_id, smiles or "") < (best_run or "", best_smiles or "")
 
 
-def _upsert_totals(dialect: str) -> Any:
-    statement = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(_SCAFFOLDS)
+def _add_totals(statement: Any) -> Any:
     new, old = statement.excluded, _SCAFFOLDS.c
     wins = and_(
         new.best_reward.is_not(None),
@@ -390,6 +588,24 @@ def _upsert_totals(dialect: str) -> Any:
         },
     )
 
+
+_RUN_SCAFFOLD_COLUMNS = [column.key for column in _RUN_SCAFFOLDS.columns]
+_UPSERT_RUN_SCAFFOLDS_FROM_ARRAYS = Direct(
+    _upsert_run_scaffolds(
+        postgresql.insert(_RUN_SCAFFOLDS).from_select(
+            _RUN_SCAFFOLD_COLUMNS, _from_arrays(_columns_of(_RUN_SCAFFOLDS, _RUN_SCAFFOLD_COLUMNS))
+        )
+    )
+)
+_ADD_TO_RUN_COUNTS_ON_POSTGRESQL = Direct(_add_to_run_counts(postgresql.insert(_RUN_MOLECULES)))
+_TOTALS_COLUMNS = [column.key for column in _SCAFFOLDS.columns]
+_ADD_TOTALS_FROM_ARRAYS = Direct(
+    _add_totals(
+        postgresql.insert(_SCAFFOLDS).from_select(
+            _TOTALS_COLUMNS, _from_arrays(_columns_of(_SCAFFOLDS, _TOTALS_COLUMNS))
+        )
+    )
+)
 
 _TOTALS = "scaffold_totals"
 

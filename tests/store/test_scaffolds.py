@@ -123,12 +123,84 @@ def test_a_run_with_no_objective_declared_takes_the_highest_score_as_best(db):
         ([{"smiles": "CCO", "reward": True}], r"molecules\[0\].reward must be a finite number"),
         ([{"smiles": "CCO", "scores": {"QED": "high"}}], r"molecules\[0\].scores.QED must be a finite number"),
         ([{"smiles": "CCO", "scores": [1]}], r"molecules\[0\].scores must map"),
+        # The whole batch is checked at once; its problem is still named by the molecule's index.
+        ([{"smiles": "CCO"}] * 3 + [{"smiles": "CCO", "scores": {"QED": float("inf")}}], r"molecules\[3\].scores.QED"),
+        ([{"smiles": "CCO", "scores": {"QED": 0.5}}, {"smiles": "CCO", "scores": {"QED": False}}], r"molecules\[1\]"),
+        ([{"smiles": "CCO", "scores": {"": 0.5}}], r"molecules\[0\].scores has an invalid objective name"),
+        ([{"smiles": "C" * 4097}], r"molecules\[0\].smiles must be a string of at most"),
+        ([{"smiles": "CCO"}, "CCO"], r"molecules\[1\] must be an object"),
     ],
 )
 def test_a_batch_of_the_wrong_shape_is_refused_with_its_problem(db, molecules, message):
     with pytest.raises(ValueError, match=message):
         store.record_molecules("r1", "b1", 0, molecules)
     assert store.get_run_molecules("r1") is None
+
+
+def rows_of(run_id: str) -> list[dict[str, Any]]:
+    return sorted(by_scaffold(run_id).values(), key=lambda row: row["scaffold"])
+
+
+def test_a_batch_sums_many_molecules_of_one_scaffold_as_they_would_add_up_one_by_one(db):
+    molecules = next(molecule_batches("r1", 1, size=300, scaffolds=[BENZENE, "c1ccncc1"], seed=4))["molecules"]
+    molecules += [{"smiles": ASPIRIN, "reward": 2.0}, {"smiles": "Oc1ccccc1", "reward": 2.0}]
+
+    store.record_molecules("whole", "b1", 7, molecules)
+    for index, molecule in enumerate(molecules):
+        store.record_molecules("one-by-one", f"b{index}", 7, [molecule])
+
+    assert rows_of("whole") == rows_of("one-by-one")
+    benzene = by_scaffold("whole")[BENZENE]
+    assert benzene["molecules"] > 50
+    assert (benzene["best_reward"], benzene["best_smiles"]) == (2.0, "CC(=O)Oc1ccccc1C(=O)O")
+    counts = store.get_run_molecules("whole")
+    assert {**counts, "run_id": None, "batches": None} == {
+        **store.get_run_molecules("one-by-one"),
+        "run_id": None,
+        "batches": None,
+    }
+
+
+def test_a_batch_of_scaffolds_another_run_has_adds_to_their_totals_once_per_run(db):
+    store.record_molecules("r1", "b1", 0, [{"smiles": ASPIRIN, "reward": 0.5}, {"smiles": NICOTINE, "reward": 0.9}])
+    store.record_molecules("r2", "b1", 0, [{"smiles": "Oc1ccccc1", "reward": 0.7}, {"smiles": "Nc1ccccc1"}])
+    store.record_molecules("r2", "b2", 5, [{"smiles": ASPIRIN, "reward": 0.6}, {"smiles": CAFFEINE}])
+
+    totals = {row["scaffold"]: row for row in store.query_scaffolds(limit=None)}
+    assert (totals[BENZENE]["runs"], totals[BENZENE]["molecules"]) == (2, 4)
+    assert (totals[BENZENE]["best_reward"], totals[BENZENE]["best_run_id"]) == (0.7, "r2")
+    assert (totals[NICOTINE_SCAFFOLD]["runs"], totals[XANTHINE_SCAFFOLD]["runs"]) == (1, 1)
+    assert by_scaffold("r2")[BENZENE]["molecules"] == 3
+    assert store.get_run_molecules("r2")["distinct_scaffolds"] == 2
+    assert store.get_run_molecules("r1")["distinct_scaffolds"] == 2
+
+
+def test_a_batch_of_more_scaffolds_than_a_statement_takes_merges_them_all(db, monkeypatch):
+    monkeypatch.setattr(scaffolds, "_CHUNK", 7)
+    pool = generate_scaffolds(40, seed=3)
+    store.record_molecules("r1", "b1", 1, [{"smiles": smiles, "reward": 0.5} for smiles in pool])
+    store.record_molecules("r1", "b2", 2, [{"smiles": smiles, "scores": {"QED": 1.0}} for smiles in pool])
+
+    rows = by_scaffold("r1")
+    assert len(rows) == 40
+    assert {(row["molecules"], row["first_step"], row["last_step"], row["best_reward"]) for row in rows.values()} == {
+        (2, 1, 2, 0.5)
+    }
+    assert store.get_run_molecules("r1")["distinct_scaffolds"] == 40
+    assert {row["runs"] for row in store.query_scaffolds(limit=None)} == {1}
+
+
+def test_a_batch_of_other_mappings_and_integers_is_taken_as_the_same_batch_of_json(db):
+    from types import MappingProxyType
+
+    plain = [{"smiles": ASPIRIN, "reward": 1.0, "scores": {"QED": 2.0, "SA": None}}, {"smiles": "C1CC"}]
+    other = (MappingProxyType({"smiles": ASPIRIN, "reward": 1, "scores": {"QED": 2, "SA": None}}), {"smiles": "C1CC"})
+
+    store.record_molecules("plain", "b1", 0, plain)
+    store.record_molecules("other", "b1", 0, other)
+
+    assert rows_of("plain") == rows_of("other")
+    assert list(by_scaffold("plain")[BENZENE]["objectives"]) == ["QED"]
 
 
 def test_deleting_a_run_deletes_its_scaffolds_and_counts(db):
