@@ -132,7 +132,6 @@ if TYPE_CHECKING:
     from store.reads import (
         pareto as pareto_runs,
     )
-    from store.records import utcnow
     from store.runs import (
         attach_blog_post,
         attach_conversation,
@@ -165,6 +164,7 @@ if TYPE_CHECKING:
         scaffold_svg,
         top_scaffolds_of_runs,
     )
+    from store.schema import utcnow
     from store.stalled import configure_stale_after, is_stalled, stale_after_seconds
     from store.wandb_runs import (
         advance_wandb_sync_cursor,
@@ -273,7 +273,7 @@ _API: dict[str, tuple[str, str]] = {
     "update_run_status": ("runs", "update_run_status"),
     "upgrade_schema": ("migrate", "upgrade"),
     "upsert_wandb_run": ("wandb_runs", "upsert_wandb_run"),
-    "utcnow": ("records", "utcnow"),
+    "utcnow": ("schema", "utcnow"),
     "wandb_sync_cursor": ("wandb_runs", "wandb_sync_cursor"),
     "DEFAULT_HISTORY_POLICY": ("history", "DEFAULT_POLICY"),
     "HistoryPolicy": ("history", "HistoryPolicy"),

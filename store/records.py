@@ -12,7 +12,6 @@ the transaction holds no changes to.)
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime
 from functools import cache, lru_cache
 from itertools import repeat
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -34,10 +33,6 @@ from sqlalchemy.orm import ORMExecuteState, Session
 
 from store.direct import Direct, driver_connection, driver_errors
 from store.models import RunObjective, TrainingRun
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class _Unloaded:

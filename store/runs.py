@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from itertools import repeat
 from typing import Any
 
@@ -18,13 +18,13 @@ from sqlalchemy.orm import Session
 
 from store import event_warnings, extract, history, jsoncodec
 from store.database import read_transaction, transaction
+from store.fields import parse_time
 from store.history import DEFAULT_POLICY, HistoryPolicy
 from store.locking import LOCKED, load_objectives, lock_for_unit, lock_run
 from store.models import RunObjective, TrainingRun
-from store.records import UNLOADED, ObjectiveRecord, Record, RunRecord, changes, utcnow
+from store.records import UNLOADED, ObjectiveRecord, Record, RunRecord, changes
+from store.schema import RUN_COLUMNS, utcnow
 
-RUN_COLUMNS = RunRecord.columns
-JSON_COLUMNS = ("config_json", "final_metrics_json", "progress_json", "warnings")
 OBJECTIVE_FIELDS = (
     "objective_name",
     "objective_alias",
@@ -179,20 +179,6 @@ def raise_status(run: RunRecord, status: str) -> None:
         run.status = status
         if status in extract.FINAL_STATUSES and run.completed_at is None:
             run.completed_at = utcnow()
-
-
-def parse_time(value: Any, field: str) -> datetime:
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value, UTC)
-    if isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            raise ValueError(f"{field} is not an ISO-8601 time: {value!r}") from None
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-    raise ValueError(f"{field} must be a datetime or an ISO-8601 string")
 
 
 # Every typed column a value may be too large for: numbers, and text of a bounded length.
