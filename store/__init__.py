@@ -114,7 +114,7 @@ if TYPE_CHECKING:
         query_runs_by_objectives,
         update_objective_metric,
     )
-    from store.query import get_stats, iter_runs, query_runs
+    from store.query import get_run, get_stats, iter_runs, query_runs
     from store.reads import (
         MAX_LIMIT as MAX_PAGE_LIMIT,
     )
@@ -136,7 +136,6 @@ if TYPE_CHECKING:
         attach_blog_post,
         attach_conversation,
         attach_crash_data,
-        get_run,
         insert_run,
         mark_crashed,
         record_progress,
@@ -209,7 +208,7 @@ _API: dict[str, tuple[str, str]] = {
     "get_engine": ("database", "get_engine"),
     "get_objective_statistics": ("objectives", "get_objective_statistics"),
     "get_objectives_of_runs": ("objectives", "get_objectives_of_runs"),
-    "get_run": ("runs", "get_run"),
+    "get_run": ("query", "get_run"),
     "get_run_molecules": ("scaffolds", "get_run_molecules"),
     "get_run_objectives": ("objectives", "get_run_objectives"),
     "get_run_scaffolds": ("scaffolds", "get_run_scaffolds"),

@@ -345,11 +345,15 @@ def read_transaction() -> Iterator[Session]:
 def read_connection() -> Iterator[Connection]:
     """Yield a Core connection for reading only; on SQLite it does not take the write lock.
 
-    Inside ``unit_of_work()`` it is the unit's connection.
+    Inside ``unit_of_work()`` it is the unit's connection, and reads what the unit wrote so far.
     """
     joined = _unit_of_work.get()
     if joined is not None:
+        # The unit's records are written first, as before any statement its session runs.
+        from store.records import write_changes
+
         with unavailable_as_error():
+            write_changes(joined)
             yield joined.connection()
         return
     with unavailable_as_error(), _read_only(get_engine()) as connection:

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Connection,
     FromClause,
     Numeric,
     Select,
@@ -34,7 +35,7 @@ from store.fields import SCALAR_COLUMNS as SCALAR_COLUMNS
 from store.fields import SCALAR_TYPES as SCALAR_TYPES
 from store.fields import resolve as resolve
 from store.filters import compile_filter, matching_run_ids, objective_join, parse_field, select_field
-from store.schema import RUN_COLUMNS, UTCDateTime, run_objectives, training_runs
+from store.schema import OBJECTIVE_FIELDS, RUN_COLUMNS, UTCDateTime, run_objectives, training_runs
 
 _RUNS = training_runs
 _OBJECTIVES = run_objectives.c
@@ -189,6 +190,28 @@ def ordering(order_by: str | Sequence[str] | None, dialect: str) -> list[ColumnE
         clauses.append(ordered.nulls_last() if nullable else ordered)
     clauses.append(_RUNS.c.run_id.asc())
     return clauses
+
+
+def get_run(run_id: str) -> dict[str, Any] | None:
+    """Return one run with all its fields and its objectives, or None."""
+    with read_connection() as connection:
+        return run_with_objectives(connection, run_id)
+
+
+def run_with_objectives(connection: Connection, run_id: str) -> dict[str, Any] | None:
+    """Return one run with all its fields and its objectives, or None, read on ``connection``."""
+    run = connection.execute(select(_RUNS).where(_RUNS.c.run_id == run_id)).first()
+    if run is None:
+        return None
+    result = dict(run._mapping)
+    objectives = select(_OBJECTIVES.run_id, *[_OBJECTIVES[name] for name in OBJECTIVE_FIELDS])
+    result["objectives"] = [
+        dict(objective._mapping)
+        for objective in connection.execute(
+            objectives.where(_OBJECTIVES.run_id == run_id).order_by(_OBJECTIVES.objective_name)
+        )
+    ]
+    return result
 
 
 def check_limit(limit: Any) -> int | None:

@@ -52,7 +52,7 @@ from store.fields import (
 from store.filters import OBJECTIVE_STATS, compile_filter
 from store.models import RunObjective, S3Object, TrainingRun
 from store.pareto import front
-from store.runs import run_with_objectives
+from store.query import run_with_objectives
 from store.schema import JSON_COLUMNS, Document, UTCDateTime
 
 # Rows a JSON-lines stream reads from the database at a time.
@@ -82,7 +82,7 @@ def list_objectives() -> list[dict[str, Any]]:
 def run_detail(run_id: str) -> dict[str, Any] | None:
     """Return one run with every field, its objectives and its crash-report objects, or None."""
     with replica_transaction() as session:
-        result = run_with_objectives(session, run_id)
+        result = run_with_objectives(session.connection(), run_id)
         if result is None:
             return None
         result["stalled"] = stalled.is_stalled(result)

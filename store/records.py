@@ -245,7 +245,8 @@ def changes(session: Session) -> Changes:
     return tracker
 
 
-def _write_changes(session: Session) -> None:
+def write_changes(session: Session) -> None:
+    """Write what the records ``session`` tracks changed since they were read or last written."""
     tracker = session.info.get(CHANGES)
     if tracker is not None:
         tracker.write(session)
@@ -253,9 +254,9 @@ def _write_changes(session: Session) -> None:
 
 @event.listens_for(Session, "before_commit")
 def _before_commit(session: Session) -> None:
-    _write_changes(session)
+    write_changes(session)
 
 
 @event.listens_for(Session, "do_orm_execute")
 def _before_execute(state: ORMExecuteState) -> None:
-    _write_changes(state.session)
+    write_changes(state.session)

@@ -12,31 +12,19 @@ from datetime import datetime
 from itertools import repeat
 from typing import Any
 
-from sqlalchemy import Float, Integer, String, Table, select, update
+from sqlalchemy import Float, Integer, String, Table, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from store import event_warnings, extract, history, jsoncodec
-from store.database import read_transaction, transaction
+from store.database import transaction
 from store.fields import parse_time
 from store.history import DEFAULT_POLICY, HistoryPolicy
 from store.locking import LOCKED, load_objectives, lock_for_unit, lock_run
 from store.models import RunObjective, TrainingRun
 from store.records import UNLOADED, ObjectiveRecord, Record, RunRecord, changes
-from store.schema import RUN_COLUMNS, utcnow
+from store.schema import OBJECTIVE_FIELDS, RUN_COLUMNS, utcnow
 
-OBJECTIVE_FIELDS = (
-    "objective_name",
-    "objective_alias",
-    "uniprot",
-    "weight",
-    "direction",
-    "raw_mean",
-    "normalized_mean",
-    "raw_std",
-    "normalized_std",
-    "extra_metrics_json",
-)
 # What insert_run accepts as **metadata: the typed columns a caller may set directly.
 METADATA_COLUMNS = frozenset(RUN_COLUMNS) - {"run_id", "updated_at", "progress_json", "last_step", "warnings"}
 _RUNS = TrainingRun.__table__
@@ -533,24 +521,3 @@ def run_to_dict(run: TrainingRun | RunRecord) -> dict[str, Any]:
 
 def objective_to_dict(objective: RunObjective | ObjectiveRecord) -> dict[str, Any]:
     return {"run_id": objective.run_id, **{f: getattr(objective, f) for f in OBJECTIVE_FIELDS}}
-
-
-def get_run(run_id: str) -> dict[str, Any] | None:
-    """Return one run with all its fields and its objectives, or None."""
-    with read_transaction() as session:
-        return run_with_objectives(session, run_id)
-
-
-def run_with_objectives(session: Session, run_id: str) -> dict[str, Any] | None:
-    """Return one run with all its fields and its objectives, or None, read in ``session``."""
-    run = session.get(TrainingRun, run_id)
-    if run is None:
-        return None
-    result = run_to_dict(run)
-    result["objectives"] = [
-        objective_to_dict(o)
-        for o in session.scalars(
-            select(RunObjective).where(RunObjective.run_id == run_id).order_by(RunObjective.objective_name)
-        )
-    ]
-    return result

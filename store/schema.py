@@ -327,6 +327,19 @@ run_history_chunks = Table(
 # The runs' columns, in the table's order, and those that hold JSON documents.
 RUN_COLUMNS = tuple(column.key for column in training_runs.columns)
 JSON_COLUMNS = ("config_json", "final_metrics_json", "progress_json", "warnings")
+# An objective's fields as the store returns them, besides its run_id.
+OBJECTIVE_FIELDS = (
+    "objective_name",
+    "objective_alias",
+    "uniprot",
+    "weight",
+    "direction",
+    "raw_mean",
+    "normalized_mean",
+    "raw_std",
+    "normalized_std",
+    "extra_metrics_json",
+)
 
 
 def add_postgresql_options() -> None:

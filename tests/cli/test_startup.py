@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 import pytest
 
+import store
 from ingest.cli import COMMANDS, main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,14 +74,19 @@ def test_runs_imports_none_of_the_heavy_libraries(database_url: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "command", [("runs", "--limit", "1"), ("stats",), ("events", "--limit", "1")], ids=" ".join
+    "command",
+    [("runs", "--limit", "1"), ("run", "run-1"), ("stats",), ("events", "--limit", "1")],
+    ids=" ".join,
 )
 def test_a_read_command_on_sqlite_loads_neither_the_orm_nor_the_postgresql_dialect(
     command: tuple[str, ...], tmp_path: Path, sqlite_template: Path
 ) -> None:
     path = tmp_path / "training_runs.db"
     shutil.copy(sqlite_template, path)
-    imported = imported_modules(*command, database_url=f"sqlite:///{path}")
+    url = f"sqlite:///{path}"
+    store.configure(url).dispose()
+    store.load_runs([{"run_id": "run-1", "state": "finished", "config": {"gradient_method": "mgda"}}])
+    imported = imported_modules(*command, database_url=url)
     assert {"store.query", "store.inbox"} & imported
     assert {"sqlalchemy.orm", "sqlalchemy.dialects.postgresql"} & imported == set()
 
