@@ -66,6 +66,8 @@ class DocumentType(TypeDecorator[Any]):
 
     impl = JSON(none_as_null=True)
     cache_ok = True
+    # As JSON's: a document read back is a dict or a list.
+    hashable = False
 
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
         if dialect.name == "postgresql":
