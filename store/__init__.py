@@ -44,9 +44,6 @@ if TYPE_CHECKING:
         REPLAYABLE as REPLAYABLE_STATUSES,
     )
     from store.inbox import (
-        STATUSES as INBOX_STATUSES,
-    )
-    from store.inbox import (
         Delivery,
         get_delivery,
         list_deliveries,
@@ -163,7 +160,7 @@ if TYPE_CHECKING:
         scaffold_svg,
         top_scaffolds_of_runs,
     )
-    from store.schema import utcnow
+    from store.schema import INBOX_STATUSES, utcnow
     from store.stalled import configure_stale_after, is_stalled, stale_after_seconds
     from store.wandb_runs import (
         advance_wandb_sync_cursor,
@@ -217,7 +214,7 @@ _API: dict[str, tuple[str, str]] = {
     "head_revision": ("migrate", "head_revision"),
     "inbox_counts": ("inbox", "counts"),
     "inbox_statistics": ("inbox", "statistics"),
-    "INBOX_STATUSES": ("inbox", "STATUSES"),
+    "INBOX_STATUSES": ("schema", "INBOX_STATUSES"),
     "init_db": ("migrate", "init_db"),
     "insert_objective": ("objectives", "insert_objective"),
     "insert_run": ("runs", "insert_run"),

@@ -37,13 +37,12 @@ from sqlalchemy.dialects import sqlite
 
 from store.database import DatabaseUnavailable, connect, get_engine, libpq_url, replica_connection
 from store.direct import Direct
-from store.schema import UNFINISHED, inbox_events, utcnow
+from store.schema import INBOX_STATUSES, UNFINISHED, inbox_events, utcnow
 
 if TYPE_CHECKING:
     import psycopg
 
 T = TypeVar("T")
-STATUSES = ("pending", "processing", "done", "ignored", "failed", "dead", "invalid")
 RETRYABLE = ("pending", "failed")
 # The worker owns pending and processing events: replaying them would race it.
 REPLAYABLE = ("done", "ignored", "failed", "dead", "invalid")
@@ -285,7 +284,7 @@ def record_delivery(
     invalid; once it is processing, done, ignored or dead, or refused as invalid where this one is
     valid, this one is stored anew.
     """
-    if status not in STATUSES:
+    if status not in INBOX_STATUSES:
         raise ValueError(f"unknown inbox status {status!r}")
     delivery = {
         "source": source,
@@ -460,8 +459,8 @@ def _replay_conditions(
     event_ids: Sequence[int],
 ) -> list[Any]:
     for status in statuses:
-        if status not in STATUSES:
-            raise ValueError(f"unknown inbox status {status!r}; expected one of {', '.join(STATUSES)}")
+        if status not in INBOX_STATUSES:
+            raise ValueError(f"unknown inbox status {status!r}; expected one of {', '.join(INBOX_STATUSES)}")
     table = inbox_events
     conditions: list[ColumnElement[bool]] = [table.c.status.in_(list(statuses))]
     if source:
@@ -521,8 +520,8 @@ def list_deliveries(status: str | None = None, source: str | None = None, limit:
     table = inbox_events
     statement = select(*_COLUMNS).order_by(table.c.id.desc()).limit(limit)
     if status:
-        if status not in STATUSES:
-            raise ValueError(f"unknown inbox status {status!r}; expected one of {', '.join(STATUSES)}")
+        if status not in INBOX_STATUSES:
+            raise ValueError(f"unknown inbox status {status!r}; expected one of {', '.join(INBOX_STATUSES)}")
         statement = statement.where(table.c.status == status)
     if source:
         statement = statement.where(table.c.source == source)
@@ -667,8 +666,8 @@ def page_events(
 ) -> list[Delivery]:
     """Return deliveries of these statuses, newest first, older than the event id ``before``."""
     for status in statuses:
-        if status not in STATUSES:
-            raise ValueError(f"status: {status!r} is not one of {', '.join(STATUSES)}")
+        if status not in INBOX_STATUSES:
+            raise ValueError(f"status: {status!r} is not one of {', '.join(INBOX_STATUSES)}")
     table = inbox_events
     statement = select(*_COLUMNS).where(table.c.status.in_(list(statuses))).order_by(table.c.id.desc())
     if source:

@@ -196,7 +196,9 @@ s3_objects = Table(
     UniqueConstraint("bucket", "key"),
 )
 
-# Inbox events a worker may still have to process.
+# An inbox event's statuses (store/inbox.py), and those of the events a worker may still have to
+# process. Here rather than in store/inbox.py: the CLI offers them as choices when it starts.
+INBOX_STATUSES = ("pending", "processing", "done", "ignored", "failed", "dead", "invalid")
 UNFINISHED = ("pending", "failed", "processing")
 _UNFINISHED_SQL = text("status IN ('pending', 'failed', 'processing')")
 # Only the unfinished events, in claiming order. An index on status would keep an entry for every
