@@ -27,13 +27,14 @@ from sqlalchemy.exc import (
 from store import jsoncodec, schema
 
 if TYPE_CHECKING:
-    # The ORM is imported on first use of a session: the reads run on Core connections, and a
-    # read command need not load it (tests/cli/test_startup.py).
     # The drivers' connections, as the pool's listeners get them (each driver is imported by its
     # dialect, only when a database of its kind is used).
     import sqlite3
 
     import psycopg
+
+    # The ORM is imported on first use of a session: the reads run on Core connections, and a
+    # read command need not load it (tests/cli/test_startup.py).
     from sqlalchemy.orm import Session, sessionmaker
     from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
@@ -127,7 +128,6 @@ def make_engine(url: str, pool_size: int = DEFAULT_POOL_SIZE, max_overflow: int 
         # No pre-ping: it costs a round trip per checkout. _hung_up finds what a restart of
         # the server left in the pool without one.
         options.update(pool_size=pool_size, max_overflow=max_overflow, pool_recycle=1800)
-    if backend == "postgresql":
         schema.add_postgresql_options()
     engine = create_engine(url, **options)
     if backend == "postgresql":
