@@ -44,9 +44,6 @@ if TYPE_CHECKING:
         REPLAYABLE as REPLAYABLE_STATUSES,
     )
     from store.inbox import (
-        STATUSES as INBOX_STATUSES,
-    )
-    from store.inbox import (
         Delivery,
         get_delivery,
         list_deliveries,
@@ -114,7 +111,7 @@ if TYPE_CHECKING:
         query_runs_by_objectives,
         update_objective_metric,
     )
-    from store.query import get_stats, iter_runs, query_runs
+    from store.query import get_run, get_stats, iter_runs, query_runs
     from store.reads import (
         MAX_LIMIT as MAX_PAGE_LIMIT,
     )
@@ -132,12 +129,10 @@ if TYPE_CHECKING:
     from store.reads import (
         pareto as pareto_runs,
     )
-    from store.records import utcnow
     from store.runs import (
         attach_blog_post,
         attach_conversation,
         attach_crash_data,
-        get_run,
         insert_run,
         mark_crashed,
         record_progress,
@@ -165,6 +160,7 @@ if TYPE_CHECKING:
         scaffold_svg,
         top_scaffolds_of_runs,
     )
+    from store.schema import INBOX_STATUSES, utcnow
     from store.stalled import configure_stale_after, is_stalled, stale_after_seconds
     from store.wandb_runs import (
         advance_wandb_sync_cursor,
@@ -209,7 +205,7 @@ _API: dict[str, tuple[str, str]] = {
     "get_engine": ("database", "get_engine"),
     "get_objective_statistics": ("objectives", "get_objective_statistics"),
     "get_objectives_of_runs": ("objectives", "get_objectives_of_runs"),
-    "get_run": ("runs", "get_run"),
+    "get_run": ("query", "get_run"),
     "get_run_molecules": ("scaffolds", "get_run_molecules"),
     "get_run_objectives": ("objectives", "get_run_objectives"),
     "get_run_scaffolds": ("scaffolds", "get_run_scaffolds"),
@@ -218,7 +214,7 @@ _API: dict[str, tuple[str, str]] = {
     "head_revision": ("migrate", "head_revision"),
     "inbox_counts": ("inbox", "counts"),
     "inbox_statistics": ("inbox", "statistics"),
-    "INBOX_STATUSES": ("inbox", "STATUSES"),
+    "INBOX_STATUSES": ("schema", "INBOX_STATUSES"),
     "init_db": ("migrate", "init_db"),
     "insert_objective": ("objectives", "insert_objective"),
     "insert_run": ("runs", "insert_run"),
@@ -273,7 +269,7 @@ _API: dict[str, tuple[str, str]] = {
     "update_run_status": ("runs", "update_run_status"),
     "upgrade_schema": ("migrate", "upgrade"),
     "upsert_wandb_run": ("wandb_runs", "upsert_wandb_run"),
-    "utcnow": ("records", "utcnow"),
+    "utcnow": ("schema", "utcnow"),
     "wandb_sync_cursor": ("wandb_runs", "wandb_sync_cursor"),
     "DEFAULT_HISTORY_POLICY": ("history", "DEFAULT_POLICY"),
     "HistoryPolicy": ("history", "HistoryPolicy"),

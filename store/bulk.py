@@ -20,7 +20,7 @@ from store import extract
 from store.database import transaction
 from store.locking import check_run_id, lock_creation
 from store.models import RunObjective, TrainingRun
-from store.records import ObjectiveRecord, RunRecord, utcnow
+from store.records import ObjectiveRecord, RunRecord
 from store.runs import (
     RunState,
     apply_status,
@@ -35,6 +35,7 @@ from store.runs import (
     update_run_status,
     upsert_config_objectives,
 )
+from store.schema import utcnow
 
 # Each run of a batch holds a slot of PostgreSQL's lock table until the commit (lock_creation).
 MAX_BATCH_SIZE = 1000

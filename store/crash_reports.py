@@ -9,8 +9,8 @@ from sqlalchemy import select
 from store import event_warnings, extract
 from store.database import transaction
 from store.models import S3Object
-from store.records import utcnow
 from store.runs import RunState
+from store.schema import utcnow
 
 # What names a notification, and what it carries besides, as the columns hold them.
 _NAMES = {

@@ -23,9 +23,8 @@ from sqlalchemy.exc import (
     ProgrammingError,
     StatementError,
 )
-from sqlalchemy.orm import Session, sessionmaker
 
-from store import jsoncodec
+from store import jsoncodec, schema
 
 if TYPE_CHECKING:
     # The drivers' connections, as the pool's listeners get them (each driver is imported by its
@@ -33,6 +32,10 @@ if TYPE_CHECKING:
     import sqlite3
 
     import psycopg
+
+    # The ORM is imported on first use of a session: the reads run on Core connections, and a
+    # read command need not load it (tests/cli/test_startup.py).
+    from sqlalchemy.orm import Session, sessionmaker
     from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 SUPPORTED_BACKENDS = ("sqlite", "postgresql")
@@ -125,6 +128,7 @@ def make_engine(url: str, pool_size: int = DEFAULT_POOL_SIZE, max_overflow: int 
         # No pre-ping: it costs a round trip per checkout. _hung_up finds what a restart of
         # the server left in the pool without one.
         options.update(pool_size=pool_size, max_overflow=max_overflow, pool_recycle=1800)
+        schema.add_postgresql_options()
     engine = create_engine(url, **options)
     if backend == "postgresql":
         event.listen(engine, "checkout", _hung_up)
@@ -176,7 +180,7 @@ def configure(url: str, pool_size: int = DEFAULT_POOL_SIZE, max_overflow: int = 
             _engine.dispose()
         _pool_limits = (pool_size, max_overflow)
         _engine = make_engine(url, *_pool_limits)
-        _sessions = sessionmaker(_engine, expire_on_commit=False)
+        _sessions = None
         _set_replica(None)
         return _engine
 
@@ -192,7 +196,7 @@ def _set_replica(url: str | None) -> None:
     if _replica is not None:
         _replica.dispose()
     _replica = make_engine(url, *_pool_limits) if url else None
-    _replica_sessions = sessionmaker(_replica, expire_on_commit=False) if _replica else None
+    _replica_sessions = None
 
 
 def get_engine() -> Engine:
@@ -239,9 +243,30 @@ def _plan_once(dbapi_connection: psycopg.Connection[Any], _record: ConnectionPoo
 
 
 def _sessionmaker() -> sessionmaker[Session]:
-    get_engine()
-    assert _sessions is not None
-    return _sessions
+    global _sessions
+    sessions = _sessions
+    if sessions is None:
+        from sqlalchemy.orm import sessionmaker
+
+        with _lock:
+            if _sessions is None:
+                _sessions = sessionmaker(get_engine(), expire_on_commit=False)
+            sessions = _sessions
+    return sessions
+
+
+def _replica_sessionmaker() -> sessionmaker[Session] | None:
+    """Return the read replica's sessions, or None when there is no replica."""
+    global _replica_sessions
+    sessions = _replica_sessions
+    if sessions is None and _replica is not None:
+        from sqlalchemy.orm import sessionmaker
+
+        with _lock:
+            if _replica_sessions is None and _replica is not None:
+                _replica_sessions = sessionmaker(_replica, expire_on_commit=False)
+            sessions = _replica_sessions
+    return sessions
 
 
 @contextmanager
@@ -317,6 +342,45 @@ def read_transaction() -> Iterator[Session]:
 
 
 @contextmanager
+def read_connection() -> Iterator[Connection]:
+    """Yield a Core connection for reading only; on SQLite it does not take the write lock.
+
+    Inside ``unit_of_work()`` it is the unit's connection, and reads what the unit wrote so far.
+    """
+    joined = _unit_of_work.get()
+    if joined is not None:
+        # The unit's records are written first, as before any statement its session runs.
+        from store.records import write_changes
+
+        with unavailable_as_error():
+            write_changes(joined)
+            yield joined.connection()
+        return
+    with unavailable_as_error(), _read_only(get_engine()) as connection:
+        yield connection
+
+
+@contextmanager
+def replica_connection() -> Iterator[Connection]:
+    """Yield a read-only Core connection to the read replica when one is configured, else to the main database."""
+    replica = _replica
+    if replica is None:
+        with read_connection() as connection:
+            yield connection
+        return
+    with unavailable_as_error(), _read_only(replica) as connection:
+        yield connection
+
+
+@contextmanager
+def _read_only(engine: Engine) -> Iterator[Connection]:
+    # Marked before its transaction begins, as read_transaction's session does (_begin_immediate).
+    with engine.connect() as connection:
+        connection.execution_options(read_only=True)
+        yield connection
+
+
+@contextmanager
 def connect(begin: bool = True) -> Iterator[Connection]:
     """Yield a Core connection (in a transaction when ``begin``), failures as DatabaseUnavailable.
 
@@ -336,7 +400,7 @@ def connect(begin: bool = True) -> Iterator[Connection]:
 @contextmanager
 def replica_transaction() -> Iterator[Session]:
     """Yield a read-only session on the read replica when one is configured, else on the main database."""
-    sessions = _replica_sessions
+    sessions = _replica_sessionmaker()
     if sessions is None:
         with read_transaction() as session:
             yield session

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import BigInteger, Column, Float, Integer, String
 
-from store.models import RunObjective, TrainingRun
+from store.schema import run_objectives, training_runs
 
 STATUSES = ("unknown", "launched", "running", "completed", "failed", "crashed", "killed", "preempted")
 # A run known only from what arrived before its launch (crash-report keys, an attachment, an
@@ -169,8 +169,8 @@ def column_converter(column: Column[Any]) -> Converter:
     return text_column(column)
 
 
-_RUNS = TrainingRun.__table__.c
-_OBJECTIVES = RunObjective.__table__.c
+_RUNS = training_runs.c
+_OBJECTIVES = run_objectives.c
 
 
 # column -> (candidate dotted paths in the config, converter)

@@ -9,7 +9,7 @@ bound as parameters; nothing the user writes is pasted into SQL.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
@@ -29,8 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeEngine
 
-from store.models import TrainingRun, UTCDateTime
-from store.runs import JSON_COLUMNS, RUN_COLUMNS
+from store.schema import JSON_COLUMNS, RUN_COLUMNS, UTCDateTime, training_runs
 
 if TYPE_CHECKING:
     from sqlalchemy.dialects.postgresql import ARRAY
@@ -43,7 +42,7 @@ SCALAR_COLUMNS = tuple(c for c in RUN_COLUMNS if c not in JSON_COLUMNS)
 # Each typed column's Python type, for readers that must type a column none of whose values is set.
 SCALAR_TYPES: dict[str, type] = {
     name: datetime if isinstance(column.type, UTCDateTime) else column.type.python_type
-    for name, column in TrainingRun.__table__.columns.items()
+    for name, column in training_runs.columns.items()
     if name in SCALAR_COLUMNS
 }
 
@@ -66,18 +65,33 @@ def resolve(name: Any) -> Field:
     if not isinstance(name, str) or not name:
         raise ValueError(f"field name must be a non-empty string, not {name!r}")
     if name in SCALAR_COLUMNS:
-        return Field(name, TrainingRun.__table__.columns[name])
+        return Field(name, training_runs.columns[name])
     prefix, _, rest = name.partition(".")
     document = DOCUMENTS.get(prefix) or (prefix if prefix in JSON_COLUMNS else None)
     if document and rest:
         path = tuple(rest.split("."))
         if any(not part or '"' in part for part in path):
             raise ValueError(f"invalid JSON path in field {name!r}")
-        return Field(name, TrainingRun.__table__.columns[document], path)
+        return Field(name, training_runs.columns[document], path)
     raise ValueError(
         f"unknown field {name!r}: use a column ({', '.join(SCALAR_COLUMNS)}) "
         "or a JSON path starting with config., summary. or progress."
     )
+
+
+def parse_time(value: Any, field: str) -> datetime:
+    """Read a time given as a datetime, a Unix timestamp or an ISO-8601 string (UTC unless it says)."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value, UTC)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"{field} is not an ISO-8601 time: {value!r}") from None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    raise ValueError(f"{field} must be a datetime or an ISO-8601 string")
 
 
 def is_number(value: Any) -> bool:
@@ -96,7 +110,7 @@ class JsonAccess:
         self.dialect = dialect
 
     def _pg_node(self) -> ColumnElement[Any]:
-        return self.field.column.op("#>")(literal(list(self.field.path), type_=_text_array()))
+        return self.field.column.op("#>")(literal(list(self.field.path), type_=text_array()))
 
     def json_type(self) -> ColumnElement[str]:
         if self.dialect == "postgresql":
@@ -106,7 +120,7 @@ class JsonAccess:
     def number(self) -> ColumnElement[Any]:
         if self.dialect == "postgresql":
             node = self._pg_node()
-            text = self.field.column.op("#>>")(literal(list(self.field.path), type_=_text_array()))
+            text = self.field.column.op("#>>")(literal(list(self.field.path), type_=text_array()))
             return case((func.jsonb_typeof(node) == "number", cast(text, Float)))
         path = sqlite_path(self.field.path)
         extracted = type_coerce(func.json_extract(self.field.column, path), Float)
@@ -115,7 +129,7 @@ class JsonAccess:
     def text(self) -> ColumnElement[Any]:
         if self.dialect == "postgresql":
             node = self._pg_node()
-            text = self.field.column.op("#>>")(literal(list(self.field.path), type_=_text_array()))
+            text = self.field.column.op("#>>")(literal(list(self.field.path), type_=text_array()))
             return case((func.jsonb_typeof(node) == "string", type_coerce(text, String)))
         path = sqlite_path(self.field.path)
         extracted = type_coerce(func.json_extract(self.field.column, path), String)
@@ -123,7 +137,7 @@ class JsonAccess:
 
     def boolean_is(self, value: bool) -> ColumnElement[bool]:
         if self.dialect == "postgresql":
-            text = self.field.column.op("#>>")(literal(list(self.field.path), type_=_text_array()))
+            text = self.field.column.op("#>>")(literal(list(self.field.path), type_=text_array()))
             return and_(self.json_type() == "boolean", text == ("true" if value else "false"))
         return self.json_type() == ("true" if value else "false")
 
@@ -137,7 +151,8 @@ class JsonAccess:
         return func.json_extract(self.field.column, sqlite_path(self.field.path))
 
 
-def _text_array() -> ARRAY[str]:
+def text_array() -> ARRAY[str]:
+    """PostgreSQL's text[], for a JSON path: its dialect is imported only once a statement is built for it."""
     from sqlalchemy.dialects.postgresql import ARRAY
     from sqlalchemy.types import Text
 

@@ -37,7 +37,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     Boolean,
@@ -60,15 +60,23 @@ from sqlalchemy import (
     true,
     type_coerce,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.orm import aliased
 from sqlalchemy.sql.functions import Function
-from sqlalchemy.types import Text
 
 from store import extract, stalled
-from store.fields import DOCUMENTS, INTEGER_RANGES, SCALAR_COLUMNS, Field, JsonAccess, sqlite_path
-from store.models import RunObjective, TrainingRun, UTCDateTime
-from store.runs import parse_time
+from store.fields import (
+    DOCUMENTS,
+    INTEGER_RANGES,
+    SCALAR_COLUMNS,
+    Field,
+    JsonAccess,
+    parse_time,
+    sqlite_path,
+    text_array,
+)
+from store.schema import UTCDateTime, run_objectives, training_runs
+
+if TYPE_CHECKING:
+    from sqlalchemy import FromClause
 
 OBJECTIVE_STATS = ("raw_mean", "normalized_mean", "raw_std", "normalized_std", "weight")
 OPERATORS = ("=", "!=", "<", "<=", ">", ">=", "like", "ilike")
@@ -256,13 +264,13 @@ def _target(keys: tuple[str, ...], text: str, position: int) -> Target:
     name = ".".join(keys)
     head, rest = keys[0], keys[1:]
     if not rest and head in SCALAR_COLUMNS:
-        return Target(head, "column", column=TrainingRun.__table__.columns[head])
+        return Target(head, "column", column=training_runs.columns[head])
     if not rest and head == "stalled":
-        return Target(head, "stalled", TrainingRun.__table__.c.status)
+        return Target(head, "stalled", training_runs.c.status)
     if rest and head in DOCUMENTS:
         if any('"' in key for key in rest):
             raise FilterError(f"a key with a double quote cannot be queried in {name!r}", text, position)
-        return Target(name, "json", column=TrainingRun.__table__.columns[DOCUMENTS[head]], path=rest)
+        return Target(name, "json", column=training_runs.columns[DOCUMENTS[head]], path=rest)
     if head == "objective":
         if len(rest) != 2:
             raise FilterError(
@@ -280,7 +288,7 @@ def _target(keys: tuple[str, ...], text: str, position: int) -> Target:
                 position,
                 suggestion or f"expected one of {', '.join(OBJECTIVE_STATS)}",
             )
-        return Target(name, "objective", column=RunObjective.__table__.columns[stat], objective=objective)
+        return Target(name, "objective", column=run_objectives.columns[stat], objective=objective)
     prefixes = [f"{p}." for p in (*DOCUMENTS, "objective")]
     if rest:
         close = difflib.get_close_matches(f"{head}.", prefixes, n=1, cutoff=0.6)
@@ -520,17 +528,17 @@ def matching_run_ids(text: str | None, dialect: str) -> Select[str] | None:
     node = parse(text) if text is not None else None
     if node is None:
         return None
-    return select(TrainingRun.run_id).where(_compile(node, True, dialect))
+    return select(training_runs.c.run_id).where(_compile(node, True, dialect))
 
 
 def compile_filter(text: str | None, dialect: str) -> ColumnElement[bool]:
-    """Compile a filter to a condition on ``TrainingRun`` for ``dialect`` (``sqlite`` or
+    """Compile a filter to a condition on ``training_runs`` for ``dialect`` (``sqlite`` or
     ``postgresql``); a blank or None filter is ``true()``. Raise FilterError when it is not valid.
 
     Use it in any statement over ``training_runs``, inside the store's transaction::
 
         dialect = session.get_bind().dialect.name
-        select(func.count()).select_from(TrainingRun).where(compile_filter(text, dialect))
+        select(func.count()).select_from(training_runs).where(compile_filter(text, dialect))
 
     and over ``run_objectives`` through the run ids (matching_run_ids). The condition correlates
     only with ``training_runs``, so it can sit in a query that also reads ``run_objectives``. It is
@@ -627,16 +635,16 @@ def _objective_holds(
     target: Target, dialect: str, condition: Callable[[Any], ColumnElement[bool]] | None
 ) -> ColumnElement[bool]:
     """Whether the run has the objective with a value (meeting ``condition``, when given)."""
-    objective = aliased(RunObjective)
-    value: ColumnElement[Any] = getattr(objective, target.column.key)
-    conditions = [objective.objective_name == target.objective, value.is_not(None)]
+    objective = run_objectives.alias()
+    value: ColumnElement[Any] = objective.c[target.column.key]
+    conditions = [objective.c.objective_name == target.objective, value.is_not(None)]
     if condition is not None:
         conditions.append(condition(value))
     if dialect == "sqlite":
         # SQLite builds the list of ids once; a correlated EXISTS would run once per run.
-        return TrainingRun.run_id.in_(select(objective.run_id).where(*conditions))
+        return training_runs.c.run_id.in_(select(objective.c.run_id).where(*conditions))
     # PostgreSQL turns EXISTS into a semi-join, or under OR into a hashed subplan.
-    return exists().where(objective.run_id == TrainingRun.run_id, *conditions).correlate(TrainingRun)
+    return exists().where(objective.c.run_id == training_runs.c.run_id, *conditions).correlate(training_runs)
 
 
 def _missing(target: Target, dialect: str) -> ColumnElement[bool]:
@@ -650,7 +658,7 @@ def _missing(target: Target, dialect: str) -> ColumnElement[bool]:
     return target.column.is_(None)
 
 
-def select_field(target: Target, dialect: str, objectives: dict[str, Any]) -> ColumnElement[Any]:
+def select_field(target: Target, dialect: str, objectives: dict[str, FromClause]) -> ColumnElement[Any]:
     """Return the SQL that reads a field's value, decoded like the column it comes from.
 
     An objective's statistic is read from an alias of ``run_objectives`` in ``objectives``
@@ -663,8 +671,8 @@ def select_field(target: Target, dialect: str, objectives: dict[str, Any]) -> Co
         return stalled.stalled_value()
     if target.kind == "objective":
         if target.objective not in objectives:
-            objectives[target.objective] = aliased(RunObjective)
-        statistic: ColumnElement[Any] = getattr(objectives[target.objective], target.column.key)
+            objectives[target.objective] = run_objectives.alias()
+        statistic: ColumnElement[Any] = objectives[target.objective].c[target.column.key]
         return statistic
     if dialect == "postgresql":
         return target.column.op("#>")(_pg_path(target.path))
@@ -672,9 +680,9 @@ def select_field(target: Target, dialect: str, objectives: dict[str, Any]) -> Co
     return type_coerce(target.column.op("->")(sqlite_path(target.path)), target.column.type)
 
 
-def objective_join(name: str, objective: Any) -> Any:
+def objective_join(name: str, objective: FromClause) -> ColumnElement[bool]:
     """The condition joining an alias of ``run_objectives`` (select_field) to its run."""
-    return and_(objective.run_id == TrainingRun.run_id, objective.objective_name == name)
+    return and_(objective.c.run_id == training_runs.c.run_id, objective.c.objective_name == name)
 
 
 class _JsonValue(JsonAccess):
@@ -752,4 +760,4 @@ class _JsonValue(JsonAccess):
 
 
 def _pg_path(path: tuple[str, ...]) -> Any:
-    return literal(list(path), type_=ARRAY(Text))
+    return literal(list(path), type_=text_array())

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import partial
+from functools import cache, partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
@@ -33,18 +33,16 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 
-from store.database import DatabaseUnavailable, connect, get_engine, libpq_url, replica_transaction
+from store.database import DatabaseUnavailable, connect, get_engine, libpq_url, replica_connection
 from store.direct import Direct
-from store.models import UNFINISHED, InboxEvent
-from store.records import utcnow
+from store.schema import INBOX_STATUSES, UNFINISHED, inbox_events, utcnow
 
 if TYPE_CHECKING:
     import psycopg
 
 T = TypeVar("T")
-STATUSES = ("pending", "processing", "done", "ignored", "failed", "dead", "invalid")
 RETRYABLE = ("pending", "failed")
 # The worker owns pending and processing events: replaying them would race it.
 REPLAYABLE = ("done", "ignored", "failed", "dead", "invalid")
@@ -69,7 +67,7 @@ class Delivery:
     warnings: list[str] | None = None
 
 
-_COLUMNS = [InboxEvent.__table__.c[name] for name in Delivery.__dataclass_fields__]
+_COLUMNS = [inbox_events.c[name] for name in Delivery.__dataclass_fields__]
 
 
 def _delivery(row: Any) -> Delivery:
@@ -79,9 +77,9 @@ def _delivery(row: Any) -> Delivery:
 
 
 _SQLITE_INSERT = (
-    sqlite.insert(InboxEvent.__table__)
+    sqlite.insert(inbox_events)
     .on_conflict_do_nothing(index_elements=["source", "dedupe_key"])
-    .returning(InboxEvent.__table__.c.id)
+    .returning(inbox_events.c.id)
 )
 
 # The web process's one write, on PostgreSQL: straight on psycopg, over connections reused
@@ -251,7 +249,7 @@ def _record_on_postgresql(delivery: dict[str, Any], only_while_waiting: bool) ->
 
 def _record_on_sqlite(delivery: dict[str, Any], only_while_waiting: bool) -> tuple[int, bool]:
     now = utcnow()
-    table = InboxEvent.__table__
+    table = inbox_events
     same_key = (table.c.source == delivery["source"]) & (table.c.dedupe_key == delivery["dedupe_key"])
     with connect() as connection:
         row = {**delivery, "received_at": now, "attempts": 0, "next_attempt_at": now}
@@ -286,7 +284,7 @@ def record_delivery(
     invalid; once it is processing, done, ignored or dead, or refused as invalid where this one is
     valid, this one is stored anew.
     """
-    if status not in STATUSES:
+    if status not in INBOX_STATUSES:
         raise ValueError(f"unknown inbox status {status!r}")
     delivery = {
         "source": source,
@@ -303,7 +301,7 @@ def record_delivery(
 
 def refusal(event_id: int) -> str | None:
     """Return the error recorded when the web refused this delivery as invalid, else None."""
-    table = InboxEvent.__table__
+    table = inbox_events
     with connect(begin=False) as connection:
         row = connection.execute(
             select(table.c.kind, table.c.status, table.c.last_error).where(table.c.id == event_id)
@@ -339,7 +337,7 @@ def _claim_rows(cursor: psycopg.RawCursor[Any], now: datetime, lease: timedelta,
 
 
 def _claim_on_sqlite(limit: int, now: datetime, lease: timedelta) -> list[Delivery]:
-    table = InboxEvent.__table__
+    table = inbox_events
     # Spelled out for the planner: the partial index of unfinished events, in id order.
     due = table.c.status.in_(UNFINISHED) & or_(
         and_(table.c.status.in_(RETRYABLE), table.c.next_attempt_at <= now),
@@ -360,7 +358,7 @@ def _claim_on_sqlite(limit: int, now: datetime, lease: timedelta) -> list[Delive
 
 def renew(event_ids: Iterable[int]) -> None:
     """Renew this worker's claim on events it still processes, so that no other worker takes them."""
-    table = InboxEvent.__table__
+    table = inbox_events
     # Rows a batch is finishing are locked by its transaction, and skipped: waiting for them
     # could deadlock with that transaction, and they are done once it commits.
     held = (
@@ -376,7 +374,7 @@ def renew(event_ids: Iterable[int]) -> None:
 
 def _finish(ids: Any) -> Any:
     return (
-        update(InboxEvent.__table__)
+        update(inbox_events)
         .where(ids)
         .values(
             status=bindparam("final_status"),
@@ -387,15 +385,23 @@ def _finish(ids: Any) -> Any:
     )
 
 
-_BY_IDS = InboxEvent.__table__.c.id.in_(bindparam("ids", expanding=True))
-# One statement text whatever the number of events, where IN would have one per number.
-_BY_ID_ARRAY = InboxEvent.__table__.c.id == any_(bindparam("ids", type_=postgresql.ARRAY(BigInteger)))
-_WARNINGS = bindparam("warnings", type_=InboxEvent.__table__.c.warnings.type)
+_BY_IDS = inbox_events.c.id.in_(bindparam("ids", expanding=True))
+_WARNINGS = bindparam("warnings", type_=inbox_events.c.warnings.type)
 _FINISH = _finish(_BY_IDS)
-_FINISH_ON_POSTGRESQL = Direct(_finish(_BY_ID_ARRAY))
 # The events without warnings keep the statements above, which never write the column.
 _FINISH_WARNED = _finish(_BY_IDS).values(warnings=_WARNINGS)
-_FINISH_WARNED_ON_POSTGRESQL = Direct(_finish(_BY_ID_ARRAY).values(warnings=_WARNINGS))
+
+
+@cache
+def _finish_on_postgresql(warned: bool) -> Direct:
+    """The finishing statement on PostgreSQL, built on first use: its ARRAY type loads SQLAlchemy's
+    PostgreSQL dialect, which a process on SQLite does without."""
+    from sqlalchemy.dialects.postgresql import ARRAY
+
+    # One statement text whatever the number of events, where IN would have one per number.
+    by_id_array = inbox_events.c.id == any_(bindparam("ids", type_=ARRAY(BigInteger)))
+    statement = _finish(by_id_array)
+    return Direct(statement.values(warnings=_WARNINGS) if warned else statement)
 
 
 def finish(
@@ -411,16 +417,14 @@ def finish(
         parameters["warnings"] = warnings
     with connect() as connection:
         if connection.dialect.name == "postgresql":
-            (_FINISH_WARNED_ON_POSTGRESQL if warnings else _FINISH_ON_POSTGRESQL).execute(
-                connection, parameters
-            )
+            _finish_on_postgresql(bool(warnings)).execute(connection, parameters)
         else:
             connection.execute(_FINISH_WARNED if warnings else _FINISH, parameters)
 
 
 def release(event_ids: Iterable[int]) -> None:
     """Hand back claimed events a worker could not finish, for any worker to claim at once."""
-    table = InboxEvent.__table__
+    table = inbox_events
     with connect() as connection:
         connection.execute(
             update(table)
@@ -436,8 +440,8 @@ def retry_later(
     delay = random.uniform(0, min(cap, base_delay * 2 ** max(attempts - 1, 0)))
     with connect() as connection:
         connection.execute(
-            update(InboxEvent.__table__)
-            .where(InboxEvent.__table__.c.id == event_id)
+            update(inbox_events)
+            .where(inbox_events.c.id == event_id)
             .values(
                 status="failed",
                 last_error=error,
@@ -455,9 +459,9 @@ def _replay_conditions(
     event_ids: Sequence[int],
 ) -> list[Any]:
     for status in statuses:
-        if status not in STATUSES:
-            raise ValueError(f"unknown inbox status {status!r}; expected one of {', '.join(STATUSES)}")
-    table = InboxEvent.__table__
+        if status not in INBOX_STATUSES:
+            raise ValueError(f"unknown inbox status {status!r}; expected one of {', '.join(INBOX_STATUSES)}")
+    table = inbox_events
     conditions: list[ColumnElement[bool]] = [table.c.status.in_(list(statuses))]
     if source:
         conditions.append(table.c.source == source)
@@ -479,7 +483,7 @@ def requeue_ids(
 ) -> list[int]:
     """Return the ids of the events a replay would run again, oldest first, without their bodies."""
     conditions = _replay_conditions(statuses, source, since, until, event_ids)
-    table = InboxEvent.__table__
+    table = inbox_events
     with connect(begin=False) as connection:
         return list(connection.execute(select(table.c.id).where(*conditions).order_by(table.c.id)).scalars())
 
@@ -492,7 +496,7 @@ def set_status(
     warnings: list[str] | None = None,
 ) -> None:
     """Record the outcome of a replayed event and what applying it warned of, counting the attempt."""
-    table = InboxEvent.__table__
+    table = inbox_events
     values: dict[str, Any] = {
         "status": status,
         "last_error": error,
@@ -507,17 +511,17 @@ def set_status(
 
 def get_delivery(event_id: int) -> Delivery | None:
     with connect(begin=False) as connection:
-        row = connection.execute(select(*_COLUMNS).where(InboxEvent.__table__.c.id == event_id)).first()
+        row = connection.execute(select(*_COLUMNS).where(inbox_events.c.id == event_id)).first()
     return _delivery(row) if row else None
 
 
 def list_deliveries(status: str | None = None, source: str | None = None, limit: int = 50) -> list[Delivery]:
     """Return the newest deliveries first, optionally of one status and source."""
-    table = InboxEvent.__table__
+    table = inbox_events
     statement = select(*_COLUMNS).order_by(table.c.id.desc()).limit(limit)
     if status:
-        if status not in STATUSES:
-            raise ValueError(f"unknown inbox status {status!r}; expected one of {', '.join(STATUSES)}")
+        if status not in INBOX_STATUSES:
+            raise ValueError(f"unknown inbox status {status!r}; expected one of {', '.join(INBOX_STATUSES)}")
         statement = statement.where(table.c.status == status)
     if source:
         statement = statement.where(table.c.source == source)
@@ -527,7 +531,7 @@ def list_deliveries(status: str | None = None, source: str | None = None, limit:
 
 def counts() -> dict[tuple[str, str], int]:
     """Count inbox events by (source, status)."""
-    table = InboxEvent.__table__
+    table = inbox_events
     with connect(begin=False) as connection:
         rows = connection.execute(
             select(table.c.source, table.c.status, func.count()).group_by(table.c.source, table.c.status)
@@ -537,7 +541,7 @@ def counts() -> dict[tuple[str, str], int]:
 
 def oldest_pending_age() -> float:
     """Return how many seconds the oldest unprocessed event has waited (0 when none)."""
-    table = InboxEvent.__table__
+    table = inbox_events
     with connect(begin=False) as connection:
         oldest = connection.execute(
             select(func.min(table.c.received_at)).where(table.c.status.in_(UNFINISHED))
@@ -581,7 +585,7 @@ def archive_batch(
     One transaction: a ``write`` that raises deletes nothing. Returns the deliveries archived, or
     None when another archiver holds the archiving lock (PostgreSQL) and ``wait`` is false.
     """
-    table = InboxEvent.__table__
+    table = inbox_events
     with connect() as connection:
         if connection.dialect.name == "postgresql":
             if wait:
@@ -606,7 +610,7 @@ def archive_batch(
 
 def still_held(event_ids: Iterable[int]) -> set[int]:
     """Return which of these deliveries the inbox holds, once no archiver is between its write and its commit."""
-    table = InboxEvent.__table__
+    table = inbox_events
     ids = list(event_ids)
     with connect() as connection:
         # SQLite: this transaction began by taking the one write lock, as every archiver's does.
@@ -629,7 +633,7 @@ class InboxStatistics:
 
 def statistics(archivable_before: datetime) -> InboxStatistics:
     """Count the inbox by status and source, and what is archivable before ``archivable_before``."""
-    table = InboxEvent.__table__
+    table = inbox_events
     with connect(begin=False) as connection:
         by_status = connection.execute(
             select(table.c.status, func.count(), func.min(table.c.received_at)).group_by(table.c.status)
@@ -662,13 +666,13 @@ def page_events(
 ) -> list[Delivery]:
     """Return deliveries of these statuses, newest first, older than the event id ``before``."""
     for status in statuses:
-        if status not in STATUSES:
-            raise ValueError(f"status: {status!r} is not one of {', '.join(STATUSES)}")
-    table = InboxEvent.__table__
+        if status not in INBOX_STATUSES:
+            raise ValueError(f"status: {status!r} is not one of {', '.join(INBOX_STATUSES)}")
+    table = inbox_events
     statement = select(*_COLUMNS).where(table.c.status.in_(list(statuses))).order_by(table.c.id.desc())
     if source:
         statement = statement.where(table.c.source == source)
     if before is not None:
         statement = statement.where(table.c.id < before)
-    with replica_transaction() as session:
-        return [_delivery(row) for row in session.execute(statement.limit(limit))]
+    with replica_connection() as connection:
+        return [_delivery(row) for row in connection.execute(statement.limit(limit))]

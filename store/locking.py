@@ -17,7 +17,8 @@ from sqlalchemy.orm import Session
 from store import database, extract
 from store.direct import Direct
 from store.models import RunObjective, TrainingRun
-from store.records import ObjectiveRecord, RunRecord, changes, utcnow
+from store.records import ObjectiveRecord, RunRecord, changes
+from store.schema import utcnow
 
 MAX_ID_LENGTH = 255
 _RUNS = TrainingRun.__table__

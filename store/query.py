@@ -12,20 +12,33 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import ColumnElement, Numeric, Select, and_, false, func, literal, or_, select, true
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    FromClause,
+    Numeric,
+    Select,
+    and_,
+    false,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+)
 
 from store import extract
-from store.database import read_transaction
+from store.database import read_connection
 from store.fields import DOCUMENTS as DOCUMENTS
-from store.fields import INTEGER_RANGES, Field, JsonAccess, is_number
+from store.fields import INTEGER_RANGES, Field, JsonAccess, is_number, parse_time
 from store.fields import SCALAR_COLUMNS as SCALAR_COLUMNS
 from store.fields import SCALAR_TYPES as SCALAR_TYPES
 from store.fields import resolve as resolve
 from store.filters import compile_filter, matching_run_ids, objective_join, parse_field, select_field
-from store.models import RunObjective, TrainingRun, UTCDateTime
-from store.runs import RUN_COLUMNS, parse_time
+from store.schema import OBJECTIVE_FIELDS, RUN_COLUMNS, UTCDateTime, run_objectives, training_runs
 
-_RUNS = TrainingRun.__table__
+_RUNS = training_runs
+_OBJECTIVES = run_objectives.c
 OPERATORS = ("eq", "ne", "gt", "gte", "lt", "lte", "min", "max", "in", "like")
 
 
@@ -175,8 +188,30 @@ def ordering(order_by: str | Sequence[str] | None, dialect: str) -> list[ColumnE
         # from reading its btree index backwards (created_at DESC is the default order).
         nullable = field.is_json or field.column.nullable
         clauses.append(ordered.nulls_last() if nullable else ordered)
-    clauses.append(TrainingRun.run_id.asc())
+    clauses.append(_RUNS.c.run_id.asc())
     return clauses
+
+
+def get_run(run_id: str) -> dict[str, Any] | None:
+    """Return one run with all its fields and its objectives, or None."""
+    with read_connection() as connection:
+        return run_with_objectives(connection, run_id)
+
+
+def run_with_objectives(connection: Connection, run_id: str) -> dict[str, Any] | None:
+    """Return one run with all its fields and its objectives, or None, read on ``connection``."""
+    run = connection.execute(select(_RUNS).where(_RUNS.c.run_id == run_id)).first()
+    if run is None:
+        return None
+    result = dict(run._mapping)
+    objectives = select(_OBJECTIVES.run_id, *[_OBJECTIVES[name] for name in OBJECTIVE_FIELDS])
+    result["objectives"] = [
+        dict(objective._mapping)
+        for objective in connection.execute(
+            objectives.where(_OBJECTIVES.run_id == run_id).order_by(_OBJECTIVES.objective_name)
+        )
+    ]
+    return result
 
 
 def check_limit(limit: Any) -> int | None:
@@ -198,8 +233,8 @@ def query_runs(
     fields: all of them, or ``columns`` (typed columns, JSON paths such as ``summary.train/loss``
     and ``objective.NAME.STAT``, as the filter language names them) under the names given."""
     limit = check_limit(limit)
-    with read_transaction() as session:
-        dialect = session.get_bind().dialect.name
+    with read_connection() as connection:
+        dialect = connection.dialect.name
         names, statement = _selection(columns, dialect)
         statement = (
             statement.where(*conditions_of(filters, dialect), compile_filter(where, dialect))
@@ -207,7 +242,7 @@ def query_runs(
             .limit(limit)
         )
         with _collector_paused():
-            rows = session.connection().execute(statement)
+            rows = connection.execute(statement)
             return [dict(zip(names, row, strict=True)) for row in rows]
 
 
@@ -237,7 +272,7 @@ def _selection(columns: Sequence[str] | None, dialect: str) -> tuple[list[str], 
         raise ValueError(f"columns must be a non-empty list of field names, not {columns!r}")
     else:
         names = list(dict.fromkeys(columns))
-    objectives: dict[str, Any] = {}
+    objectives: dict[str, FromClause] = {}
     fields = [
         _RUNS.c[name] if name in RUN_COLUMNS else select_field(parse_field(name), dialect, objectives)
         for name in names
@@ -255,15 +290,15 @@ def iter_runs(
     where: str | None = None,
 ) -> Any:
     """Yield every run matching the filters and ``where`` as a dict, reading the database in batches."""
-    with read_transaction() as session:
-        dialect = session.get_bind().dialect.name
+    with read_connection() as connection:
+        dialect = connection.dialect.name
         names, statement = _selection(None, dialect)
         statement = (
             statement.where(*conditions_of(filters, dialect), compile_filter(where, dialect))
             .order_by(*ordering(order_by, dialect))
             .execution_options(yield_per=batch_size)
         )
-        for row in session.connection().execute(statement):
+        for row in connection.execute(statement):
             yield dict(zip(names, row, strict=True))
 
 
@@ -274,29 +309,29 @@ def get_stats(where: str | None = None, include_unknown: bool = False) -> dict[s
     Runs of status ``unknown`` (never launched, as far as the database knows) count only with
     ``include_unknown``.
     """
-    counted = [] if include_unknown else [TrainingRun.status != extract.UNKNOWN]
-    with read_transaction() as session:
-        dialect = session.get_bind().dialect.name
+    counted = [] if include_unknown else [_RUNS.c.status != extract.UNKNOWN]
+    with read_connection() as connection:
+        dialect = connection.dialect.name
         # One scan of the runs for every count: by method and status, with each group's time range.
-        groups = session.execute(
+        groups = connection.execute(
             select(
-                TrainingRun.gradient_method,
-                TrainingRun.status,
+                _RUNS.c.gradient_method,
+                _RUNS.c.status,
                 func.count(),
-                func.min(TrainingRun.created_at),
-                func.max(TrainingRun.created_at),
+                func.min(_RUNS.c.created_at),
+                func.max(_RUNS.c.created_at),
             )
             .where(compile_filter(where, dialect), *counted)
-            .group_by(TrainingRun.gradient_method, TrainingRun.status)
+            .group_by(_RUNS.c.gradient_method, _RUNS.c.status)
         ).all()
         matching = matching_run_ids(where, dialect)
-        objective_rows = [] if include_unknown else [RunObjective.status.is_distinct_from(extract.UNKNOWN)]
+        objective_rows = [] if include_unknown else [_OBJECTIVES.status.is_distinct_from(extract.UNKNOWN)]
         if matching is None:
-            num_objectives = session.scalar(_count_objective_names(objective_rows))
+            num_objectives = connection.scalar(_count_objective_names(objective_rows))
         else:
-            num_objectives = session.scalar(
-                select(func.count(func.distinct(RunObjective.objective_name))).where(
-                    RunObjective.run_id.in_(matching), *objective_rows
+            num_objectives = connection.scalar(
+                select(func.count(func.distinct(_OBJECTIVES.objective_name))).where(
+                    _OBJECTIVES.run_id.in_(matching), *objective_rows
                 )
             )
     by_status: dict[str, int] = {}
@@ -311,7 +346,9 @@ def get_stats(where: str | None = None, include_unknown: bool = False) -> dict[s
         "total_runs": total,
         "runs_by_status": {s: by_status[s] for s in extract.STATUSES if s in by_status},
         "runs_by_gradient_method": by_method,
-        "crash_rate_by_gradient_method": {method: crashed[method] / runs for method, runs in by_method.items()},
+        "crash_rate_by_gradient_method": {
+            method: crashed[method] / runs for method, runs in by_method.items()
+        },
         "num_objectives": num_objectives or 0,
         "crash_rate": (by_status.get("crashed", 0) / total) if total else 0.0,
         "oldest_run_at": min((group[3] for group in groups), default=None),
@@ -323,11 +360,15 @@ def _count_objective_names(counted: list[Any]) -> Select[int]:
     """Count the distinct objective names by skipping from one to the next along an index that
     starts with the name: a probe per name, where COUNT(DISTINCT) read every objective row
     (360,000 at 100,000 runs: most of get_stats' time)."""
-    first = select(func.min(RunObjective.objective_name).label("name")).where(*counted).cte("names", recursive=True)
+    first = (
+        select(func.min(_OBJECTIVES.objective_name).label("name"))
+        .where(*counted)
+        .cte("names", recursive=True)
+    )
     previous = first.alias("previous")
     following = select(
-        select(func.min(RunObjective.objective_name))
-        .where(RunObjective.objective_name > previous.c.name, *counted)
+        select(func.min(_OBJECTIVES.objective_name))
+        .where(_OBJECTIVES.objective_name > previous.c.name, *counted)
         .scalar_subquery()
     ).where(previous.c.name.is_not(None))
     names = first.union_all(following)

@@ -39,11 +39,21 @@ from sqlalchemy.orm import aliased
 
 from store import extract, jsoncodec, stalled
 from store.database import replica_transaction
-from store.fields import DOCUMENTS, SCALAR_COLUMNS, Field, JsonAccess, resolve, sqlite_path
+from store.fields import (
+    DOCUMENTS,
+    SCALAR_COLUMNS,
+    Field,
+    JsonAccess,
+    parse_time,
+    resolve,
+    sqlite_path,
+    text_array,
+)
 from store.filters import OBJECTIVE_STATS, compile_filter
-from store.models import Document, RunObjective, S3Object, TrainingRun, UTCDateTime
+from store.models import RunObjective, S3Object, TrainingRun
 from store.pareto import front
-from store.runs import JSON_COLUMNS, parse_time, run_with_objectives
+from store.query import run_with_objectives
+from store.schema import JSON_COLUMNS, Document, UTCDateTime
 
 # Rows a JSON-lines stream reads from the database at a time.
 STREAM_BATCH = 1000
@@ -72,7 +82,7 @@ def list_objectives() -> list[dict[str, Any]]:
 def run_detail(run_id: str) -> dict[str, Any] | None:
     """Return one run with every field, its objectives and its crash-report objects, or None."""
     with replica_transaction() as session:
-        result = run_with_objectives(session, run_id)
+        result = run_with_objectives(session.connection(), run_id)
         if result is None:
             return None
         result["stalled"] = stalled.is_stalled(result)
@@ -172,7 +182,7 @@ class RunSelect:
         if not field.path:
             return field.column
         if self.dialect == "postgresql":
-            node = field.column.op("#>")(literal(list(field.path), type_=_text_array()))
+            node = field.column.op("#>")(literal(list(field.path), type_=text_array()))
             return type_coerce(node, Document)
         # json_quote turns what json_extract gives (SQL text for a JSON string) back into JSON.
         return type_coerce(func.json_quote(func.json_extract(field.column, sqlite_path(field.path))), JSON)
@@ -187,7 +197,7 @@ class RunSelect:
             return self.value(field)
         if field.path:
             if self.dialect == "postgresql":
-                return field.column.op("#>")(literal(list(field.path), type_=_text_array()))
+                return field.column.op("#>")(literal(list(field.path), type_=text_array()))
             return func.json_extract(field.column, sqlite_path(field.path))
         if field.is_document:
             return field.column if self.dialect == "postgresql" else func.json(field.column)
@@ -216,10 +226,6 @@ class RunSelect:
         if field.computed:
             return False
         return field.objective is not None or bool(field.path) or bool(field.column.nullable)
-
-
-def _text_array() -> Any:
-    return ARRAY(Text)
 
 
 def filter_conditions(where: str | None, dialect: str) -> list[ColumnElement[bool]]:

@@ -12,7 +12,6 @@ the transaction holds no changes to.)
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime
 from functools import cache, lru_cache
 from itertools import repeat
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -34,10 +33,6 @@ from sqlalchemy.orm import ORMExecuteState, Session
 
 from store.direct import Direct, driver_connection, driver_errors
 from store.models import RunObjective, TrainingRun
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class _Unloaded:
@@ -250,7 +245,8 @@ def changes(session: Session) -> Changes:
     return tracker
 
 
-def _write_changes(session: Session) -> None:
+def write_changes(session: Session) -> None:
+    """Write what the records ``session`` tracks changed since they were read or last written."""
     tracker = session.info.get(CHANGES)
     if tracker is not None:
         tracker.write(session)
@@ -258,9 +254,9 @@ def _write_changes(session: Session) -> None:
 
 @event.listens_for(Session, "before_commit")
 def _before_commit(session: Session) -> None:
-    _write_changes(session)
+    write_changes(session)
 
 
 @event.listens_for(Session, "do_orm_execute")
 def _before_execute(state: ORMExecuteState) -> None:
-    _write_changes(state.session)
+    write_changes(state.session)

@@ -8,35 +8,23 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from itertools import repeat
 from typing import Any
 
-from sqlalchemy import Float, Integer, String, Table, select, update
+from sqlalchemy import Float, Integer, String, Table, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from store import event_warnings, extract, history, jsoncodec
-from store.database import read_transaction, transaction
+from store.database import transaction
+from store.fields import parse_time
 from store.history import DEFAULT_POLICY, HistoryPolicy
 from store.locking import LOCKED, load_objectives, lock_for_unit, lock_run
 from store.models import RunObjective, TrainingRun
-from store.records import UNLOADED, ObjectiveRecord, Record, RunRecord, changes, utcnow
+from store.records import UNLOADED, ObjectiveRecord, Record, RunRecord, changes
+from store.schema import OBJECTIVE_FIELDS, RUN_COLUMNS, utcnow
 
-RUN_COLUMNS = RunRecord.columns
-JSON_COLUMNS = ("config_json", "final_metrics_json", "progress_json", "warnings")
-OBJECTIVE_FIELDS = (
-    "objective_name",
-    "objective_alias",
-    "uniprot",
-    "weight",
-    "direction",
-    "raw_mean",
-    "normalized_mean",
-    "raw_std",
-    "normalized_std",
-    "extra_metrics_json",
-)
 # What insert_run accepts as **metadata: the typed columns a caller may set directly.
 METADATA_COLUMNS = frozenset(RUN_COLUMNS) - {"run_id", "updated_at", "progress_json", "last_step", "warnings"}
 _RUNS = TrainingRun.__table__
@@ -179,20 +167,6 @@ def raise_status(run: RunRecord, status: str) -> None:
         run.status = status
         if status in extract.FINAL_STATUSES and run.completed_at is None:
             run.completed_at = utcnow()
-
-
-def parse_time(value: Any, field: str) -> datetime:
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value, UTC)
-    if isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            raise ValueError(f"{field} is not an ISO-8601 time: {value!r}") from None
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-    raise ValueError(f"{field} must be a datetime or an ISO-8601 string")
 
 
 # Every typed column a value may be too large for: numbers, and text of a bounded length.
@@ -547,24 +521,3 @@ def run_to_dict(run: TrainingRun | RunRecord) -> dict[str, Any]:
 
 def objective_to_dict(objective: RunObjective | ObjectiveRecord) -> dict[str, Any]:
     return {"run_id": objective.run_id, **{f: getattr(objective, f) for f in OBJECTIVE_FIELDS}}
-
-
-def get_run(run_id: str) -> dict[str, Any] | None:
-    """Return one run with all its fields and its objectives, or None."""
-    with read_transaction() as session:
-        return run_with_objectives(session, run_id)
-
-
-def run_with_objectives(session: Session, run_id: str) -> dict[str, Any] | None:
-    """Return one run with all its fields and its objectives, or None, read in ``session``."""
-    run = session.get(TrainingRun, run_id)
-    if run is None:
-        return None
-    result = run_to_dict(run)
-    result["objectives"] = [
-        objective_to_dict(o)
-        for o in session.scalars(
-            select(RunObjective).where(RunObjective.run_id == run_id).order_by(RunObjective.objective_name)
-        )
-    ]
-    return result

@@ -47,8 +47,8 @@ from store.filters import compile_filter
 from store.locking import check_run_id
 from store.models import RunMoleculeBatch, RunMolecules, RunObjective, RunScaffold, Scaffold, TrainingRun
 from store.query import check_limit, conditions_of
-from store.records import utcnow
 from store.runs import RunState
+from store.schema import utcnow
 
 if TYPE_CHECKING:
     from store.chemistry import ScaffoldLibrary

@@ -14,8 +14,7 @@ from typing import Any
 
 from sqlalchemy import Boolean, ColumnElement, and_, case, func, literal, type_coerce
 
-from store.models import TrainingRun, UTCDateTime
-from store.records import utcnow
+from store.schema import UTCDateTime, training_runs, utcnow
 
 DEFAULT_STALE_AFTER_SECONDS = 900.0
 _stale_after = DEFAULT_STALE_AFTER_SECONDS
@@ -41,13 +40,13 @@ def cutoff(now: datetime | None = None) -> datetime:
 
 def last_event_at() -> ColumnElement[Any]:
     """The time of a run's last event, in SQL."""
-    return func.coalesce(TrainingRun.updated_at, TrainingRun.created_at)
+    return func.coalesce(training_runs.c.updated_at, training_runs.c.created_at)
 
 
 def stalled_condition(now: datetime | None = None) -> ColumnElement[bool]:
     """Whether a run is stalled, in SQL: never NULL, so its negation is its complement."""
     return and_(
-        TrainingRun.status == "running",
+        training_runs.c.status == "running",
         type_coerce(last_event_at(), UTCDateTime()) < literal(cutoff(now), UTCDateTime()),
     )
 

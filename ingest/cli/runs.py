@@ -29,8 +29,10 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 # pyarrow (parquet export) and rich (tables) are imported where used: loading them took longer
-# than a `runs` query itself, and neither is needed by every command of this module.
-from store import DOCUMENTS, RESULT_COLUMNS, SCALAR_COLUMNS, SCALAR_TYPES, list_objectives, resolve_field
+# than a `runs` query itself, and neither is needed by every command of this module. So are the
+# store's objectives and reads modules (store.RESULT_COLUMNS, store.list_objectives), which load
+# the ORM that a plain `runs` does without (tests/cli/test_startup.py).
+from store import DOCUMENTS, SCALAR_COLUMNS, SCALAR_TYPES, resolve_field
 
 WHERE = re.compile(r"(?P<field>[^<>=!~]+?)\s*(?P<op>>=|<=|!=|=|>|<|~)\s*(?P<value>.*)", re.DOTALL)
 WHERE_OPERATORS = {"=": "eq", "!=": "ne", ">": "gt", ">=": "gte", "<": "lt", "<=": "lte", "~": "like"}
@@ -173,9 +175,9 @@ def _check_columns(columns: Sequence[str], by_objectives: bool) -> None:
                 raise ValueError(f"column {name!r} needs --objective")
             continue
         field = resolve_field(name)
-        if by_objectives and (field.is_json or name not in RESULT_COLUMNS):
+        if by_objectives and (field.is_json or name not in store.RESULT_COLUMNS):
             raise ValueError(
-                f"column {name!r} is not available with --objective: use {', '.join(RESULT_COLUMNS)} "
+                f"column {name!r} is not available with --objective: use {', '.join(store.RESULT_COLUMNS)} "
                 "or objective.NAME.METRIC"
             )
 
@@ -206,7 +208,7 @@ def _objective_runs(
 
 def _check_objective_names(thresholds: Iterable[str]) -> None:
     """Refuse an objective no run has, suggesting the closest names, rather than answer "0 run(s)"."""
-    names = [objective["name"] for objective in list_objectives()]
+    names = [objective["name"] for objective in store.list_objectives()]
     by_folded = {name.casefold(): name for name in names}
     for wanted in thresholds:
         if wanted in names:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 import pytest
 
+import store
 from ingest.cli import COMMANDS, main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,21 +29,37 @@ HEAVY = {
 }
 
 
-def imported_by(*args: str, database_url: str | None = None) -> set[str]:
-    """Run `training-db ARGS` in a fresh interpreter; return the top-level packages it imported."""
+# Runs the CLI as its console script does, then lists sys.modules: -X importtime misses the
+# modules imported by importlib.import_module (store's lazy exports).
+RUN_AND_LIST_MODULES = """
+import sys
+from ingest.cli import main
+try:
+    main(prog_name="training-db")
+finally:
+    print("\\n".join(sys.modules), file=sys.stderr)
+"""
+
+
+def imported_modules(*args: str, database_url: str | None = None) -> set[str]:
+    """Run `training-db ARGS` in a fresh interpreter; return every module it imported."""
     env = dict(os.environ)
     if database_url is not None:
         env["DATABASE_URL"] = database_url
     finished = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "ingest.cli", *args],
+        [sys.executable, "-c", RUN_AND_LIST_MODULES, *args],
         capture_output=True,
         text=True,
         env=env,
         cwd=ROOT,
     )
     assert finished.returncode == 0, finished.stderr[-2000:]
-    names = re.findall(r"^import time:\s+\d+ \|\s+\d+ \|\s+(\S+)$", finished.stderr, re.MULTILINE)
-    return {name.split(".")[0] for name in names}
+    return set(finished.stderr.splitlines())
+
+
+def imported_by(*args: str, database_url: str | None = None) -> set[str]:
+    """Run `training-db ARGS` in a fresh interpreter; return the top-level packages it imported."""
+    return {name.split(".")[0] for name in imported_modules(*args, database_url=database_url)}
 
 
 def test_help_imports_no_command_and_neither_the_store_nor_any_heavy_library() -> None:
@@ -54,6 +71,24 @@ def test_runs_imports_none_of_the_heavy_libraries(database_url: str) -> None:
     imported = imported_by("runs", "--limit", "1", database_url=database_url)
     assert "sqlalchemy" in imported
     assert imported & HEAVY == set()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("runs", "--limit", "1"), ("run", "run-1"), ("stats",), ("events", "--limit", "1")],
+    ids=" ".join,
+)
+def test_a_read_command_on_sqlite_loads_neither_the_orm_nor_the_postgresql_dialect(
+    command: tuple[str, ...], tmp_path: Path, sqlite_template: Path
+) -> None:
+    path = tmp_path / "training_runs.db"
+    shutil.copy(sqlite_template, path)
+    url = f"sqlite:///{path}"
+    store.configure(url).dispose()
+    store.load_runs([{"run_id": "run-1", "state": "finished", "config": {"gradient_method": "mgda"}}])
+    imported = imported_modules(*command, database_url=url)
+    assert {"store.query", "store.inbox"} & imported
+    assert {"sqlalchemy.orm", "sqlalchemy.dialects.postgresql"} & imported == set()
 
 
 @pytest.mark.parametrize("name", sorted(COMMANDS))

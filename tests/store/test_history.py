@@ -156,7 +156,7 @@ def test_deleting_a_run_deletes_its_history(db):
     with store.get_engine().begin() as connection:
         connection.execute(delete(TrainingRun).where(TrainingRun.run_id == "run-a"))
         left = {
-            table.__tablename__: connection.scalar(select(func.count(func.distinct(table.run_id))))
+            table.__table__.name: connection.scalar(select(func.count(func.distinct(table.run_id))))
             for table in (RunHistory, RunHistoryChunk)
         }
 

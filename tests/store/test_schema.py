@@ -7,9 +7,12 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import text
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.schema import CreateIndex
 
 import store
-from store import migrate
+from store import migrate, schema
+from store.database import make_engine
 from store.models import Base
 
 QUERY_2 = """
@@ -76,6 +79,19 @@ def test_the_migrations_create_exactly_the_models_schema(db):
 
     assert differences == []
     assert migrate.schema_is_current()
+
+
+def test_the_indexes_have_their_postgresql_options_once_an_engine_for_postgresql_is_made():
+    make_engine("postgresql://nobody@127.0.0.1:1/none").dispose()
+    created = {
+        index.name: str(CreateIndex(index).compile(dialect=postgresql.dialect()))
+        for table in schema.metadata.sorted_tables
+        for index in table.indexes
+    }
+
+    for name in ("ix_run_objectives_name_raw_mean", "ix_run_objectives_name_normalized_mean"):
+        assert created[name].endswith("INCLUDE (status, gradient_method, direction)")
+    assert created["ix_inbox_events_unfinished"].endswith("WHERE status IN ('pending', 'failed', 'processing')")
 
 
 @pytest.fixture
