@@ -21,7 +21,6 @@ from operator import itemgetter, methodcaller
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy import (
-    JSON,
     BigInteger,
     Row,
     String,
@@ -48,7 +47,7 @@ from store.locking import check_run_id
 from store.models import RunMoleculeBatch, RunMolecules, RunObjective, RunScaffold, Scaffold, TrainingRun
 from store.query import check_limit, conditions_of
 from store.runs import RunState
-from store.schema import utcnow
+from store.schema import DocumentType, utcnow
 
 if TYPE_CHECKING:
     from store.chemistry import ScaffoldLibrary
@@ -418,12 +417,12 @@ def _run_scaffolds(session: Session, dialect: str, run_id: str, names: list[str]
 def _from_arrays(columns: Mapping[str, Any]) -> Any:
     """PostgreSQL: rows made of one array parameter per column, named after it, in array order.
 
-    A JSON column is sent as text and cast, so that a missing document is NULL, not JSON null.
+    A document column is sent as text and cast, so that a missing document is NULL, not JSON null.
     """
     arrays = (
         func.unnest(
             *[
-                bindparam(name, type_=postgresql.ARRAY(Text if isinstance(type_, JSON) else type_))
+                bindparam(name, type_=postgresql.ARRAY(Text if isinstance(type_, DocumentType) else type_))
                 for name, type_ in columns.items()
             ]
         )
@@ -432,7 +431,7 @@ def _from_arrays(columns: Mapping[str, Any]) -> Any:
     )
     return select(
         *[
-            cast(arrays.c[name], postgresql.JSONB) if isinstance(type_, JSON) else arrays.c[name]
+            cast(arrays.c[name], postgresql.JSONB) if isinstance(type_, DocumentType) else arrays.c[name]
             for name, type_ in columns.items()
         ]
     )
