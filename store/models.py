@@ -175,6 +175,7 @@ class S3Object(Base):
 # Inbox events a worker may still have to process.
 UNFINISHED = ("pending", "failed", "processing")
 _UNFINISHED_SQL = text("status IN ('pending', 'failed', 'processing')")
+_PROCESSING_SQL = text("status = 'processing'")
 
 
 class InboxEvent(Base):
@@ -187,6 +188,13 @@ class InboxEvent(Base):
         # for every version of every row a worker updated, and claims would wade through them.
         Index(
             "ix_inbox_events_unfinished", "id", postgresql_where=_UNFINISHED_SQL, sqlite_where=_UNFINISHED_SQL
+        ),
+        # The runs being applied now: a claim passes over their later events (store.inbox.claim).
+        Index(
+            "ix_inbox_events_processing_run",
+            "run_id",
+            postgresql_where=_PROCESSING_SQL,
+            sqlite_where=_PROCESSING_SQL,
         ),
     )
 
@@ -205,6 +213,8 @@ class InboxEvent(Base):
     processed_at: Mapped[timestamp]
     # What applying the event left out or found missing (a value too large for its column...).
     warnings: Mapped[list[str] | None] = mapped_column(Document)
+    # The run a pipeline event is about, as the web validated it; None for other sources.
+    run_id: Mapped[str | None] = mapped_column(String(255))
 
 
 class WandbSyncState(Base):
