@@ -240,7 +240,7 @@ class Intake:
         dedupe_key = parsed.dedupe_key or f"body:{body_hash(body)}"
         status = "ignored" if parsed.kind in IGNORED else "pending"
         event_id, new = self._record(
-            source, parsed.kind, dedupe_key, body, headers, status, None, only_while_waiting
+            source, parsed.kind, dedupe_key, body, headers, status, None, only_while_waiting, parsed.run_id
         )
         if not new:
             return self._duplicate(source, event_id)
@@ -295,6 +295,7 @@ class Intake:
         status: str,
         error: str | None,
         only_while_waiting: bool = False,
+        run_id: str | None = None,
     ) -> tuple[int, bool]:
         try:
             return store.record_delivery(
@@ -306,6 +307,7 @@ class Intake:
                 status=status,
                 last_error=error,
                 only_while_waiting=only_while_waiting,
+                run_id=run_id,
             )
         except DatabaseUnavailable as failure:
             raise _unavailable(source, failure) from None

@@ -57,6 +57,12 @@ class Parsed:
     event: BaseModel
     dedupe_key: str | None = None
 
+    @property
+    def run_id(self) -> str | None:
+        """The run a pipeline event is about (None for the other sources' events)."""
+        run_id = getattr(getattr(self.event, "data", None), "run_id", None)
+        return run_id if isinstance(run_id, str) else None
+
 
 def body_hash(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()

@@ -129,12 +129,6 @@ def replay_delivery(delivery: store.Delivery, context: Context) -> Replayed:
     return replayed
 
 
-def runs_of(parsed: Parsed) -> list[str]:
-    """The run a pipeline event is about, for its batch to lock up front."""
-    run_id = getattr(getattr(parsed.event, "data", None), "run_id", None)
-    return [run_id] if isinstance(run_id, str) else []
-
-
 Item = tuple[store.Delivery, Parsed]
 
 
@@ -226,7 +220,7 @@ class Worker:
                 # are applied again from the inbox, which the web wrote durably.
                 with (
                     store.unit_of_work(
-                        (run_id for _, parsed in items for run_id in runs_of(parsed)), flush_at_commit=False
+                        (parsed.run_id for _, parsed in items if parsed.run_id), flush_at_commit=False
                     ),
                     store.collecting_warnings() as warnings,
                 ):

@@ -28,6 +28,7 @@ from sqlalchemy import (
     any_,
     bindparam,
     delete,
+    exists,
     func,
     or_,
     select,
@@ -87,8 +88,9 @@ _SQLITE_INSERT = (
 # insert's round trip (bench/RESULTS.md); so does dumping Python datetimes, hence now().
 _INSERT_SQL = (
     "INSERT INTO inbox_events"
-    " (source, kind, dedupe_key, received_at, body, headers, status, attempts, last_error, next_attempt_at)"
-    " VALUES ($1, $2, $3, now(), $4, $5, $6, 0, $7, now())"
+    " (source, kind, dedupe_key, received_at, body, headers, status, attempts, last_error, next_attempt_at,"
+    " run_id)"
+    " VALUES ($1, $2, $3, now(), $4, $5, $6, 0, $7, now(), $8)"
     " ON CONFLICT (source, dedupe_key) DO NOTHING RETURNING id"
 )
 _EXISTING_SQL = "SELECT id FROM inbox_events WHERE source = $1 AND dedupe_key = $2"
@@ -129,6 +131,8 @@ _CLAIM_SQL = (
     " WHERE status IN ('pending', 'failed', 'processing')"
     " AND (status IN ('pending', 'failed') AND next_attempt_at <= $1"
     " OR status = 'processing' AND claimed_at < $2)"
+    " AND (run_id IS NULL OR NOT EXISTS (SELECT 1 FROM inbox_events busy WHERE busy.run_id = inbox_events.run_id"
+    " AND busy.status = 'processing' AND busy.claimed_at >= $2))"
     " ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED))"
     # Delivery's fields, in order.
     " RETURNING id, source, kind, dedupe_key, received_at, body, headers, status, attempts,"
@@ -230,6 +234,7 @@ def _record_on_postgresql(delivery: dict[str, Any], only_while_waiting: bool) ->
     # The headers go as JSON text, which the column reads as jsonb: orjson writes them in a
     # fraction of the time psycopg's Jsonb adapter takes through json.dumps.
     values += [orjson.dumps(delivery["headers"]).decode(), delivery["status"], delivery["last_error"]]
+    values.append(delivery["run_id"])
 
     def record(cursor: psycopg.RawCursor[Any]) -> tuple[int, bool]:
         # Loops only while a concurrent identical delivery takes the key over in between.
@@ -276,8 +281,12 @@ def record_delivery(
     status: str = "pending",
     last_error: str | None = None,
     only_while_waiting: bool = False,
+    run_id: str | None = None,
 ) -> tuple[int, bool]:
     """Commit one delivery; return its id and whether it is new (False: a duplicate).
+
+    ``run_id``: the run the event is about, if known; a claim keeps a run's events to one
+    worker at a time.
 
     With ``only_while_waiting``, a delivery is a duplicate of one with the same key only while
     that one waits for its handler (pending, or failed and to be retried), or when both are
@@ -294,6 +303,7 @@ def record_delivery(
         "headers": headers,
         "status": status,
         "last_error": last_error,
+        "run_id": run_id,
     }
     record = _record_on_postgresql if get_engine().dialect.name == "postgresql" else _record_on_sqlite
     return record(delivery, only_while_waiting)
@@ -315,7 +325,10 @@ def claim(limit: int, lease: timedelta = timedelta(minutes=5)) -> list[Delivery]
     """Claim up to ``limit`` due events for this worker, oldest first.
 
     PostgreSQL skips rows other workers hold (SKIP LOCKED); an event whose claim is
-    older than ``lease`` (its worker died, and stopped renewing it) is claimed again.
+    older than ``lease`` (its worker died, and stopped renewing it) is claimed again. The
+    events of a run that another claim still holds an event of wait for it to finish: their
+    worker would only wait on the run's lock, and a run's events arriving together made two
+    workers take turns, each waiting out the other's whole batch.
     """
     on = _claim_on_postgresql if get_engine().dialect.name == "postgresql" else _claim_on_sqlite
     return sorted(on(limit, utcnow(), lease), key=lambda d: d.id)
@@ -339,9 +352,21 @@ def _claim_rows(cursor: psycopg.RawCursor[Any], now: datetime, lease: timedelta,
 def _claim_on_sqlite(limit: int, now: datetime, lease: timedelta) -> list[Delivery]:
     table = inbox_events
     # Spelled out for the planner: the partial index of unfinished events, in id order.
-    due = table.c.status.in_(UNFINISHED) & or_(
-        and_(table.c.status.in_(RETRYABLE), table.c.next_attempt_at <= now),
-        and_(table.c.status == "processing", table.c.claimed_at < now - lease),
+    busy = table.alias("busy")
+    due = (
+        table.c.status.in_(UNFINISHED)
+        & or_(
+            and_(table.c.status.in_(RETRYABLE), table.c.next_attempt_at <= now),
+            and_(table.c.status == "processing", table.c.claimed_at < now - lease),
+        )
+        & or_(
+            table.c.run_id.is_(None),
+            ~exists().where(
+                busy.c.run_id == table.c.run_id,
+                busy.c.status == "processing",
+                busy.c.claimed_at >= now - lease,
+            ),
+        )
     )
     candidates = (
         select(table.c.id).where(due).order_by(table.c.id).limit(limit).with_for_update(skip_locked=True)

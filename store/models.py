@@ -120,6 +120,7 @@ class InboxEvent(Base):
     claimed_at: Mapped[datetime | None]
     processed_at: Mapped[datetime | None]
     warnings: Mapped[list[str] | None]
+    run_id: Mapped[str | None]
 
 
 class WandbSyncState(Base):

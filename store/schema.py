@@ -204,6 +204,9 @@ _UNFINISHED_SQL = text("status IN ('pending', 'failed', 'processing')")
 # Only the unfinished events, in claiming order. An index on status would keep an entry for every
 # version of every row a worker updated, and claims would wade through them.
 _unfinished_events = Index("ix_inbox_events_unfinished", "id", sqlite_where=_UNFINISHED_SQL)
+_PROCESSING_SQL = text("status = 'processing'")
+# The runs being applied now: a claim passes over their later events (store.inbox.claim).
+_processing_runs = Index("ix_inbox_events_processing_run", "run_id", sqlite_where=_PROCESSING_SQL)
 inbox_events = Table(
     "inbox_events",
     metadata,
@@ -223,8 +226,11 @@ inbox_events = Table(
     Column("processed_at", UTCDateTime()),
     # What applying the event left out or found missing (a value too large for its column...).
     Column("warnings", Document),
+    # The run a pipeline event is about, as the web validated it; None for other sources.
+    Column("run_id", String(255)),
     UniqueConstraint("source", "dedupe_key"),
     _unfinished_events,
+    _processing_runs,
 )
 
 wandb_sync_state = Table(
@@ -356,3 +362,4 @@ def add_postgresql_options() -> None:
     for index in (_objectives_by_raw_mean, _objectives_by_normalized_mean):
         index.dialect_kwargs["postgresql_include"] = ["status", "gradient_method", "direction"]
     _unfinished_events.dialect_kwargs["postgresql_where"] = _UNFINISHED_SQL
+    _processing_runs.dialect_kwargs["postgresql_where"] = _PROCESSING_SQL

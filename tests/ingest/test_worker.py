@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from datetime import timedelta
@@ -17,7 +18,7 @@ from ingest.worker import BATCH_ATTEMPTS, Worker
 from store import extract, inbox
 from tests.fake_wandb import FakeWandb
 from tests.inbox import backdate, fill
-from tests.webhooks import fixture, pipeline_event, post_pipeline, post_wandb
+from tests.webhooks import fixture, pipeline_event, post_pipeline, post_s3, post_wandb
 
 
 def _break_handler(monkeypatch, kind: EventKind, error: Exception) -> list[int]:
@@ -93,6 +94,38 @@ def test_an_event_claimed_by_a_worker_that_died_is_claimed_again_after_the_lease
     assert again[0].attempts == 2
 
 
+def _runs_and_steps(deliveries: list[inbox.Delivery]) -> list[tuple[str, int]]:
+    return [
+        (body["data"]["run_id"], body["data"]["step"]) for body in (json.loads(d.body) for d in deliveries)
+    ]
+
+
+def test_a_claim_passes_over_the_events_of_a_run_another_worker_is_applying(client):
+    for run_id, step in [("r1", 1), ("r1", 2), ("r2", 1), ("r1", 3), ("r2", 2)]:
+        post_pipeline(client, pipeline_event("run.progress", run_id, step=step))
+    post_s3(client, fixture("s3", "eventbridge__object_created"))
+
+    first = inbox.claim(1)
+    second = inbox.claim(10)
+
+    assert _runs_and_steps(first) == [("r1", 1)]
+    # Run r2's events, and the crash report (which names no run as it arrives), but none of r1's:
+    # their worker would only wait for r1's lock, held by the first claim's until it commits.
+    assert _runs_and_steps([d for d in second if d.source == "pipeline"]) == [("r2", 1), ("r2", 2)]
+    assert [d.source for d in second] == ["pipeline", "pipeline", "s3"]
+    inbox.finish([d.id for d in first], "done")
+    assert _runs_and_steps(inbox.claim(10)) == [("r1", 2), ("r1", 3)]
+
+
+def test_the_events_of_a_run_whose_worker_died_are_claimed_after_its_lease(client):
+    for step in (1, 2):
+        post_pipeline(client, pipeline_event("run.progress", "r1", step=step))
+    inbox.claim(1)
+
+    assert inbox.claim(10) == []
+    assert _runs_and_steps(inbox.claim(10, lease=timedelta(seconds=-1))) == [("r1", 1), ("r1", 2)]
+
+
 def test_a_live_worker_keeps_its_slow_events_past_the_lease(client, settings):
     with FakeWandb(api_key="wandb-api-key") as fake:
         fake.add_run("mango-lab", "mango-moo", "slow0001", config={}, state="finished")
@@ -126,7 +159,7 @@ def test_a_live_worker_keeps_its_slow_events_past_the_lease(client, settings):
 
 def test_two_workers_never_claim_the_same_event(client):
     for step in range(40):
-        post_pipeline(client, pipeline_event("run.progress", "r1", step=step))
+        post_pipeline(client, pipeline_event("run.progress", f"r{step}", step=step))
     claimed: list[int] = []
     lock = threading.Lock()
 
