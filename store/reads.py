@@ -386,10 +386,17 @@ def stream_runs(
         statement = runs.joined(select(cast(builder, Text)).select_from(TrainingRun))
         statement = statement.where(*conditions).order_by(*_ordering(runs, order))
         if dialect == "postgresql":
-            # JSON renders timestamps in the session's time zone.
-            session.execute(text_clause("SET LOCAL TimeZone = 'UTC'"))
-        result = session.execute(statement.execution_options(stream_results=True, yield_per=STREAM_BATCH))
-        for lines in result.scalars().partitions():
+            # JSON renders timestamps in the session's time zone. A cursor is planned to return
+            # its first tenth of rows fast (cursor_tuple_fraction): for query 1 that walked
+            # every run in created_at order rather than sort the 3,602 the method's index
+            # finds, at twice the cost; a stream reads every row.
+            session.execute(
+                select(func.set_config("TimeZone", "UTC", True), func.set_config("cursor_tuple_fraction", "1", True))
+            )
+        # On the connection, not the ORM session, whose result wraps every row again (a third of
+        # the client's time for 3,602 short lines).
+        streamed = statement.execution_options(stream_results=True, yield_per=STREAM_BATCH)
+        for lines in session.connection().execute(streamed).scalars().partitions():
             yield ("\n".join(lines) + "\n").encode()
 
 
