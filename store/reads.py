@@ -330,6 +330,11 @@ def page_runs(
         dialect = session.get_bind().dialect.name
         conditions = filter_conditions(where, dialect)
         total = session.scalar(select(func.count()).select_from(TrainingRun).where(*conditions))
+        if dialect == "postgresql":
+            # The page walks an index in order and stops at limit + 1 rows; parallel workers
+            # under a Gather Merge read ahead of it until their queues fill. With a filter on a
+            # JSON path they read 22,000 configs instead of 630 (570 ms instead of 25).
+            session.execute(select(func.set_config("max_parallel_workers_per_gather", "0", True)))
         runs = RunSelect(dialect)
         columns = [runs.value(field).label(f"f{i}") for i, field in enumerate(wanted)]
         sort_key = runs.sort_key(order.field).label("sort_key")
