@@ -74,6 +74,10 @@ class TrainingRun(Base):
     """One training run: typed columns for common questions, JSON for everything."""
 
     __tablename__ = "training_runs"
+    __table_args__ = (
+        # Crash statistics by method and day (/api/stats) read this index alone.
+        Index("ix_training_runs_created_at", "created_at", postgresql_include=["status", "gradient_method"]),
+    )
 
     run_id: Mapped[str_id] = mapped_column(primary_key=True)
     wandb_run_id: Mapped[str | None] = mapped_column(String(255), index=True)
@@ -94,7 +98,7 @@ class TrainingRun(Base):
     instance_type: Mapped[str | None] = mapped_column(String(128))
     git_commit: Mapped[str | None] = mapped_column(String(64))
     chain_of_custody_id: Mapped[str | None] = mapped_column(String(255), index=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[timestamp]
     completed_at: Mapped[timestamp]
     final_loss: Mapped[float | None] = mapped_column(Float)
@@ -136,6 +140,8 @@ class RunObjective(Base):
             "run_id",
             postgresql_include=["status", "gradient_method", "direction"],
         ),
+        # Comparing methods on an objective reads its values already grouped by method.
+        Index("ix_run_objectives_name_method_raw_mean", "objective_name", "gradient_method", "raw_mean"),
     )
 
     run_id: Mapped[str_id] = mapped_column(
