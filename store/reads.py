@@ -12,7 +12,7 @@ import difflib
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -683,6 +683,7 @@ def _run_columns(session: Any, run_ids: list[str], columns: Sequence[str]) -> di
 
 
 STAT_STATUSES = ("completed", "crashed", "failed", "running")
+UTC_MIDNIGHT = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 def run_stats(by: str = "gradient_method", where: str | None = None) -> dict[str, Any]:
@@ -699,7 +700,9 @@ def run_stats(by: str = "gradient_method", where: str | None = None) -> dict[str
         key = runs.group_key(group_field).label("key")
         if dialect == "postgresql":
             session.execute(text_clause("SET LOCAL TimeZone = 'UTC'"))
-            day = func.date_trunc("day", TrainingRun.created_at)
+            # The UTC day as whole days from a UTC midnight: integer arithmetic, where date_trunc
+            # converts each timestamp to calendar fields (a third of the query's CPU).
+            day = func.date_bin(timedelta(days=1), TrainingRun.created_at, UTC_MIDNIGHT)
         else:
             day = func.substr(TrainingRun.created_at, 1, 10)
         rows = session.execute(
