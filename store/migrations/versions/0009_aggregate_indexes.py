@@ -10,6 +10,10 @@ that order. /api/stats (query 4) read every row of training_runs for its method,
 ix_training_runs_created_at now carries the method and status (INCLUDE, PostgreSQL only), so an
 index-only scan of it answers. Runs' status changes already update an index of each table (status
 is indexed), so neither index costs a HOT update that was one before.
+
+The indexes are built inside the migration's transaction (not CONCURRENTLY): writes to the two
+tables wait for the builds, 0.14 s for 100,000 runs and 1.3 s for their 355,000 objective rows
+on the development machine.
 """
 
 from alembic import op
