@@ -8,20 +8,28 @@ database that already holds N runs is kept. Each request goes through the app's 
 (routing, authentication, the store, serialisation: everything but the socket) and is timed K
 times after a warm-up. The same run times the bare driver's primary-key lookup and
 ``GET /api/runs/<id>`` as baselines, and the issue's MLflow figures are divided by ours.
+
+With --cpu (PostgreSQL) each request is then made K times more with parallel workers off, and
+the CPU they cost is read from /proc: this process's, and that of every PostgreSQL backend of
+the database. On a shared machine CPU moves less with the load than the clock does.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
+from sqlalchemy.engine import Engine
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -64,6 +72,45 @@ def count_runs() -> int:
         return session.scalar(select(func.count()).select_from(TrainingRun)) or 0
 
 
+def without_parallel_workers(engine: Engine) -> None:
+    """Have every connection of ``engine`` from now on run its queries in its own backend only."""
+
+    def serial(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.execute("SET max_parallel_workers_per_gather = 0")
+        dbapi_connection.commit()
+
+    event.listen(engine, "connect", serial)
+    engine.dispose()
+
+
+def backends_cpu_seconds(monitor: Any, database: str, seen: dict[int, float]) -> float:
+    """CPU seconds spent so far by every backend of ``database`` but ``monitor``'s, from /proc.
+
+    ``seen`` keeps each backend's last reading, so one that has exited still counts.
+    """
+    tick = os.sysconf("SC_CLK_TCK")
+    query = "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()"
+    for (pid,) in monitor.execute(query, (database,)):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        seen[pid] = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+    return sum(seen.values())
+
+
+def cpu_per_call(call: Any, repeat: int, monitor: Any, database: str) -> dict[str, float]:
+    """Milliseconds of this process's and of the database's backends' CPU per call."""
+    call()
+    seen: dict[int, float] = {}
+    backends_before, client_before = backends_cpu_seconds(monitor, database, seen), time.process_time()
+    for _ in range(repeat):
+        call()
+    backends = backends_cpu_seconds(monitor, database, seen) - backends_before
+    client = time.process_time() - client_before
+    return {"postgresql_cpu_ms": backends * 1000 / repeat, "client_cpu_ms": client * 1000 / repeat}
+
+
 def run_ids_in_store(limit: int) -> list[str]:
     with read_transaction() as session:
         return list(session.scalars(select(TrainingRun.run_id).limit(limit)))
@@ -77,6 +124,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the generated runs and sampled ids")
     parser.add_argument("--reuse", action="store_true", help="keep a database that already holds --runs runs")
     parser.add_argument("--json", action="store_true", help="also print the results as JSON on stdout")
+    parser.add_argument(
+        "--cpu", action="store_true", help="also measure CPU per request, parallel workers off (PostgreSQL)"
+    )
     args = parser.parse_args(argv)
     console = Console(stderr=args.json)
     if not console.is_terminal:
@@ -140,6 +190,18 @@ def main(argv: list[str] | None = None) -> None:
         timing.update(path=path, target_ms=target, mlflow_ms=mlflow_ms, answer=answer_size(path))
         results["requests"][name] = timing
     report(results, console)
+    if args.cpu and backend == "postgresql":
+        serving = store.get_engine()  # the app's, which create_app configured anew
+        without_parallel_workers(serving)
+        database = serving.url.database or ""
+        monitor = psycopg.connect(serving.url.set(drivername="postgresql").render_as_string(False), autocommit=True)
+        with monitor:
+            for name, (path, _target, _mlflow) in REQUESTS.items():
+                console.print(f"measuring the CPU of {name}...", style="dim")
+                results["requests"][name].update(
+                    cpu_per_call(lambda path=path: request(path), args.repeat, monitor, database)
+                )
+        report_cpu(results, console)
     if args.json:
         print(json.dumps(results, indent=2))
 
@@ -163,6 +225,15 @@ def report(results: dict[str, Any], console: Console) -> None:
             "" if target is None else ("yes" if timing["median_ms"] < target else "NO"),
             "" if mlflow is None else f"{mlflow / timing['median_ms']:,.0f}x",
         )
+    console.print(table)
+
+
+def report_cpu(results: dict[str, Any], console: Console) -> None:
+    table = Table(title=f"CPU per request, parallel workers off ({results['repeat']} requests each)")
+    for heading in ("request", "PostgreSQL CPU ms", "client CPU ms"):
+        table.add_column(heading, justify="left" if heading == "request" else "right")
+    for name, timing in results["requests"].items():
+        table.add_row(name, f"{timing['postgresql_cpu_ms']:.1f}", f"{timing['client_cpu_ms']:.1f}")
     console.print(table)
 
 

@@ -131,7 +131,7 @@ training_runs = Table(
     Column("instance_type", String(128)),
     Column("git_commit", String(64)),
     Column("chain_of_custody_id", String(255), index=True),
-    Column("created_at", UTCDateTime(), nullable=False, index=True),
+    Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime()),
     Column("completed_at", UTCDateTime()),
     Column("final_loss", Float),
@@ -150,6 +150,9 @@ training_runs = Table(
     # Field -> why its value is not in its typed column (kept in the JSON instead); NULL when none.
     Column("warnings", Document),
 )
+# Crash statistics by method and day (/api/stats) read this index alone: on PostgreSQL it also
+# carries each run's status and gradient method (add_postgresql_options).
+_runs_by_created_at = Index("ix_training_runs_created_at", training_runs.c.created_at)
 
 # Threshold queries and per-method comparisons read only these indexes: the run's status and
 # gradient method are copied into run_objectives (the store keeps them in sync) so that comparing
@@ -178,6 +181,8 @@ run_objectives = Table(
     Column("gradient_method", String(128)),
     _objectives_by_raw_mean,
     _objectives_by_normalized_mean,
+    # Comparing methods on an objective reads its values already grouped by method.
+    Index("ix_run_objectives_name_method_raw_mean", "objective_name", "gradient_method", "raw_mean"),
 )
 
 s3_objects = Table(
@@ -361,5 +366,6 @@ def add_postgresql_options() -> None:
     """
     for index in (_objectives_by_raw_mean, _objectives_by_normalized_mean):
         index.dialect_kwargs["postgresql_include"] = ["status", "gradient_method", "direction"]
+    _runs_by_created_at.dialect_kwargs["postgresql_include"] = ["status", "gradient_method"]
     _unfinished_events.dialect_kwargs["postgresql_where"] = _UNFINISHED_SQL
     _processing_runs.dialect_kwargs["postgresql_where"] = _PROCESSING_SQL

@@ -186,3 +186,31 @@ def test_migration_0008_adds_the_json_path_functions_and_its_downgrade_drops_the
         migrate.upgrade(engine)
     assert functions() == names
     assert migrate.schema_is_current()
+
+
+def test_migration_0010_adds_the_aggregate_indexes_and_its_downgrade_removes_them(db):
+    engine = store.get_engine()
+    postgresql = engine.dialect.name == "postgresql"
+
+    def indexes() -> dict[str, str]:
+        with engine.connect() as connection:
+            if postgresql:
+                query = "SELECT indexname, indexdef FROM pg_indexes WHERE indexname IN (:a, :b)"
+            else:
+                query = "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND name IN (:a, :b)"
+            names = {"a": "ix_training_runs_created_at", "b": "ix_run_objectives_name_method_raw_mean"}
+            return {name: definition for name, definition in connection.execute(text(query), names)}
+
+    current = indexes()
+    assert "ix_run_objectives_name_method_raw_mean" in current
+    if postgresql:
+        assert current["ix_training_runs_created_at"].endswith("INCLUDE (status, gradient_method)")
+    try:
+        command.downgrade(migrate.alembic_config(engine), "0009")
+        before = indexes()
+        assert "ix_run_objectives_name_method_raw_mean" not in before
+        assert "INCLUDE" not in before["ix_training_runs_created_at"]
+    finally:
+        migrate.upgrade(engine)
+    assert indexes() == current
+    assert migrate.schema_is_current()

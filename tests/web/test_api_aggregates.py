@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter, defaultdict
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import update
 
 import store
+from store.models import TrainingRun
 from store.pareto import front
 from testkit.factory import generate_runs
 from tests.web.conftest import READ
@@ -267,3 +270,21 @@ def test_stats_count_runs_by_status_per_group_and_per_day(
         assert group["crash_rate"] == pytest.approx(counts["crashed"] / group["runs"])
     days = Counter(row["created_at"][:10] for row in rows)
     assert {d["day"]: d["runs"] for d in answer["per_day"]} == dict(days)
+
+
+def test_stats_per_day_splits_at_utc_midnight(client: FlaskClient, loaded: list[dict[str, Any]]) -> None:
+    moved = {
+        loaded[0]["run_id"]: datetime(2026, 1, 1, 23, 59, 59, 999999, tzinfo=UTC),
+        loaded[1]["run_id"]: datetime(2026, 1, 2, tzinfo=UTC),
+        loaded[2]["run_id"]: datetime(2026, 1, 2, 0, 0, 0, 1, tzinfo=UTC),
+        loaded[3]["run_id"]: datetime(1999, 12, 31, 12, tzinfo=UTC),
+    }
+    table = TrainingRun.__table__
+    with store.get_engine().begin() as connection:
+        for run_id, created_at in moved.items():
+            connection.execute(update(table).where(table.c.run_id == run_id).values(created_at=created_at))
+    per_day = {d["day"]: d["runs"] for d in get(client, "/api/stats")["per_day"]}
+    assert per_day["2026-01-01"] == 1
+    assert per_day["2026-01-02"] == 2
+    assert per_day["1999-12-31"] == 1
+    assert sum(per_day.values()) == RUNS
