@@ -7,7 +7,9 @@ recreated, migrated and loaded with N generated runs, as bench/query.py does; wi
 database that already holds N runs is kept. Each request goes through the app's test client
 (routing, authentication, the store, serialisation: everything but the socket) and is timed K
 times after a warm-up. The same run times the bare driver's primary-key lookup and
-``GET /api/runs/<id>`` as baselines, and the issue's MLflow figures are divided by ours.
+``GET /api/runs/<id>`` as baselines, and the issue's MLflow figures are divided by ours. On
+PostgreSQL it also times the floor of each whole-run answer: the bare driver fetching the matching
+runs' stored documents as text, which no server can undercut.
 
 With --cpu (PostgreSQL) each request is then made K times more with parallel workers off, and
 the CPU they cost is read from /proc: this process's, and that of every PostgreSQL backend of
@@ -29,7 +31,7 @@ import psycopg
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import event, func, select
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -65,6 +67,27 @@ REQUESTS: dict[str, tuple[str, float | None, float | None]] = {
     ),
     "/api/runs jsonl, query 2 whole runs": (f"/api/runs?format=jsonl&filter={QUERY_2}", 35.05, 701),
 }
+
+
+# The least any server can do for a whole-run answer: the bare driver fetching the matching
+# runs' two stored documents as text (what writing them out costs PostgreSQL), nothing else.
+DOCUMENTS_AS_TEXT = "SELECT r.config_json::text, r.final_metrics_json::text FROM training_runs r"
+FLOORS = {
+    "floor: query 1's documents as text (bare driver)": DOCUMENTS_AS_TEXT
+    + " WHERE r.gradient_method = 'mgda' AND r.batch_size = 64 AND r.status = 'completed'",
+    "floor: query 2's documents as text (bare driver)": DOCUMENTS_AS_TEXT
+    + " JOIN run_objectives a ON a.run_id = r.run_id AND a.objective_name = 'COMT_activity'"
+    " AND a.raw_mean > 0.8"
+    " JOIN run_objectives b ON b.run_id = r.run_id AND b.objective_name = 'DRD5_activity'"
+    " AND b.raw_mean > 0.7",
+}
+
+
+def floors(url: str) -> dict[str, Any]:
+    """The whole-run floors (PostgreSQL): each fetches every matching run's documents as text."""
+    conninfo = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    connection = psycopg.connect(conninfo, autocommit=True)
+    return {name: lambda sql=sql: connection.execute(sql).fetchall() for name, sql in FLOORS.items()}
 
 
 def count_runs() -> int:
@@ -181,6 +204,11 @@ def main(argv: list[str] | None = None) -> None:
         "baselines": {
             "primary-key lookup (bare driver)": time_call(pk, args.repeat),
             "GET /api/runs/<id>": time_call(lambda: request(f"/api/runs/{rng.choice(run_ids)}"), args.repeat),
+            **(
+                {name: time_call(call, args.repeat) for name, call in floors(url).items()}
+                if backend == "postgresql"
+                else {}
+            ),
         },
         "requests": {},
     }
