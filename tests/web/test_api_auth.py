@@ -164,3 +164,26 @@ def test_page_views_can_redirect_to_login(app: Flask) -> None:
     assert response.status_code == 302
     assert response.headers["Location"].startswith("/login?next=")
     assert client.get("/guarded", headers=READ).data == b"inside"
+
+
+def test_a_request_without_a_cookie_never_builds_the_cookie_signer(
+    client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from web.auth import CookieOnDemandSessions
+
+    log_in(client, READ_TOKEN)
+    built: list[str] = []
+    original = CookieOnDemandSessions.get_signing_serializer
+
+    def counted(self: CookieOnDemandSessions, app: Flask) -> object:
+        built.append(app.name)
+        return original(self, app)
+
+    monkeypatch.setattr(CookieOnDemandSessions, "get_signing_serializer", counted)
+    anonymous = client.application.test_client()
+    assert anonymous.get("/api/objectives", headers=READ).status_code == 200
+    assert anonymous.get("/api/objectives").status_code == 401
+    assert built == []
+
+    assert client.get("/api/objectives").status_code == 200
+    assert built
