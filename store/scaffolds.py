@@ -656,6 +656,22 @@ def get_run_molecules(run_id: str) -> dict[str, Any] | None:
     return dict(row._mapping) if row is not None else None
 
 
+def _finding(row: Any) -> dict[str, Any]:
+    """What a run's row of a scaffold says of the run's molecules with it."""
+    return {
+        "molecules": row.molecules,
+        "first_step": row.first_step,
+        "last_step": row.last_step,
+        "best_reward": row.best_reward,
+        "best_smiles": row.best_smiles,
+    }
+
+
+def _found(row: Any) -> dict[str, Any]:
+    """A run's row of a scaffold: the scaffold, its generic form, and the finding."""
+    return {"scaffold": row.scaffold, "generic_scaffold": row.generic_scaffold, **_finding(row)}
+
+
 def get_run_scaffolds(run_id: str, order_by: str = "molecules", limit: int | None = 50) -> list[dict[str, Any]]:
     """Return a run's scaffolds: most molecules, best reward or earliest step first."""
     if order_by not in RUN_ORDERS:
@@ -678,13 +694,7 @@ def get_run_scaffolds(run_id: str, order_by: str = "molecules", limit: int | Non
     by_name = {name: direction for (_, name), direction in directions.items()}
     return [
         {
-            "scaffold": row.scaffold,
-            "generic_scaffold": row.generic_scaffold,
-            "molecules": row.molecules,
-            "first_step": row.first_step,
-            "last_step": row.last_step,
-            "best_reward": row.best_reward,
-            "best_smiles": row.best_smiles,
+            **_found(row),
             "objectives": _objectives(row.objective_stats_json, by_name),
         }
         for row in rows
@@ -747,17 +757,7 @@ def top_scaffolds_of_runs(
                 select(ranked).where(ranked.c.rank <= per_run).order_by(ranked.c.run_id, ranked.c.rank)
             )
             for row in rows:
-                found[row.run_id].append(
-                    {
-                        "scaffold": row.scaffold,
-                        "generic_scaffold": row.generic_scaffold,
-                        "molecules": row.molecules,
-                        "first_step": row.first_step,
-                        "last_step": row.last_step,
-                        "best_reward": row.best_reward,
-                        "best_smiles": row.best_smiles,
-                    }
-                )
+                found[row.run_id].append(_found(row))
     return found
 
 
@@ -1017,16 +1017,7 @@ def find_runs_with_scaffold(
                 .order_by(_RUN_SCAFFOLDS.c.scaffold, _RUN_SCAFFOLDS.c.run_id)
             )
             for row in found:
-                runs_of[row.scaffold].append(
-                    {
-                        "run_id": row.run_id,
-                        "molecules": row.molecules,
-                        "first_step": row.first_step,
-                        "last_step": row.last_step,
-                        "best_reward": row.best_reward,
-                        "best_smiles": row.best_smiles,
-                    }
-                )
+                runs_of[row.scaffold].append({"run_id": row.run_id, **_finding(row)})
     return [{**_scaffold_dict(row), "found_by": runs_of[row.smiles]} for row in scaffolds]
 
 
