@@ -31,6 +31,9 @@ local rate, start
 local slots = 0
 -- Globals, so that done() can read each thread's through thread:get().
 wrapped = 0
+-- CLOCK_MONOTONIC when the first request left: wrk's duration starts after init has read the
+-- requests file, which takes a few tenths of a second that no server works in.
+first_sent = nil
 statuses = {}
 acked_ids = {}
 acked_at = {}
@@ -75,6 +78,7 @@ function init(args)
 end
 
 function request()
+   first_sent = first_sent or seconds(CLOCK_MONOTONIC)
    local r = requests[next_request]
    next_request = next_request + 1
    if next_request > #requests then
@@ -96,7 +100,9 @@ end
 function done(summary, latency, requests)
    local counts = {}
    local total_wrapped = 0
+   local started = math.huge
    for _, thread in ipairs(threads) do
+      started = math.min(started, thread:get("first_sent") or math.huge)
       for status, count in pairs(thread:get("statuses")) do
          counts[status] = (counts[status] or 0) + count
       end
@@ -113,8 +119,9 @@ function done(summary, latency, requests)
    local errors = summary.errors
    io.write(string.format(
       'RESULT {"requests": %d, "duration_us": %d, "p50_us": %d, "p99_us": %d, "max_us": %d, '
-         .. '"socket_errors": %d, "timeouts": %d, "wrapped": %d, "statuses": {%s}}\n',
+         .. '"socket_errors": %d, "timeouts": %d, "wrapped": %d, "first_sent": %.6f, "statuses": {%s}}\n',
       summary.requests, summary.duration, latency:percentile(50), latency:percentile(99), latency.max,
-      errors.connect + errors.read + errors.write, errors.timeout, total_wrapped, table.concat(parts, ", ")
+      errors.connect + errors.read + errors.write, errors.timeout, total_wrapped,
+      started == math.huge and -1 or started, table.concat(parts, ", ")
    ))
 end
