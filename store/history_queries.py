@@ -7,10 +7,10 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from store.database import replica_transaction
+from store.database import replica_connection
 from store.filters import compile_filter
 from store.history import ABSENT, column_size, decode_column, decode_steps, decode_times
-from store.models import RunHistory, RunHistoryChunk, TrainingRun
+from store.schema import run_histories, run_history_chunks, training_runs
 
 
 def _check_keys(keys: Any) -> list[str] | None:
@@ -44,7 +44,7 @@ def _series(column: list[Any]) -> list[Any]:
     return [None if value is ABSENT else value for value in column] if ABSENT in column else column
 
 
-_CHUNKS = RunHistoryChunk.__table__
+_CHUNKS = run_history_chunks
 _POINTS = _CHUNKS.c.points
 
 
@@ -69,12 +69,13 @@ def get_run_history(
     wanted = _check_keys(keys)
     since = _check_int("since_step", since_step, -(2**63))
     limit = _check_int("max_points", max_points, 1)
-    histories = RunHistory.__table__
-    with replica_transaction() as session:
-        row = session.execute(
-            select(TrainingRun.run_id, histories.c["keys"].label("history_keys"), histories.c.last_step)
-            .outerjoin(histories, histories.c.run_id == TrainingRun.run_id)
-            .where(TrainingRun.run_id == run_id)
+    histories, runs = run_histories, training_runs
+    # A live run page polls this every second or two: a Core connection, no ORM session.
+    with replica_connection() as connection:
+        row = connection.execute(
+            select(runs.c.run_id, histories.c["keys"].label("history_keys"), histories.c.last_step)
+            .outerjoin(histories, histories.c.run_id == runs.c.run_id)
+            .where(runs.c.run_id == run_id)
         ).first()
         if row is None:
             return None
@@ -94,7 +95,7 @@ def get_run_history(
             )
             if since is not None:
                 statement = statement.where(_CHUNKS.c.start + _CHUNKS.c.width > since)
-            for points, data, extras in session.execute(statement):
+            for points, data, extras in connection.execute(statement):
                 chunk_steps = decode_steps(data, points)
                 skip = 0
                 if since is not None:
@@ -127,20 +128,20 @@ def get_history(filter: str | None, key: str, max_runs: int = 20) -> list[dict[s
     if not isinstance(key, str):
         raise ValueError("key must be a string")
     limit = _check_int("max_runs", max_runs, 1)
-    histories = RunHistory.__table__
-    with replica_transaction() as session:
-        dialect = session.get_bind().dialect.name
-        runs = session.execute(
+    histories, table = run_histories, training_runs
+    with replica_connection() as connection:
+        dialect = connection.dialect.name
+        runs = connection.execute(
             select(
-                TrainingRun.run_id,
-                TrainingRun.run_name,
-                TrainingRun.gradient_method,
-                TrainingRun.status,
+                table.c.run_id,
+                table.c.run_name,
+                table.c.gradient_method,
+                table.c.status,
                 histories.c["keys"].label("history_keys"),
             )
-            .outerjoin(histories, histories.c.run_id == TrainingRun.run_id)
+            .outerjoin(histories, histories.c.run_id == table.c.run_id)
             .where(compile_filter(filter, dialect))
-            .order_by(TrainingRun.created_at.desc(), TrainingRun.run_id)
+            .order_by(table.c.created_at.desc(), table.c.run_id)
             .limit(limit)
         ).all()
         # The key's place in each run's chunks; most runs log their keys in the same order.
@@ -150,7 +151,7 @@ def get_history(filter: str | None, key: str, max_runs: int = 20) -> list[dict[s
                 by_position.setdefault(run.history_keys.index(key), []).append(run.run_id)
         curves: dict[str, tuple[list[int], list[Any]]] = {}
         for position, run_ids in by_position.items():
-            rows = session.execute(
+            rows = connection.execute(
                 select(_CHUNKS.c.run_id, _POINTS, _through_key(position), _CHUNKS.c.extras)
                 .where(_CHUNKS.c.run_id.in_(run_ids))
                 .order_by(_CHUNKS.c.run_id, _CHUNKS.c.start)
