@@ -3,7 +3,7 @@
     .venv/bin/python bench/ingest.py [--runs N] [--runs-file FILE.jsonl]
         [--concurrency 8,16,32] [--duration S] [--workers K] [--memory-events N]
         [--progress-share 0.8] [--molecules-every 50] [--open-pages 50 [--page-path PATH]]
-        [--database-url URL] [--json]
+        [--floor] [--database-url URL] [--json]
 
 Two servers run on PostgreSQL under gunicorn with the Procfile's command and settings
 (``gunicorn --config ingest/gunicorn_conf.py``): the ingester, and a baseline
@@ -20,7 +20,10 @@ The mix of events is launch and finish by default. ``--progress-share`` puts ``r
 events between them (that share of all events, and their points' freshness is measured too),
 ``--molecules-every N`` one signed ``run.molecules`` batch after every N other events, and
 ``--open-pages N`` keeps N run pages open on the ingester during its loads, each polling the
-read API every second. Every mix is held to the same targets.
+read API every second. Every mix is held to the same targets. ``--floor`` follows each end-to-end
+load with one whose workers (bench/floor_worker.py) claim the events and mark them done without
+applying them: what the web, the inbox and the claims leave of the baseline's rate, against which
+the cost of applying the events is read.
 
 Shared machines are noisy: throughput targets are ratios to the baseline measured in
 the same run, and the freshness load is derived from the peak measured in it; every load
@@ -73,6 +76,7 @@ SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 READ_TOKEN = "bench-read-token"
 BIN = Path(sys.executable).parent
 LUA = Path(__file__).with_name("ingest.lua")
+FLOOR_WORKER = Path(__file__).with_name("floor_worker.py")
 PATH = "/webhooks/pipeline"
 RUN_ID_MARK = "@RUN_ID@"
 UNFINISHED = ("pending", "processing", "failed")
@@ -672,13 +676,14 @@ class Bench:
         for port in self.ports.values():
             wait_for_http(port)
 
-    def workers(self, stack: ExitStack) -> list[subprocess.Popen[bytes]]:
-        """Start the event workers as the Procfile's worker line does."""
+    def workers(self, stack: ExitStack, floor: bool = False) -> list[subprocess.Popen[bytes]]:
+        """Start the event workers as the Procfile's worker line does, or, with ``floor``,
+        bench/floor_worker.py's, which claim events and mark them done without applying them."""
         log = self.scratch / f"workers-{self.batch}.log"
         self.batch += 1
+        command = [sys.executable, str(FLOOR_WORKER)] if floor else [str(BIN / "training-db"), "worker"]
         started = [
-            stack.enter_context(running([str(BIN / "training-db"), "worker"], self.env(), log))
-            for _ in range(self.args.workers)
+            stack.enter_context(running(command, self.env(), log)) for _ in range(self.args.workers)
         ]
         wait_for_log(log, "worker.started", self.args.workers)
         self.worker_processes = started
@@ -1047,6 +1052,14 @@ def report(results: dict[str, Any], console: Console) -> None:
         f"end to end, CPU per processed event: web {e2e['cpu_web_ms']:.2f} ms, event workers "
         f"{e2e['cpu_workers_ms']:.2f} ms, PostgreSQL {e2e['cpu_postgres_ms']:.2f} ms"
     )
+    if floor := results.get("end_to_end_floor"):
+        console.print(
+            f"end to end with workers that apply nothing (--floor): {floor['ratio']:.0%} of the baseline, "
+            "median of "
+            + ", ".join(f"{ratio:.0%}" for ratio in sorted(floor["ratios"]))
+            + f"; CPU per event: web {floor['cpu_web_ms']:.2f} ms, workers {floor['cpu_workers_ms']:.2f} ms, "
+            f"PostgreSQL {floor['cpu_postgres_ms']:.2f} ms. Applying the events costs the difference."
+        )
     console.print(
         f"acknowledgement to queryable run: {fresh['fresh_method']}"
         + (
@@ -1132,6 +1145,11 @@ def main(argv: list[str] | None = None) -> None:
         default="/api/runs/{run_id}",
         help="what an open page polls, with {run_id} and {last_step} (default /api/runs/{run_id})",
     )
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="after each end-to-end load, one whose workers only mark events done (bench/floor_worker.py)",
+    )
     parser.add_argument("--database-url", default=DEFAULT_URL, help="database to DROP and recreate")
     parser.add_argument("--json", action="store_true", help="also print the results as JSON on stdout")
     args = parser.parse_args(argv)
@@ -1198,19 +1216,23 @@ def main(argv: list[str] | None = None) -> None:
         # The baseline again, at its best concurrency, before and after each end-to-end load: the
         # machine's speed drifts over minutes, and each load is compared with the mean of the
         # two baseline loads around it, which takes out a drift that is steady over the three.
-        runs = []
+        # With --floor, each end-to-end load is followed by one whose workers apply nothing.
+        kinds = ("end_to_end", "end_to_end_floor") if args.floor else ("end_to_end",)
+        runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
         before = baseline_load()
         for _ in range(args.repeat):
-            # Emptied before the workers start: TRUNCATE would deadlock with their transactions.
-            bench.reset()
-            with ExitStack() as workers:
-                bench.workers(workers)
-                run = bench.end_to_end(best["concurrency"], count)
-            bench.reset()
-            after = baseline_load()
-            runs.append({**run, "baselines_per_s": [before, after]})
-            before = after
-        results["end_to_end"] = median_end_to_end(runs)
+            for kind in kinds:
+                # Emptied before the workers start: TRUNCATE would deadlock with their transactions.
+                bench.reset()
+                with ExitStack() as workers:
+                    bench.workers(workers, floor=kind == "end_to_end_floor")
+                    run = bench.end_to_end(best["concurrency"], count)
+                bench.reset()
+                after = baseline_load()
+                runs[kind].append({**run, "baselines_per_s": [before, after]})
+                before = after
+        for kind in kinds:
+            results[kind] = median_end_to_end(runs[kind])
         with ExitStack() as workers:
             bench.workers(workers)
             # The target's load, half the peak acknowledged rate; and half the rate the workers
