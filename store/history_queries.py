@@ -11,6 +11,7 @@ from store.database import replica_connection
 from store.filters import compile_filter
 from store.history import ABSENT, column_size, decode_column, decode_steps, decode_times
 from store.schema import run_histories, run_history_chunks, training_runs
+from store.stalled import stalled_value
 
 
 def _check_keys(keys: Any) -> list[str] | None:
@@ -64,8 +65,8 @@ def get_run_history(
     max_points: int | None = None,
 ) -> dict[str, Any] | None:
     """Return a run's history: its steps ascending and one series per key (None where a key has no
-    value at a step), after ``since_step`` when given, at most ``max_points`` spread evenly; None
-    for an unknown run."""
+    value at a step), after ``since_step`` when given, at most ``max_points`` spread evenly, with
+    the run's status and whether it is stalled; None for an unknown run."""
     wanted = _check_keys(keys)
     since = _check_int("since_step", since_step, -(2**63))
     limit = _check_int("max_points", max_points, 1)
@@ -73,7 +74,13 @@ def get_run_history(
     # A live run page polls this every second or two: a Core connection, no ORM session.
     with replica_connection() as connection:
         row = connection.execute(
-            select(runs.c.run_id, histories.c["keys"].label("history_keys"), histories.c.last_step)
+            select(
+                runs.c.run_id,
+                runs.c.status,
+                stalled_value().label("stalled"),
+                histories.c["keys"].label("history_keys"),
+                histories.c.last_step,
+            )
             .outerjoin(histories, histories.c.run_id == runs.c.run_id)
             .where(runs.c.run_id == run_id)
         ).first()
@@ -118,6 +125,9 @@ def get_run_history(
         "times": [t if t == t else None for t in times],
         "series": series,
         "last_step": None if row.last_step is None else int(row.last_step),
+        # A live page follows the run's status from its polls, without reading the whole run.
+        "status": row.status,
+        "stalled": bool(row.stalled),
     }
 
 

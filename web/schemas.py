@@ -234,6 +234,8 @@ class RunHistory(Timed):
         'NaN and infinities as {"$float": "NaN"}).'
     )
     last_step: int | None = Field(description="The run's latest step; poll with since_step set to it.")
+    status: str = Field(description="The run's status now: a live view stops polling once it is no longer running.")
+    stalled: bool = Field(description="Still running, with no event for STALE_AFTER_SECONDS.")
 
 
 class RunSeries(BaseModel):

@@ -151,3 +151,27 @@ def test_the_compare_page_overlays_one_key_coloured_by_gradient_method(
     assert len({c for cs in by_method.values() for c in cs}) == len(METHODS)
     page.locator("#overlay").scroll_into_view_if_needed()
     screenshot(page, "compare-curves")
+
+
+def test_the_run_page_follows_its_run_to_its_end_from_the_history_it_polls(
+    page: Any, site: Site, watch: Watch, training: list[str]
+) -> None:
+    run_id = training[-1]
+    page.goto(f"{site.url}/runs/{run_id}")
+    page.locator("#curve-charts[data-last-step='400']").wait_for()
+    assert page.locator("#run-status").inner_text() == "running"
+
+    send(site, "run.finished", {"run_id": run_id})
+    acknowledged = time.monotonic()
+    drain(site)
+    page.locator("#run-status.status-completed").wait_for(timeout=2000)
+    shown_after = time.monotonic() - acknowledged
+
+    assert shown_after < 2.0
+    assert page.locator("#run-status").inner_text() == "completed"
+    # Its status came with the history: the page never read the whole run again.
+    assert not any(url.endswith(f"/api/runs/{run_id}") for url in watch.requests)
+    # A run that has ended reports no more: the page stops polling.
+    polls = len([url for url in watch.requests if "/history" in url])
+    page.wait_for_timeout(2500)
+    assert len([url for url in watch.requests if "/history" in url]) == polls

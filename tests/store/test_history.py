@@ -27,6 +27,8 @@ def test_a_run_without_history_has_empty_series_and_an_unknown_run_has_none(db):
         "times": [],
         "series": {"train/loss": []},
         "last_step": None,
+        "status": "launched",
+        "stalled": False,
     }
     assert store.get_run_history("nobody") is None
 
@@ -44,6 +46,8 @@ def test_progress_adds_points_of_the_kept_keys_with_their_times(db):
         "times": [when.timestamp(), when.timestamp()],
         "series": {"train/loss": [2.5, 1.5], "eval/acc": [0.5, None], "reward_mean": [None, 3]},
         "last_step": 20,
+        "status": "running",
+        "stalled": False,
     }
     assert store.get_run("run-a")["progress_json"] == {"train/loss": 1.5, "reward_mean": 3}
 

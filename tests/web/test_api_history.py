@@ -10,6 +10,7 @@ from flask.testing import FlaskClient
 from ingest.worker import Worker
 from tests.live import report, start_run
 from tests.web.conftest import READ
+from tests.webhooks import post_pipeline
 
 
 @pytest.fixture
@@ -61,6 +62,15 @@ def test_a_point_sent_later_is_there_at_the_next_poll(
     history = get(client, "/api/runs/run-c/history", since_step=last)
     assert history["steps"] == [70]
     assert history["series"]["train/loss"] == [0.5]
+
+
+def test_each_poll_carries_the_runs_status(client: FlaskClient, worker: Worker, curves: None) -> None:
+    assert get(client, "/api/runs/run-b/history", since_step=50)["status"] == "running"
+    finished = {"type": "run.finished", "timestamp": "2026-11-20T11:00:00Z", "data": {"run_id": "run-b"}}
+    assert post_pipeline(client, finished).status_code == 202
+    worker.run_once()
+    answer = get(client, "/api/runs/run-b/history", since_step=50)
+    assert (answer["status"], answer["stalled"], answer["steps"]) == ("completed", False, [])
 
 
 def test_an_unknown_run_is_a_404(client: FlaskClient, curves: None) -> None:

@@ -33,6 +33,15 @@ def test_a_running_run_without_an_event_for_stale_after_seconds_is_stalled_in_th
     assert client.get("/api/runs/busy-run", headers=READ).get_json()["run"]["stalled"] is False
     page = client.get("/api/runs", headers=READ).get_json()
     assert {run["run_id"]: run["stalled"] for run in page["runs"]} == {"quiet-run": True, "busy-run": False}
+    # A live run page learns it from the history it polls.
+    polled = {
+        run_id: client.get(f"/api/runs/{run_id}/history", query_string={"since_step": 10}, headers=READ).get_json()
+        for run_id in ("quiet-run", "busy-run")
+    }
+    assert {run_id: (answer["status"], answer["stalled"]) for run_id, answer in polled.items()} == {
+        "quiet-run": ("running", True),
+        "busy-run": ("running", False),
+    }
 
 
 def test_the_filter_finds_stalled_runs(client: FlaskClient, two_running: None) -> None:

@@ -17,15 +17,12 @@
   const status = document.getElementById("curves-status");
   // Only a run that may still report is followed.
   const LIVE = new Set(["launched", "running"]);
-  // The run's row (status, stalled) is read again every this many polls.
-  const RUN_EVERY = 10;
   const PLOT_CONFIG = { responsive: true, displaylogo: false };
   const COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf"];
 
   const initial = JSON.parse(data.textContent);
   const history = { steps: [], series: {} };
   let runStatus = section.dataset.status;
-  let polls = 0;
 
   // A stored value as a number for the chart: NaN, infinities and non-numbers are gaps.
   function numeric(value) {
@@ -171,31 +168,32 @@
     draw();
   }
 
-  async function readRun() {
-    const response = await fetch(`/api/runs/${encodeURIComponent(runId)}`, { credentials: "same-origin" });
-    if (!response.ok) return;
-    const run = (await response.json()).run;
-    runStatus = run.status;
+  // Each answer carries the run's status and whether it is stalled: the page follows both
+  // without reading the whole run.
+  function showStatus(answer) {
+    runStatus = answer.status;
     const badge = document.getElementById("run-status");
     if (badge) {
-      badge.textContent = run.status;
-      badge.className = `status status-${run.status}`;
+      badge.textContent = answer.status;
+      badge.className = `status status-${answer.status}`;
     }
     const stalled = document.getElementById("run-stalled");
-    if (stalled) stalled.hidden = !run.stalled;
+    if (stalled) stalled.hidden = !answer.stalled;
   }
 
   async function poll() {
-    polls += 1;
     try {
       const last = history.steps.length ? history.steps[history.steps.length - 1] : null;
       const query = last === null ? "" : `?since_step=${last}`;
       const response = await fetch(`/api/runs/${encodeURIComponent(runId)}/history${query}`, { credentials: "same-origin" });
-      if (response.ok && merge(await response.json()) > 0) {
-        addKeyBoxes();
-        draw();
+      if (response.ok) {
+        const answer = await response.json();
+        if (merge(answer) > 0) {
+          addKeyBoxes();
+          draw();
+        }
+        showStatus(answer);
       }
-      if (polls % RUN_EVERY === 0) await readRun();
     } catch (error) {
       status.textContent = `Could not read new points (${error.message}); trying again.`;
     }
