@@ -59,26 +59,25 @@ def _shown(value: Any) -> str:
 
 
 class RunWatch:
-    """What the view shows of one run: its row and the points read so far."""
+    """What the view shows of one run: its status and latest step, and the points read so far."""
 
     def __init__(self, run_id: str, patterns: Sequence[str] | None) -> None:
         self.run_id = run_id
         self.patterns = list(patterns or [])
+        # The latest history answer: it carries the run's status, stalled flag and latest step.
         self.run: dict[str, Any] | None = None
         self.steps: list[int] = []
         self.series: dict[str, list[Any]] = {}
 
     def poll(self) -> bool:
-        """Read the run and the points after the last step held; tell whether the run exists."""
-        self.run = store.get_run(self.run_id)
-        if self.run is None:
-            return False
+        """Read the points after the last step held, with the run's status; tell whether the run exists."""
         since = self.steps[-1] if self.steps else None
         history = store.get_run_history(
             self.run_id, since_step=since, max_points=None if since is not None else FIRST_POINTS
         )
+        self.run = history
         if history is None:
-            return True
+            return False
         for index, step in enumerate(history["steps"]):
             if since is not None and step <= since:
                 continue
@@ -105,7 +104,7 @@ class RunWatch:
     def render(self) -> Group:
         run = self.run or {}
         status = run.get("status", "?")
-        if self.run is not None and store.is_stalled(self.run):
+        if run.get("stalled"):
             status += " (stalled)"
         step = self.steps[-1] if self.steps else run.get("last_step")
         heading = Text.assemble(

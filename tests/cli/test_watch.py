@@ -20,6 +20,7 @@ from flask.testing import FlaskClient
 from ingest.cli.watch import sparkline
 from ingest.worker import Worker
 from tests.live import report, start_run
+from tests.stalled import backdate_runs
 from tests.webhooks import fixture, post_pipeline
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]|\r")
@@ -127,6 +128,15 @@ def test_the_watch_ends_with_the_run(
     worker.run_once()
     assert terminal.exit_status() == 0
     assert "run watched-run ended: completed" in terminal.text
+
+
+def test_a_run_that_stopped_reporting_is_shown_stalled(
+    training: str, database_url: str, terminals: list[Terminal]
+) -> None:
+    backdate_runs([training], 3600)
+    terminal = Terminal(["run", training, "--watch"], database_url)
+    terminals.append(terminal)
+    terminal.wait_for(r"status running \(stalled\)\s+step 20")
 
 
 def test_watching_a_run_that_does_not_exist_is_one_line_and_exit_1(
