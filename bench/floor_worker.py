@@ -30,11 +30,11 @@ def main() -> None:
     print("worker.started", flush=True)
     while not stop.is_set():
         batch = store.claim_deliveries(settings.worker_batch_size, lease)
-        if batch:
-            store.finish_deliveries([delivery.id for delivery in batch], "done")
         if not batch:
             stop.wait(settings.worker_poll_interval)
-        elif len(batch) < settings.worker_batch_size:
+            continue
+        store.finish_deliveries([delivery.id for delivery in batch], "done")
+        if len(batch) < settings.worker_batch_size:
             stop.wait(settings.worker_linger)
 
 

@@ -797,7 +797,7 @@ class Bench:
         done = statuses.get("done", 0)
         # From the first request sent, as the baseline's rate is: wrk spends a few tenths of a
         # second reading its requests file before, which counted here until 2026-12-07.
-        started = result["first_sent"]
+        started = result["first_sent"] or spawned
         return {
             **result,
             **{f"cpu_{name}_ms": ms for name, ms in cpu.per(done).items()},

@@ -45,6 +45,8 @@ def _series(column: list[Any]) -> list[Any]:
     return [None if value is ABSENT else value for value in column] if ABSENT in column else column
 
 
+_RUNS = training_runs
+_HISTORIES = run_histories
 _CHUNKS = run_history_chunks
 _POINTS = _CHUNKS.c.points
 
@@ -70,19 +72,18 @@ def get_run_history(
     wanted = _check_keys(keys)
     since = _check_int("since_step", since_step, -(2**63))
     limit = _check_int("max_points", max_points, 1)
-    histories, runs = run_histories, training_runs
     # A live run page polls this every second or two: a Core connection, no ORM session.
     with replica_connection() as connection:
         row = connection.execute(
             select(
-                runs.c.run_id,
-                runs.c.status,
+                _RUNS.c.run_id,
+                _RUNS.c.status,
                 stalled_value().label("stalled"),
-                histories.c["keys"].label("history_keys"),
-                histories.c.last_step,
+                _HISTORIES.c["keys"].label("history_keys"),
+                _HISTORIES.c.last_step,
             )
-            .outerjoin(histories, histories.c.run_id == runs.c.run_id)
-            .where(runs.c.run_id == run_id)
+            .outerjoin(_HISTORIES, _HISTORIES.c.run_id == _RUNS.c.run_id)
+            .where(_RUNS.c.run_id == run_id)
         ).first()
         if row is None:
             return None
@@ -138,20 +139,19 @@ def get_history(filter: str | None, key: str, max_runs: int = 20) -> list[dict[s
     if not isinstance(key, str):
         raise ValueError("key must be a string")
     limit = _check_int("max_runs", max_runs, 1)
-    histories, table = run_histories, training_runs
     with replica_connection() as connection:
         dialect = connection.dialect.name
         runs = connection.execute(
             select(
-                table.c.run_id,
-                table.c.run_name,
-                table.c.gradient_method,
-                table.c.status,
-                histories.c["keys"].label("history_keys"),
+                _RUNS.c.run_id,
+                _RUNS.c.run_name,
+                _RUNS.c.gradient_method,
+                _RUNS.c.status,
+                _HISTORIES.c["keys"].label("history_keys"),
             )
-            .outerjoin(histories, histories.c.run_id == table.c.run_id)
+            .outerjoin(_HISTORIES, _HISTORIES.c.run_id == _RUNS.c.run_id)
             .where(compile_filter(filter, dialect))
-            .order_by(table.c.created_at.desc(), table.c.run_id)
+            .order_by(_RUNS.c.created_at.desc(), _RUNS.c.run_id)
             .limit(limit)
         ).all()
         # The key's place in each run's chunks; most runs log their keys in the same order.

@@ -65,7 +65,7 @@ class RunWatch:
         self.run_id = run_id
         self.patterns = list(patterns or [])
         # The latest history answer: it carries the run's status, stalled flag and latest step.
-        self.run: dict[str, Any] | None = None
+        self.latest: dict[str, Any] | None = None
         self.steps: list[int] = []
         self.series: dict[str, list[Any]] = {}
 
@@ -75,7 +75,7 @@ class RunWatch:
         history = store.get_run_history(
             self.run_id, since_step=since, max_points=None if since is not None else FIRST_POINTS
         )
-        self.run = history
+        self.latest = history
         if history is None:
             return False
         for index, step in enumerate(history["steps"]):
@@ -93,7 +93,7 @@ class RunWatch:
 
     @property
     def ended(self) -> bool:
-        return self.run is None or self.run["status"] in store.FINAL_RUN_STATUSES
+        return self.latest is None or self.latest["status"] in store.FINAL_RUN_STATUSES
 
     def keys(self) -> list[str]:
         keys = sorted(self.series)
@@ -102,7 +102,7 @@ class RunWatch:
         return keys[:MAX_KEYS]
 
     def render(self) -> Group:
-        run = self.run or {}
+        run = self.latest or {}
         status = run.get("status", "?")
         if run.get("stalled"):
             status += " (stalled)"
@@ -143,4 +143,4 @@ def watch(run_id: str, patterns: Sequence[str] | None, console: Console | None =
                 live.update(view.render(), refresh=True)
     except KeyboardInterrupt:
         return f"stopped watching run {run_id}"
-    return f"run {run_id} ended: {view.run['status'] if view.run else 'deleted'}"
+    return f"run {run_id} ended: {view.latest['status'] if view.latest else 'deleted'}"
