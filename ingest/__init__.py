@@ -66,6 +66,8 @@ def create_app(settings: Settings | None = None, fetch_pem: Callable[[str], byte
 
     @app.errorhandler(Exception)
     def unexpected_error(error: Exception) -> tuple[Response, int]:
+        if store.schema_missing(error):
+            return webhooks.schema_missing()
         log.exception("request.failed path=%s", request.path)
         return jsonify(error="internal_error", message="unexpected error; nothing was stored"), 500
 

@@ -126,6 +126,13 @@ def healthz() -> Response:
     return jsonify(status="ok")
 
 
+def schema_missing() -> tuple[Response, int]:
+    """Answer a request that found the database without training-db's tables: never migrated."""
+    log.error("request.schema_missing path=%s: run `training-db migrate`", request.path)
+    message = "the database has no training-db tables: run `training-db migrate`"
+    return jsonify(error="schema_behind", message=message), 503
+
+
 @blueprint.get("/readyz")
 def readyz() -> tuple[Response, int]:
     """Answer 200 when the database is reachable and its schema is at the newest migration."""

@@ -78,6 +78,22 @@ def postgres_url(worker_id: str) -> Iterator[str | None]:
     admin.dispose()
 
 
+@pytest.fixture
+def unmigrated_postgres() -> Iterator[str]:
+    """Create an empty PostgreSQL database for the test, dropped after it."""
+    admin_url = _postgres_admin_url()
+    if admin_url is None:
+        pytest.skip("PostgreSQL is not reachable (set TEST_POSTGRES_URL)")
+    name = f"training_db_unmigrated_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Migrate one SQLite file that every test copies."""

@@ -13,6 +13,7 @@ from flask import Blueprint, Response, current_app, g, request, stream_with_cont
 
 import store
 from ingest.settings import Settings
+from ingest.webhooks import schema_missing
 from store import (
     SCAFFOLD_CROSS_RUN_ORDERS,
     SCAFFOLD_MAX_TOP_PER_RUN,
@@ -74,7 +75,9 @@ def bad_parameter(error: ValueError) -> Response:
 
 
 @blueprint.errorhandler(DatabaseUnavailable)
-def database_unavailable(error: DatabaseUnavailable) -> Response:
+def database_unavailable(error: DatabaseUnavailable) -> Response | tuple[Response, int]:
+    if store.schema_missing(error):
+        return schema_missing()
     return answer({"error": "database_unavailable", "message": str(error)}, 503)
 
 

@@ -6,17 +6,14 @@ import os
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-from sqlalchemy import create_engine, make_url, text
+from sqlalchemy import make_url
 
 from ingest.cli import main
 from store import migrate
-from tests.conftest import _postgres_admin_url
 from tests.faults.services import free_port, private_postgres
 
 BIN = Path(sys.executable).parent
@@ -46,22 +43,6 @@ def one_line_error(result: Result, exit_code: int = 1) -> str:
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("Error: ")
     return lines[0]
-
-
-@pytest.fixture
-def unmigrated_postgres() -> Iterator[str]:
-    """Create an empty PostgreSQL database for the test, dropped after it."""
-    admin_url = _postgres_admin_url()
-    if admin_url is None:
-        pytest.skip("PostgreSQL is not reachable (set TEST_POSTGRES_URL)")
-    name = f"training_db_unmigrated_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 @pytest.fixture

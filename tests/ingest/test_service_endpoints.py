@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from ingest import create_app
+from ingest.settings import Settings
 from tests.webhooks import fixture, post_pipeline, post_s3
 
 
@@ -38,6 +39,21 @@ def test_readyz_answers_503_when_the_schema_is_behind(client, database_url):
     assert response.status_code == 503
     assert response.json["error"] == "schema_behind"
     assert "training-db migrate" in response.json["message"]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_reads_from_a_database_never_migrated_say_to_migrate(backend, tmp_path, request, caplog):
+    url = f"sqlite:///{tmp_path}/empty.db" if backend == "sqlite" else request.getfixturevalue("unmigrated_postgres")
+    client = create_app(Settings(database_url=url, read_api_token="token")).test_client()
+    reader = {"Authorization": "Bearer token"}
+
+    for path in ("/api/runs", "/api/runs/run-1/history?since_step=5", "/api/history?key=train/loss", "/api/stats"):
+        response = client.get(path, headers=reader)
+        assert (response.status_code, response.json) == (
+            503,
+            {"error": "schema_behind", "message": "the database has no training-db tables: run `training-db migrate`"},
+        ), path
+    assert "Traceback" not in caplog.text
 
 
 def test_readyz_keeps_where_the_database_is_for_the_log(settings, sns_signer, caplog):
