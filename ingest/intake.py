@@ -315,6 +315,8 @@ class Intake:
 
 def _unavailable(source: Source, failure: DatabaseUnavailable) -> Rejected:
     log.error("inbox.unavailable source=%s error=%s", source, failure)
+    if store.schema_missing(failure):
+        return Rejected(503, "schema_behind", "the database has no training-db tables: run `training-db migrate`")
     return Rejected(503, "database_unavailable", "the inbox database is unavailable; retry later")
 
 

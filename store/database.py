@@ -82,7 +82,8 @@ def schema_missing(error: BaseException) -> bool:
     while cause is not None:
         if isinstance(cause, DatabaseUnavailable) and str(cause).startswith("no such table"):
             return True
-        if isinstance(cause, ProgrammingError) and getattr(cause.orig, "sqlstate", None) == _UNDEFINED_TABLE:
+        # Through SQLAlchemy, or from the driver itself (the inbox writes with psycopg directly).
+        if getattr(getattr(cause, "orig", cause), "sqlstate", None) == _UNDEFINED_TABLE:
             return True
         if isinstance(cause, OperationalError) and str(cause.orig).startswith("no such table"):
             return True

@@ -10,6 +10,7 @@ from sqlalchemy import create_engine, text
 
 from ingest import create_app
 from ingest.settings import Settings
+from tests.conftest import PIPELINE_SECRET
 from tests.webhooks import fixture, post_pipeline, post_s3
 
 
@@ -44,15 +45,17 @@ def test_readyz_answers_503_when_the_schema_is_behind(client, database_url):
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_reads_from_a_database_never_migrated_say_to_migrate(backend, tmp_path, request, caplog):
     url = f"sqlite:///{tmp_path}/empty.db" if backend == "sqlite" else request.getfixturevalue("unmigrated_postgres")
-    client = create_app(Settings(database_url=url, read_api_token="token")).test_client()
+    settings = Settings(database_url=url, read_api_token="token", pipeline_webhook_secret=PIPELINE_SECRET)
+    client = create_app(settings).test_client()
     reader = {"Authorization": "Bearer token"}
 
+    told = {"error": "schema_behind", "message": "the database has no training-db tables: run `training-db migrate`"}
     for path in ("/api/runs", "/api/runs/run-1/history?since_step=5", "/api/history?key=train/loss", "/api/stats"):
         response = client.get(path, headers=reader)
-        assert (response.status_code, response.json) == (
-            503,
-            {"error": "schema_behind", "message": "the database has no training-db tables: run `training-db migrate`"},
-        ), path
+        assert (response.status_code, response.json) == (503, told), path
+    # A sender's delivery is refused with the same words; it retries a 503.
+    delivery = post_pipeline(client, fixture("pipeline", "run_started__basic"))
+    assert (delivery.status_code, delivery.json) == (503, told)
     assert "Traceback" not in caplog.text
 
 
