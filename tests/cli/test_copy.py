@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 import store
 from ingest.cli import main
@@ -59,18 +56,9 @@ def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path}/target.db"
         return
-    server = request.getfixturevalue("postgres_url")
-    if server is None:
-        pytest.skip("PostgreSQL is not reachable (set TEST_POSTGRES_URL)")
-    name = f"training_db_copy_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    yield make_url(server).set(database=name).render_as_string(hide_password=False)
+    yield request.getfixturevalue("unmigrated_postgres")
+    # The copy's connections, before the database is dropped.
     store.get_engine().dispose()
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 def objective_count() -> int:
