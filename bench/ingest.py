@@ -780,6 +780,8 @@ class Bench:
         inbox = self.inbox
         self.console.print(f"end to end: {concurrency} connections, {self.args.workers} workers...")
         requests_file, run_ids = self.requests_file(count)
+        # A cache the resets keep, as a deployed service keeps it (store/analyses.py).
+        analyses = inbox.count("molecule_analyses") if self.args.molecules_every else None
         self.checkpoint()
         groups = {
             "web": lambda: process_tree(self.processes["ingester"].pid),
@@ -807,6 +809,7 @@ class Bench:
             "wrk_start_s": started - spawned,
             "not_done": {status: n for status, n in statuses.items() if status != "done"},
             "runs": inbox.count("training_runs"),
+            "analyses_at_start": analyses,
             "objectives": inbox.count("run_objectives"),
             **pages,
         }
@@ -1028,7 +1031,12 @@ def report(results: dict[str, Any], console: Console) -> None:
     if mix["molecules_every"]:
         console.print(
             f"molecules: a batch of {mix['molecules']:,} after every {mix['molecules_every']} other events, "
-            f"{mix['molecule_batches']} distinct batches in turn"
+            f"{mix['molecule_batches']} distinct batches in turn; molecule analyses in the database when "
+            "each end-to-end load started, with its ratio: "
+            + ", ".join(
+                f"{load['analyses_at_start']:,} ({ratio:.0%})"
+                for load, ratio in zip(e2e["loads"], e2e["ratios"], strict=True)
+            )
         )
     if mix["open_pages"]:
         page_loads = [load for load in loads if "pages" in load]

@@ -20,10 +20,9 @@ from rdkit.Chem.Scaffolds import MurckoScaffold
 # RDKit logs every SMILES it cannot parse to stderr; an invalid molecule is counted instead.
 rdBase.DisableLog("rdApp.*")
 
-# Reinforcement-learning runs generate the same molecules again and again: each distinct SMILES
-# is analysed once while it is among the most recent this many (its memory when full:
-# bench/RESULTS.md, "Figures from the code").
-ANALYSIS_CACHE_SIZE = 65_536
+# Scaffolds are far fewer than molecules: a few in a thousand (store/analyses.py keeps the
+# molecules' analyses).
+GENERIC_CACHE_SIZE = 65_536
 DEPICTION_CACHE_SIZE = 4_096
 
 
@@ -34,7 +33,6 @@ class Structure(NamedTuple):
     scaffold: str
 
 
-@lru_cache(maxsize=ANALYSIS_CACHE_SIZE)
 def analyse(smiles: str) -> Structure | None:
     """Return the molecule's canonical SMILES and scaffold, or None when RDKit cannot parse it."""
     molecule = Chem.MolFromSmiles(smiles)
@@ -50,7 +48,7 @@ def _scaffold(molecule: Chem.Mol) -> str:
     return Chem.MolToSmiles(scaffold, isomericSmiles=False)
 
 
-@lru_cache(maxsize=ANALYSIS_CACHE_SIZE)
+@lru_cache(maxsize=GENERIC_CACHE_SIZE)
 def generic_scaffold(scaffold: str) -> str | None:
     """Return the scaffold with every atom a carbon and every bond single ("" for ""; None if RDKit fails)."""
     if not scaffold:

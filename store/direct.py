@@ -17,13 +17,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Dialect
+from sqlalchemy import Connection, Dialect, Table
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import Select, UpdateBase
 
 if TYPE_CHECKING:
     import psycopg
+    from sqlalchemy.dialects.postgresql import Insert
 
 Processor = Callable[[Any], Any]
 # What a Direct runs: a query, or an INSERT, UPDATE or DELETE (its RETURNING columns are its results).
@@ -147,3 +148,36 @@ class Direct:
         compiled = self._compile(connection.dialect)
         with driver_errors(connection, compiled.sql), driver_connection(connection).cursor() as cursor:
             cursor.executemany(compiled.sql, [self._parameters(compiled, row) for row in parameters])
+
+
+def insert_from_arrays(table: Table, names: Sequence[str]) -> Insert:
+    """PostgreSQL: insert rows of ``table``'s columns ``names`` from one array parameter per
+    column, named after it, in array order (unnest): one statement, where executemany runs one
+    per row.
+
+    A document column is sent as text and cast, so that a missing document is NULL, not JSON null.
+    """
+    # Imported here: the PostgreSQL dialect stays unloaded by a read command on SQLite.
+    from sqlalchemy import Text, bindparam, cast, func, select
+    from sqlalchemy.dialects import postgresql
+
+    from store.schema import DocumentType
+
+    columns = {name: table.c[name].type for name in names}
+    arrays = (
+        func.unnest(
+            *[
+                bindparam(name, type_=postgresql.ARRAY(Text if isinstance(type_, DocumentType) else type_))
+                for name, type_ in columns.items()
+            ]
+        )
+        .table_valued(*columns)
+        .render_derived("batch")
+    )
+    rows = select(
+        *[
+            cast(arrays.c[name], postgresql.JSONB) if isinstance(type_, DocumentType) else arrays.c[name]
+            for name, type_ in columns.items()
+        ]
+    )
+    return postgresql.insert(table).from_select(list(names), rows)

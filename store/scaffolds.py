@@ -40,14 +40,14 @@ from sqlalchemy.orm import Session
 
 from store import jsoncodec
 from store.database import get_engine, read_transaction, transaction
-from store.direct import Direct
+from store.direct import Direct, insert_from_arrays
 from store.fields import resolve
 from store.filters import compile_filter
 from store.locking import check_run_id
 from store.models import RunMoleculeBatch, RunMolecules, RunObjective, RunScaffold, Scaffold, TrainingRun
 from store.query import check_limit, conditions_of
 from store.runs import RunState
-from store.schema import DocumentType, utcnow
+from store.schema import utcnow
 
 if TYPE_CHECKING:
     from store.chemistry import ScaffoldLibrary
@@ -223,9 +223,9 @@ def _analyse(molecules: _Columns, step: int) -> _Batch:
     (itemgetter) and summed (sum, min, max) by builtins: per molecule, Python only looks up its
     analysis and puts it in its group.
     """
-    from store import chemistry
+    from store.analyses import analyse_all
 
-    structures = list(map(chemistry.analyse, molecules.smiles))
+    structures = analyse_all(molecules.smiles)
     groups: defaultdict[str, list[int]] = defaultdict(list)
     for index, structure in enumerate(structures):
         if structure is not None:
@@ -414,39 +414,12 @@ def _run_scaffolds(session: Session, dialect: str, run_id: str, names: list[str]
 # SMILES it had analysed before (bench/RESULTS.md).
 
 
-def _from_arrays(columns: Mapping[str, Any]) -> Any:
-    """PostgreSQL: rows made of one array parameter per column, named after it, in array order.
-
-    A document column is sent as text and cast, so that a missing document is NULL, not JSON null.
-    """
-    arrays = (
-        func.unnest(
-            *[
-                bindparam(name, type_=postgresql.ARRAY(Text if isinstance(type_, DocumentType) else type_))
-                for name, type_ in columns.items()
-            ]
-        )
-        .table_valued(*columns)
-        .render_derived("batch")
-    )
-    return select(
-        *[
-            cast(arrays.c[name], postgresql.JSONB) if isinstance(type_, DocumentType) else arrays.c[name]
-            for name, type_ in columns.items()
-        ]
-    )
-
-
 def _arrays(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
     """The rows as one list per column; documents (objective stats) as JSON text."""
     arrays: dict[str, list[Any]] = {name: [row[name] for row in rows] for name in rows[0]}
     if (documents := arrays.get("objective_stats_json")) is not None:
         arrays["objective_stats_json"] = [None if value is None else jsoncodec.dumps(value) for value in documents]
     return arrays
-
-
-def _columns_of(table: Any, names: Sequence[str]) -> dict[str, Any]:
-    return {name: table.c[name].type for name in names}
 
 
 _RUN_SCAFFOLDS_NAMED = Direct(
@@ -590,21 +563,11 @@ def _add_totals(statement: Any) -> Any:
 
 _RUN_SCAFFOLD_COLUMNS = [column.key for column in _RUN_SCAFFOLDS.columns]
 _UPSERT_RUN_SCAFFOLDS_FROM_ARRAYS = Direct(
-    _upsert_run_scaffolds(
-        postgresql.insert(_RUN_SCAFFOLDS).from_select(
-            _RUN_SCAFFOLD_COLUMNS, _from_arrays(_columns_of(_RUN_SCAFFOLDS, _RUN_SCAFFOLD_COLUMNS))
-        )
-    )
+    _upsert_run_scaffolds(insert_from_arrays(_RUN_SCAFFOLDS, _RUN_SCAFFOLD_COLUMNS))
 )
 _ADD_TO_RUN_COUNTS_ON_POSTGRESQL = Direct(_add_to_run_counts(postgresql.insert(_RUN_MOLECULES)))
 _TOTALS_COLUMNS = [column.key for column in _SCAFFOLDS.columns]
-_ADD_TOTALS_FROM_ARRAYS = Direct(
-    _add_totals(
-        postgresql.insert(_SCAFFOLDS).from_select(
-            _TOTALS_COLUMNS, _from_arrays(_columns_of(_SCAFFOLDS, _TOTALS_COLUMNS))
-        )
-    )
-)
+_ADD_TOTALS_FROM_ARRAYS = Direct(_add_totals(insert_from_arrays(_SCAFFOLDS, _TOTALS_COLUMNS)))
 
 _TOTALS = "scaffold_totals"
 

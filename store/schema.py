@@ -299,6 +299,21 @@ run_molecules = Table(
     Column("batches", Integer, nullable=False),
 )
 
+molecule_analyses = Table(
+    "molecule_analyses",
+    metadata,
+    # RDKit's analysis of a SMILES, kept for every worker (store/analyses.py): a cache, its
+    # oldest rows (lowest seq) dropped past a bound.
+    Column("seq", BigId, primary_key=True),
+    # blake2b-128 of the RDKit version and the SMILES as given: a SMILES may be longer than an
+    # index entry can hold.
+    Column("digest", RawBytes, nullable=False),
+    # Canonical SMILES and Bemis-Murcko scaffold; both NULL when RDKit cannot parse the SMILES.
+    Column("smiles", Text),
+    Column("scaffold", Text),
+    Index("ix_molecule_analyses_digest", "digest", unique=True),
+)
+
 run_molecule_batches = Table(
     "run_molecule_batches",
     metadata,

@@ -1,0 +1,131 @@
+"""Molecule analyses shared by every worker: RDKit analyses each distinct SMILES once.
+
+Reinforcement-learning runs generate the same molecules again and again, within a run and across
+runs started from the same prior. A batch's SMILES are looked up first in this process's memory
+(the most recent ``IN_MEMORY``), then in the database's ``molecule_analyses`` table, where every
+process keeps what it analysed; only the rest go to RDKit. So a molecule that one worker analysed
+is not analysed again by another, nor by a worker started since (a deploy, a restart).
+
+The table is a cache, not data: it keeps its newest ``IN_DATABASE`` rows, and a row is found by a
+digest of the RDKit version and the SMILES as given, so that another RDKit version analyses anew
+(its canonical SMILES may differ) while the old version's rows age out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from itertools import islice
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import LargeBinary, any_, bindparam, delete, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from store.database import connect
+from store.direct import Direct, insert_from_arrays
+from store.schema import molecule_analyses
+
+if TYPE_CHECKING:
+    from store.chemistry import Structure
+
+# An analysis takes about 150 bytes of this process's memory (bench/RESULTS.md, "Figures from
+# the code"); a row about 200 bytes of the database's, indexes included.
+IN_MEMORY = 65_536
+IN_DATABASE = 1_000_000
+# Digests per statement: SQLite takes at most 32,766 parameters in one.
+_CHUNK = 500
+
+_table = molecule_analyses
+_recent: dict[str, Structure | None] = {}
+_version: bytes | None = None
+
+
+def _digest(smiles: str) -> bytes:
+    global _version
+    if _version is None:
+        from rdkit import rdBase
+
+        _version = rdBase.rdkitVersion.encode() + b"\n"
+    return hashlib.blake2b(_version + smiles.encode(), digest_size=16).digest()
+
+
+def analyse_all(smiles: Sequence[str]) -> list[Structure | None]:
+    """Return each molecule's canonical SMILES and scaffold, None where RDKit cannot parse it."""
+    from store import chemistry
+
+    known = {text: _recent[text] for text in set(smiles) if text in _recent}
+    if len(known) < len(set(smiles)):
+        missing = {_digest(text): text for text in set(smiles) if text not in known}
+        known.update(_read(missing))
+        new = {digest: text for digest, text in missing.items() if text not in known}
+        if new:
+            analysed = {digest: chemistry.analyse(text) for digest, text in new.items()}
+            _write(analysed)
+            known.update((new[digest], structure) for digest, structure in analysed.items())
+        _remember(known)
+    return [known[text] for text in smiles]
+
+
+def _read(missing: dict[bytes, str]) -> Iterable[tuple[str, Structure | None]]:
+    from store.chemistry import Structure
+
+    digests = list(missing)
+    with connect(begin=False) as connection:
+        found: list[tuple[Any, ...]]
+        if connection.dialect.name == "postgresql":
+            found = [tuple(row.values()) for row in _FOUND_ON_POSTGRESQL.execute(connection, {"digests": digests})]
+        else:
+            found = [
+                tuple(row)
+                for start in range(0, len(digests), _CHUNK)
+                for row in connection.execute(_FOUND, {"digests": digests[start : start + _CHUNK]})
+            ]
+    for digest, canonical, scaffold in found:
+        yield missing[digest], None if canonical is None else Structure(canonical, scaffold)
+
+
+def _write(analysed: dict[bytes, Structure | None]) -> None:
+    """Keep new analyses for every process, then drop the oldest beyond IN_DATABASE.
+
+    Another process may have written some of them meanwhile: its row stays, the same analysis.
+    """
+    # In digest order, as every process writes: two that write the same new SMILES at once wait
+    # for each other's row in the same order, never each for the other's.
+    analysed = dict(sorted(analysed.items()))
+    rows = {
+        "digest": list(analysed),
+        "smiles": [None if structure is None else structure.smiles for structure in analysed.values()],
+        "scaffold": [None if structure is None else structure.scaffold for structure in analysed.values()],
+    }
+    with connect() as connection:
+        if connection.dialect.name == "postgresql":
+            _KEEP_ON_POSTGRESQL.execute(connection, rows)
+        else:
+            listed = [dict(zip(rows, values, strict=True)) for values in zip(*rows.values(), strict=True)]
+            for start in range(0, len(listed), _CHUNK):
+                connection.execute(_KEEP_ON_SQLITE, listed[start : start + _CHUNK])
+        connection.execute(_PRUNE, {"kept": IN_DATABASE})
+
+
+_COLUMNS = (_table.c.digest, _table.c.smiles, _table.c.scaffold)
+_FOUND = select(*_COLUMNS).where(_table.c.digest.in_(bindparam("digests", expanding=True)))
+_FOUND_ON_POSTGRESQL = Direct(
+    select(*_COLUMNS).where(
+        _table.c.digest == any_(bindparam("digests", type_=postgresql.ARRAY(LargeBinary)))
+    )
+)
+_KEEP_ON_POSTGRESQL = Direct(
+    insert_from_arrays(_table, [column.key for column in _COLUMNS]).on_conflict_do_nothing()
+)
+_KEEP_ON_SQLITE = sqlite.insert(_table).on_conflict_do_nothing()
+_PRUNE = delete(_table).where(
+    _table.c.seq <= select(func.max(_table.c.seq)).scalar_subquery() - bindparam("kept")
+)
+
+
+def _remember(known: dict[str, Structure | None]) -> None:
+    _recent.update(known)
+    if len(_recent) > IN_MEMORY:
+        # The oldest quarter goes: the database still has them.
+        for text in list(islice(_recent, len(_recent) - IN_MEMORY * 3 // 4)):
+            _recent.pop(text, None)
