@@ -28,8 +28,9 @@ from store.schema import molecule_analyses
 if TYPE_CHECKING:
     from store.chemistry import Structure
 
-# An analysis takes about 150 bytes of this process's memory (bench/RESULTS.md, "Figures from
-# the code"); a row about 200 bytes of the database's, indexes included.
+# An analysis takes about 320 bytes of this process's memory (21 MB when full) and a row about
+# 170 bytes of the database's, indexes included (170 MB when full): bench/RESULTS.md, "Figures
+# from the code".
 IN_MEMORY = 65_536
 IN_DATABASE = 1_000_000
 # Digests per statement: SQLite takes at most 32,766 parameters in one.
