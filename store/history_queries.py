@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import BigInteger, Integer, bindparam, func, select
 
 from store.database import replica_connection
 from store.filters import compile_filter
 from store.history import ABSENT, column_size, decode_column, decode_steps, decode_times
 from store.schema import run_histories, run_history_chunks, training_runs
-from store.stalled import stalled_value
+from store.stalled import is_stalled
 
 
 def _check_keys(keys: Any) -> list[str] | None:
@@ -51,13 +51,33 @@ _CHUNKS = run_history_chunks
 _POINTS = _CHUNKS.c.points
 
 
-def _through_key(index: int) -> Any:
-    """A chunk's data up to the end of the column of key ``index`` (store/history.py): steps,
-    times and the first columns. One slice: PostgreSQL reads its TOAST pieces in one index scan,
-    where a slice per part would scan once per part."""
-    return func.substr(
-        _CHUNKS.c.data, 1, 16 * _POINTS + (index + 1) * (2 * ((_POINTS + 7) // 8) + 8 * _POINTS)
+# A live run page polls get_run_history every second or two: its statements are built once, and
+# run on a Core connection, no ORM session.
+_RUN_AND_HISTORY = (
+    select(
+        _RUNS.c.status,
+        _RUNS.c.updated_at,
+        _RUNS.c.created_at,
+        _HISTORIES.c["keys"].label("history_keys"),
+        _HISTORIES.c.last_step,
     )
+    .outerjoin(_HISTORIES, _HISTORIES.c.run_id == _RUNS.c.run_id)
+    .where(_RUNS.c.run_id == bindparam("run_id"))
+)
+# A chunk's data up to the end of the column of key ``through`` (store/history.py): steps, times
+# and the first columns. One slice: PostgreSQL reads its TOAST pieces in one index scan, where a
+# slice per part would scan once per part.
+_THROUGH_KEY = func.substr(
+    _CHUNKS.c.data,
+    1,
+    16 * _POINTS + (bindparam("through", type_=Integer) + 1) * (2 * ((_POINTS + 7) // 8) + 8 * _POINTS),
+)
+_CHUNKS_OF_RUN = (
+    select(_POINTS, _THROUGH_KEY, _CHUNKS.c.extras)
+    .where(_CHUNKS.c.run_id == bindparam("run_id"))
+    .order_by(_CHUNKS.c.start)
+)
+_CHUNKS_OF_RUN_AFTER = _CHUNKS_OF_RUN.where(_CHUNKS.c.start + _CHUNKS.c.width > bindparam("since", type_=BigInteger))
 
 
 def get_run_history(
@@ -72,19 +92,8 @@ def get_run_history(
     wanted = _check_keys(keys)
     since = _check_int("since_step", since_step, -(2**63))
     limit = _check_int("max_points", max_points, 1)
-    # A live run page polls this every second or two: a Core connection, no ORM session.
     with replica_connection() as connection:
-        row = connection.execute(
-            select(
-                _RUNS.c.run_id,
-                _RUNS.c.status,
-                stalled_value().label("stalled"),
-                _HISTORIES.c["keys"].label("history_keys"),
-                _HISTORIES.c.last_step,
-            )
-            .outerjoin(_HISTORIES, _HISTORIES.c.run_id == _RUNS.c.run_id)
-            .where(_RUNS.c.run_id == run_id)
-        ).first()
+        row = connection.execute(_RUN_AND_HISTORY, {"run_id": run_id}).first()
         if row is None:
             return None
         stored = list(row.history_keys or [])
@@ -96,14 +105,9 @@ def get_run_history(
         columns: dict[int, list[Any]] = {i: [] for i in indexes}
         # A poll past the latest step has nothing to read.
         if row.history_keys is not None and (since is None or since < row.last_step):
-            statement = (
-                select(_POINTS, _through_key(max(indexes, default=-1)), _CHUNKS.c.extras)
-                .where(_CHUNKS.c.run_id == run_id)
-                .order_by(_CHUNKS.c.start)
-            )
-            if since is not None:
-                statement = statement.where(_CHUNKS.c.start + _CHUNKS.c.width > since)
-            for points, data, extras in connection.execute(statement):
+            statement = _CHUNKS_OF_RUN if since is None else _CHUNKS_OF_RUN_AFTER
+            parameters = {"run_id": run_id, "through": max(indexes, default=-1), "since": since}
+            for points, data, extras in connection.execute(statement, parameters):
                 chunk_steps = decode_steps(data, points)
                 skip = 0
                 if since is not None:
@@ -128,7 +132,7 @@ def get_run_history(
         "last_step": None if row.last_step is None else int(row.last_step),
         # A live page follows the run's status from its polls, without reading the whole run.
         "status": row.status,
-        "stalled": bool(row.stalled),
+        "stalled": is_stalled(row._asdict()),
     }
 
 
@@ -162,9 +166,10 @@ def get_history(filter: str | None, key: str, max_runs: int = 20) -> list[dict[s
         curves: dict[str, tuple[list[int], list[Any]]] = {}
         for position, run_ids in by_position.items():
             rows = connection.execute(
-                select(_CHUNKS.c.run_id, _POINTS, _through_key(position), _CHUNKS.c.extras)
+                select(_CHUNKS.c.run_id, _POINTS, _THROUGH_KEY, _CHUNKS.c.extras)
                 .where(_CHUNKS.c.run_id.in_(run_ids))
-                .order_by(_CHUNKS.c.run_id, _CHUNKS.c.start)
+                .order_by(_CHUNKS.c.run_id, _CHUNKS.c.start),
+                {"through": position},
             )
             for run_id, points, data, extras in rows:
                 column = decode_column(
