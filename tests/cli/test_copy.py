@@ -13,8 +13,9 @@ from click.testing import CliRunner, Result
 
 import store
 from ingest.cli import main
-from store import inbox
+from store import analyses, inbox
 from testkit.factory import generate_runs, load_record
+from tests.molecules import ASPIRIN, BENZENE, CAFFEINE, XANTHINE_SCAFFOLD
 
 RECORDS = list(generate_runs(15, seed=3))
 
@@ -46,6 +47,9 @@ def source(tmp_path: Path, sqlite_template: Path, monkeypatch: pytest.MonkeyPatc
         RECORDS[0]["run_id"], "error_log_s3_key", "bucket", "crash-reports/x/error.log", "ObjectCreated:Put"
     )
     store.advance_wandb_sync_cursor("mango-lab", "mango-moo", store.utcnow(), 15)
+    # As a worker new to this database: the molecule's analysis is written to it.
+    monkeypatch.setattr(analyses, "_recent", {})
+    store.record_molecules(RECORDS[0]["run_id"], "batch-1", 10, [{"smiles": ASPIRIN, "reward": 0.5}])
     yield url
     store.get_engine().dispose()
 
@@ -77,14 +81,21 @@ def test_a_copy_holds_every_run_objective_and_event_of_the_source(source, target
     assert snapshot(target) == snapshot(source)
 
 
-def test_new_rows_in_the_copy_continue_after_the_copied_ids(source, target):
+def test_new_rows_in_the_copy_continue_after_the_copied_ids(source, target, monkeypatch):
     invoke("copy", "--to", target)
     store.configure(target)
 
     event_id, new = inbox.record_delivery("s3", "s3.objects", "records:2", b"{}", {})
     store.insert_objective(RECORDS[0]["run_id"], "brand_new_objective")
+    # A worker new to the copy: it reads aspirin's analysis there, and writes caffeine's after it.
+    monkeypatch.setattr(analyses, "_recent", {})
+    store.record_molecules(RECORDS[1]["run_id"], "batch-1", 10, [{"smiles": ASPIRIN}, {"smiles": CAFFEINE}])
 
     assert (event_id, new) == (2, True)
+    assert {row["scaffold"] for row in store.get_run_scaffolds(RECORDS[1]["run_id"])} == {
+        BENZENE,
+        XANTHINE_SCAFFOLD,
+    }
     assert "brand_new_objective" in [
         o["objective_name"] for o in store.get_run_objectives(RECORDS[0]["run_id"])
     ]
@@ -99,9 +110,9 @@ def test_a_non_empty_target_is_refused_unless_replaced(source, target):
 
     assert refused.exit_code == 1
     assert refused.output.splitlines()[-1] == (
-        f"Error: the target database is not empty (inbox_events 1, s3_objects 1, training_runs {len(RECORDS)}, "
-        f"wandb_sync_state 1, run_objectives {objectives}): "
-        "pass --replace to delete its rows"
+        "Error: the target database is not empty (inbox_events 1, molecule_analyses 1, s3_objects 1, scaffolds 1, "
+        f"training_runs {len(RECORDS)}, wandb_sync_state 1, run_molecule_batches 1, run_molecules 1, "
+        f"run_objectives {objectives}, run_scaffolds 1): pass --replace to delete its rows"
     )
     assert replaced.exit_code == 0, replaced.output
     assert snapshot(target) == snapshot(source)
