@@ -8,7 +8,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from ingest.settings import DEFAULT_DATABASE_URL, DEFAULT_STALE_AFTER_SECONDS
-from store import DEFAULT_HISTORY_POLICY, HistoryPolicy
+from store import DEFAULT_HISTORY_POLICY, DEFAULT_MOLECULE_ANALYSES_KEPT, HistoryPolicy
 
 
 class Settings(BaseSettings):
@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     history_keys: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(DEFAULT_HISTORY_POLICY.keys))
     history_max_keys: int = Field(default=DEFAULT_HISTORY_POLICY.max_keys, ge=1)
     history_max_points: int = Field(default=DEFAULT_HISTORY_POLICY.max_points, ge=4)
+
+    # RDKit's analyses of molecules, shared by the workers through the database: at most this
+    # many rows are kept (store/analyses.py); 0 shares none, each worker keeps its own in memory.
+    molecule_analyses_kept: int = Field(default=DEFAULT_MOLECULE_ANALYSES_KEPT, ge=0)
 
     def history_policy(self) -> HistoryPolicy:
         """Return what the history of each run keeps, as the store takes it."""

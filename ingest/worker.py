@@ -145,6 +145,7 @@ class Worker:
         # The events of the batch being processed, whose claim the heartbeat renews.
         self.holding: list[int] = []
         plan_statements_once()
+        store.configure_molecule_analyses_kept(settings.molecule_analyses_kept)
 
     def run_once(self) -> int:
         """Claim and process one batch of due events; return how many were claimed."""

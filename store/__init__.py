@@ -10,6 +10,8 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from store.analyses import DEFAULT_KEPT as DEFAULT_MOLECULE_ANALYSES_KEPT
+    from store.analyses import configure_kept as configure_molecule_analyses_kept
     from store.bulk import load_runs
     from store.copy import CopyFailed, copy_database
     from store.crash_reports import record_crash_report_object
@@ -277,6 +279,8 @@ _API: dict[str, tuple[str, str]] = {
     "get_run_history": ("history_queries", "get_run_history"),
     "wandb_history_lines": ("wandb_runs", "wandb_history_lines"),
     "configure_stale_after": ("stalled", "configure_stale_after"),
+    "configure_molecule_analyses_kept": ("analyses", "configure_kept"),
+    "DEFAULT_MOLECULE_ANALYSES_KEPT": ("analyses", "DEFAULT_KEPT"),
     "is_stalled": ("stalled", "is_stalled"),
     "stale_after_seconds": ("stalled", "stale_after_seconds"),
     "FINAL_RUN_STATUSES": ("extract", "FINAL_STATUSES"),
@@ -284,6 +288,8 @@ _API: dict[str, tuple[str, str]] = {
 __all__ = [
     "FINAL_RUN_STATUSES",
     "configure_stale_after",
+    "configure_molecule_analyses_kept",
+    "DEFAULT_MOLECULE_ANALYSES_KEPT",
     "is_stalled",
     "stale_after_seconds",
     "DEFAULT_HISTORY_POLICY",

@@ -6,9 +6,10 @@ runs started from the same prior. A batch's SMILES are looked up first in this p
 process keeps what it analysed; only the rest go to RDKit. So a molecule that one worker analysed
 is not analysed again by another, nor by a worker started since (a deploy, a restart).
 
-The table is a cache, not data: it keeps its newest ``IN_DATABASE`` rows, and a row is found by a
-digest of the RDKit version and the SMILES as given, so that another RDKit version analyses anew
-(its canonical SMILES may differ) while the old version's rows age out.
+The table is a cache, not data: it keeps its newest rows, as many as ``configure_kept`` says
+(``MOLECULE_ANALYSES_KEPT``; 0 shares nothing), and a row is found by a digest of the RDKit
+version and the SMILES as given, so that another RDKit version analyses anew (its canonical
+SMILES may differ) while the old version's rows age out.
 """
 
 from __future__ import annotations
@@ -32,13 +33,22 @@ if TYPE_CHECKING:
 # 170 bytes of the database's, indexes included (170 MB when full): bench/RESULTS.md, "Figures
 # from the code".
 IN_MEMORY = 65_536
-IN_DATABASE = 1_000_000
+DEFAULT_KEPT = 1_000_000
 # Digests per statement: SQLite takes at most 32,766 parameters in one.
 _CHUNK = 500
 
 _table = molecule_analyses
 _recent: dict[str, Structure | None] = {}
 _version: bytes | None = None
+_kept = DEFAULT_KEPT
+
+
+def configure_kept(rows: int) -> None:
+    """Keep the newest ``rows`` analyses in the database for every worker; 0 keeps none there."""
+    global _kept
+    if isinstance(rows, bool) or not isinstance(rows, int) or rows < 0:
+        raise ValueError(f"the molecule analyses kept must be a non-negative integer, not {rows!r}")
+    _kept = rows
 
 
 def _digest(smiles: str) -> bytes:
@@ -57,11 +67,13 @@ def analyse_all(smiles: Sequence[str]) -> list[Structure | None]:
     known = {text: _recent[text] for text in set(smiles) if text in _recent}
     if len(known) < len(set(smiles)):
         missing = {_digest(text): text for text in set(smiles) if text not in known}
-        known.update(_read(missing))
+        if _kept:
+            known.update(_read(missing))
         new = {digest: text for digest, text in missing.items() if text not in known}
         if new:
             analysed = {digest: chemistry.analyse(text) for digest, text in new.items()}
-            _write(analysed)
+            if _kept:
+                _write(analysed)
             known.update((new[digest], structure) for digest, structure in analysed.items())
         _remember(known)
     return [known[text] for text in smiles]
@@ -86,7 +98,7 @@ def _read(missing: dict[bytes, str]) -> Iterable[tuple[str, Structure | None]]:
 
 
 def _write(analysed: dict[bytes, Structure | None]) -> None:
-    """Keep new analyses for every process, then drop the oldest beyond IN_DATABASE.
+    """Keep new analyses for every process, then drop the oldest beyond the number kept.
 
     Another process may have written some of them meanwhile: its row stays, the same analysis.
     """
@@ -105,7 +117,7 @@ def _write(analysed: dict[bytes, Structure | None]) -> None:
             listed = [dict(zip(rows, values, strict=True)) for values in zip(*rows.values(), strict=True)]
             for start in range(0, len(listed), _CHUNK):
                 connection.execute(_KEEP_ON_SQLITE, listed[start : start + _CHUNK])
-        connection.execute(_PRUNE, {"kept": IN_DATABASE})
+        connection.execute(_PRUNE, {"kept": _kept})
 
 
 _COLUMNS = (_table.c.digest, _table.c.smiles, _table.c.scaffold)

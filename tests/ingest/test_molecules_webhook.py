@@ -9,11 +9,13 @@ import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as examples
 from hypothesis import strategies as st
+from sqlalchemy import func, select
 
 import store
 from ingest.worker import Worker
-from store import inbox
+from store import analyses, inbox
 from store.models import Base
+from store.schema import molecule_analyses
 from testkit.factory import generate_scaffolds, molecule_batches
 from tests.webhooks import fixture, pipeline_event, post_pipeline
 
@@ -40,6 +42,23 @@ def test_a_batch_is_accepted_then_its_molecules_become_the_runs_scaffolds(client
     counts = store.get_run_molecules(RUN_ID)
     assert (counts["molecules"], counts["valid"], counts["invalid"], counts["acyclic"]) == (6, 5, 1, 1)
     assert counts["distinct_scaffolds"] == 3
+
+
+@pytest.mark.parametrize(("kept", "rows"), [(None, 6), (0, 0)], ids=["default", "none kept"])
+def test_the_workers_share_the_batchs_analyses_unless_told_to_keep_none(client, settings, monkeypatch, kept, rows):
+    monkeypatch.setattr(analyses, "_recent", {})
+    if kept is not None:
+        settings = settings.model_copy(update={"molecule_analyses_kept": kept})
+    worker = Worker(settings)
+    try:
+        post_pipeline(client, fixture("pipeline", "run_molecules__batch"))
+        drain(worker)
+    finally:
+        analyses.configure_kept(analyses.DEFAULT_KEPT)
+
+    assert store.get_run_molecules(RUN_ID)["valid"] == 5
+    with store.get_engine().connect() as connection:
+        assert connection.execute(select(func.count()).select_from(molecule_analyses)).scalar_one() == rows
 
 
 def test_a_batch_sent_again_under_a_new_delivery_id_is_done_and_changes_nothing(client, worker):

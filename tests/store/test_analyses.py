@@ -63,8 +63,15 @@ def test_what_a_process_analysed_it_answers_from_memory(db, rdkit_calls):
     assert analyses.analyse_all([OCTANOIC_ACID])[0] == chemistry.Structure("CCCCCCCC(=O)O", "")
 
 
-def test_the_database_keeps_only_the_newest_analyses(db, monkeypatch):
-    monkeypatch.setattr(analyses, "IN_DATABASE", 3)
+@pytest.fixture
+def kept():
+    """Set how many analyses the database keeps; back to the default after the test."""
+    yield analyses.configure_kept
+    analyses.configure_kept(analyses.DEFAULT_KEPT)
+
+
+def test_the_database_keeps_only_the_newest_analyses(db, monkeypatch, kept):
+    kept(3)
     analyses.analyse_all([ASPIRIN, NICOTINE])
     analyses.analyse_all([CAFFEINE, OCTANOIC_ACID])
     assert kept_rows() == 3
@@ -95,3 +102,19 @@ def test_memory_keeps_a_bounded_number_of_analyses(db, monkeypatch):
         analyses.analyse_all([text])
         assert len(analyses._recent) <= 4
     assert smiles[-1] in analyses._recent
+
+
+def test_with_none_kept_each_worker_analyses_for_itself(db, monkeypatch, rdkit_calls, kept):
+    kept(0)
+    analyses.analyse_all([ASPIRIN, "xyz"])
+    monkeypatch.setattr(analyses, "_recent", {})
+
+    assert analyses.analyse_all([ASPIRIN, "xyz"]) == [chemistry.Structure("CC(=O)Oc1ccccc1C(=O)O", BENZENE), None]
+    assert sorted(rdkit_calls) == sorted([ASPIRIN, "xyz"] * 2)
+    assert kept_rows() == 0
+
+
+@pytest.mark.parametrize("rows", [-1, 1.5, True, "10"])
+def test_the_number_kept_is_a_non_negative_integer(rows):
+    with pytest.raises(ValueError, match="non-negative integer"):
+        analyses.configure_kept(rows)
