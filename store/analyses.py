@@ -64,19 +64,30 @@ def analyse_all(smiles: Sequence[str]) -> list[Structure | None]:
     """Return each molecule's canonical SMILES and scaffold, None where RDKit cannot parse it."""
     from store import chemistry
 
-    known = {text: _recent[text] for text in set(smiles) if text in _recent}
-    if len(known) < len(set(smiles)):
-        missing = {_digest(text): text for text in set(smiles) if text not in known}
+    distinct = set(smiles)
+    known = {text: _recent[text] for text in distinct if text in _recent}
+    missing = [text for text in distinct if text not in known]
+    if missing:
         if _kept:
-            known.update(_read(missing))
-        new = {digest: text for digest, text in missing.items() if text not in known}
-        if new:
-            analysed = {digest: chemistry.analyse(text) for digest, text in new.items()}
-            if _kept:
-                _write(analysed)
-            known.update((new[digest], structure) for digest, structure in analysed.items())
+            known.update(_shared(missing))
+        else:
+            known.update((text, chemistry.analyse(text)) for text in missing)
         _remember(known)
     return [known[text] for text in smiles]
+
+
+def _shared(missing: list[str]) -> dict[str, Structure | None]:
+    """The analyses other processes kept in the database, and RDKit's of the rest, kept there too."""
+    from store import chemistry
+
+    by_digest = {_digest(text): text for text in missing}
+    found = dict(_read(by_digest))
+    new = {digest: text for digest, text in by_digest.items() if text not in found}
+    if new:
+        analysed = {digest: chemistry.analyse(text) for digest, text in new.items()}
+        _write(analysed)
+        found.update((new[digest], structure) for digest, structure in analysed.items())
+    return found
 
 
 def _read(missing: dict[bytes, str]) -> Iterable[tuple[str, Structure | None]]:
