@@ -65,3 +65,38 @@ def test_rows_written_directly_read_back_as_written(db):
     assert canonical(first["config_json"]) == canonical(AWKWARD)
     assert first["completed_at"] == at and first["completed_at"].tzinfo is UTC
     assert (second["config_json"], second["completed_at"]) == (None, None)
+
+
+def test_arrays_sent_in_binary_write_every_value_as_given(db):
+    from store.direct import insert_from_arrays
+    from store.models import Scaffold
+
+    scaffolds = Scaffold.__table__
+    # Text that the text array format would have to quote or escape, a float column given ints
+    # among floats (a binary array takes its first value's type), NULLs, and times in a zone.
+    awkward = ['c1cc"c{c}c1', "C\\C=C/C", "", "NULL", " spaced ", "c1ccccc1,Cl", "é→ü"]
+    rewards = [1, 0.5, None, -2, float("1e-300"), 3, 0.25]
+    at = datetime(2026, 12, 7, 11, 0, tzinfo=timezone(timedelta(hours=9)))
+    rows = {
+        "smiles": awkward,
+        "generic_smiles": [None, *awkward[1:]],
+        "runs": list(range(len(awkward))),
+        "molecules": [2**40, *range(1, len(awkward))],
+        "best_reward": rewards,
+        "best_run_id": ["r1"] * len(awkward),
+        "best_smiles": awkward[::-1],
+        "first_seen_at": [at] * len(awkward),
+    }
+
+    with transaction() as session:
+        Direct(insert_from_arrays(scaffolds, list(rows))).execute(session.connection(), rows)
+        found = {row.smiles: row for row in session.execute(select(scaffolds))}
+
+    assert sorted(found) == sorted(awkward)
+    for index, smiles in enumerate(awkward):
+        row = found[smiles]
+        assert row.generic_smiles == rows["generic_smiles"][index]
+        assert (row.runs, row.molecules) == (index, rows["molecules"][index])
+        assert row.best_reward == rewards[index]
+        assert row.best_smiles == awkward[::-1][index]
+        assert row.first_seen_at == at
