@@ -42,6 +42,11 @@ def drain(site: Site) -> None:
         pass
 
 
+def y_tick_labels(page: Any, chart: str) -> list[str]:
+    """The labels a chart shows on its y axis, bottom up."""
+    return page.locator(f"{chart} .ytick text").all_text_contents()
+
+
 def loss(step: int, method: str) -> float:
     return 2.0 * math.exp(-step / (150 + 60 * METHODS.index(method))) + 0.05
 
@@ -119,6 +124,8 @@ def test_log_scale_smoothing_and_keys_are_chosen_and_kept_in_the_url(
     layout_type = page.evaluate("document.querySelector(\".curve[data-key='train/loss']\").layout.yaxis.type")
     assert layout_type == "log"
     assert "log=1" in page.url and "smoothing=0.6" in page.url
+    # The reward climbs from 0.02 to 0.8: every label says its whole value, not a bare digit.
+    assert y_tick_labels(page, ".curve[data-key='train/reward_mean']") == ["0.02", "0.05", "0.1", "0.2", "0.5"]
     screenshot(page, "run-curves")
 
     page.get_by_role("checkbox", name="train/loss").uncheck()
@@ -151,6 +158,15 @@ def test_the_compare_page_overlays_one_key_coloured_by_gradient_method(
     assert len({c for cs in by_method.values() for c in cs}) == len(METHODS)
     page.locator("#overlay").scroll_into_view_if_needed()
     screenshot(page, "compare-curves")
+
+    page.goto(f"{site.url}/compare?curve_key=train/loss&curve_log=1&{picked}")
+    chart.wait_for()
+    # The nine losses run from about 2.1 down to about 0.3 (0.01 at one run's last point, when the
+    # first test has sent it): whole values at 1, 2 and 5 of each decade, in order.
+    labels = y_tick_labels(page, "#overlay-chart")
+    assert {"0.5", "1", "2"} <= set(labels)
+    assert [float(label) for label in labels] == sorted(float(label) for label in labels)
+    assert {label.lstrip("0.")[0] for label in labels} <= {"1", "2", "5"}
 
 
 def test_the_run_page_follows_its_run_to_its_end_from_the_history_it_polls(

@@ -62,3 +62,29 @@ document.querySelectorAll("form[data-replay]").forEach((form) => {
     }
   });
 });
+
+// A log axis over these values, ticked at 1, 2 and 5 of each decade (more within one decade,
+// fewer over many) and labelled with whole values: plotly labels a log axis's minor ticks with
+// a bare digit, "2" for 0.02.
+function logAxis(values) {
+  let low = Infinity;
+  let high = -Infinity;
+  values.forEach((value) => {
+    if (typeof value === "number" && Number.isFinite(value) && value > 0) {
+      low = Math.min(low, value);
+      high = Math.max(high, value);
+    }
+  });
+  if (low === Infinity) return { type: "log" };
+  const first = Math.floor(Math.log10(low));
+  const last = Math.ceil(Math.log10(high));
+  const decades = last - first;
+  const mantissas = decades <= 1 ? [1, 1.5, 2, 3, 4, 5, 6, 8] : decades <= 3 ? [1, 2, 5] : [1];
+  const every = Math.ceil(decades / 8) || 1;
+  const ticks = [];
+  for (let decade = first; decade <= last; decade += every) {
+    mantissas.forEach((mantissa) => ticks.push(Number((mantissa * 10 ** decade).toPrecision(2))));
+  }
+  const text = (tick) => (tick < 1e-3 || tick >= 1e5 ? tick.toExponential().replace("e+", "e") : String(tick));
+  return { type: "log", tickmode: "array", tickvals: ticks, ticktext: ticks.map(text) };
+}

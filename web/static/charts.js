@@ -208,7 +208,10 @@ function drawOverlay() {
   const layout = {
     ...LAYOUT,
     xaxis: { title: { text: "step" } },
-    yaxis: { title: { text: data.key }, type: data.log ? "log" : "linear" },
+    yaxis: {
+      title: { text: data.key },
+      ...(data.log ? logAxis(traces.flatMap((trace) => trace.y)) : { type: "linear" }),
+    },
   };
   Plotly.newPlot(element, traces, layout, CONFIG).then(() => markDrawn(element, data.runs.length));
 }

@@ -132,7 +132,7 @@
         font: { family: "system-ui, sans-serif", size: 13 },
         title: { text: key, font: { size: 14 }, x: 0, xanchor: "left" },
         xaxis: { title: { text: "step" } },
-        yaxis: { type: log ? "log" : "linear" },
+        yaxis: log ? logAxis(values) : { type: "linear" },
         uirevision: key,
       };
       const element = chartFor(key);
