@@ -87,8 +87,14 @@ def pre_request(worker: Worker, req: Request) -> None:
 
 
 def post_worker_init(worker: Worker) -> None:
-    """Keep the app's long-lived objects out of the garbage collector's sweeps.
+    """Keep the app's long-lived objects out of the garbage collector's sweeps, and end the live
+    pages' streams as soon as the worker is told to stop.
 
-    A collection then scans only what the requests since the last one made.
+    A collection then scans only what the requests since the last one made. A stream would
+    otherwise hold a stopping worker for its whole graceful timeout; the browsers reconnect to
+    another (web/live.py).
     """
+    from web import live
+
+    live.serve_while(lambda: worker.alive)
     gc.freeze()

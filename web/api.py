@@ -22,7 +22,7 @@ from store import (
     DatabaseUnavailable,
     FilterError,
 )
-from web import auth
+from web import auth, live
 
 blueprint = Blueprint("api", __name__, url_prefix="/api")
 blueprint.before_request(auth.api_guard)
@@ -405,8 +405,43 @@ def run_history(run_id: str) -> Response:
     )
     if found is None:
         return not_found(f"run {run_id!r}")
+    return answer(_history_answer(found))
+
+
+def _history_answer(found: dict[str, Any]) -> dict[str, Any]:
     found["series"] = {key: _marked(values) for key, values in found["series"].items()}
-    return answer(found)
+    return found
+
+
+@blueprint.get("/runs/<path:run_id>/history/stream")
+def run_history_stream(run_id: str) -> Response:
+    """A running run's new points as server-sent events, each event an answer of the history
+    endpoint: first what is new after since_step, then each change until the run ends.
+
+    A browser's EventSource reconnecting sends the last event's id (its last step) as
+    Last-Event-ID, which then stands for since_step. See web/live.py.
+    """
+    keys = _list("keys")
+    if keys is not None and len(keys) > MAX_HISTORY_KEYS:
+        raise BadParameter("keys", f"keys: at most {MAX_HISTORY_KEYS} keys, not {len(keys)}")
+    since_step = _optional_integer("since_step", -MAX_STEP - 1, MAX_STEP)
+    resumed = request.headers.get("Last-Event-ID")
+    if resumed:
+        try:
+            since_step = int(resumed)
+        except ValueError:
+            raise BadParameter("Last-Event-ID", f"Last-Event-ID: must be a step, not {resumed!r}") from None
+
+    def read(since: int | None) -> dict[str, Any] | None:
+        found = _store_answer("keys", store.get_run_history, run_id, keys=keys, since_step=since)
+        return None if found is None else _history_answer(found)
+
+    first = read(since_step)
+    if first is None:
+        return not_found(f"run {run_id!r}")
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    events = live.stream(run_id, since_step, first, read)
+    return Response(events, mimetype="text/event-stream", headers=headers)
 
 
 @blueprint.get("/history")

@@ -52,9 +52,6 @@ SIDE_BY_SIDE_RUNS = (2, 10)
 # Top scaffolds shown per front run, best run and side-by-side run unless the URL says otherwise.
 TOP_SCAFFOLDS = "3"
 RUN_PAGE_SCAFFOLDS = 12
-# A running run's page asks for new points this often: a point shows within a poll and a
-# request's time of its acknowledgement (README: Live runs).
-CURVE_POLL_MS = 1000
 DEFAULT_CURVE_KEYS = 4
 DEFAULT_CURVE_KEY = "train/loss"
 OVERLAY_RUNS = 20
@@ -271,7 +268,6 @@ def run(run_id: str) -> str | tuple[str, int]:
         chosen_keys=picked or _default_curve_keys(keys),
         log_scale=request.args.get("log") == "1",
         smoothing=_smoothing(request.args.get("smoothing")),
-        poll_ms=CURVE_POLL_MS,
         stale_after_seconds=store.stale_after_seconds(),
     )
 

@@ -233,8 +233,8 @@ class RunHistory(Timed):
         description="Per key, its value at each step (null where the key has none at that step; "
         'NaN and infinities as {"$float": "NaN"}).'
     )
-    last_step: int | None = Field(description="The run's latest step; poll with since_step set to it.")
-    status: str = Field(description="The run's status now: a live view stops polling once it is no longer running.")
+    last_step: int | None = Field(description="The run's latest step; ask again with since_step set to it.")
+    status: str = Field(description="The run's status now: a live view stops following once it is no longer running.")
     stalled: bool = Field(description="Still running, with no event for STALE_AFTER_SECONDS.")
 
 
@@ -374,6 +374,40 @@ def paths(schema: Callable[[Any], dict[str, Any]], error: Callable[[str], dict[s
                     ),
                 ],
                 "responses": {"200": ok(RunHistory), **refusals, "404": error("No such run")},
+            }
+        },
+        "/api/runs/{run_id}/history/stream": {
+            "get": {
+                "summary": "A running run's new points as server-sent events, until the run ends",
+                "description": "Each event's data is an answer of /api/runs/{run_id}/history: first the "
+                "points after since_step, then each change (new points, status, stalled) as it is "
+                "applied. Its id is the last step it holds; a client reconnecting sends it as "
+                "Last-Event-ID, which then stands for since_step. The stream ends with the run, or "
+                "after five minutes (a browser reconnects by itself).",
+                "security": read_security,
+                "parameters": [
+                    {"name": "run_id", "in": "path", "required": True, "schema": {"type": "string"}},
+                    _query("keys", "Comma-separated keys (default: every key kept).", {"type": "string"}),
+                    _query(
+                        "since_step",
+                        "Only the points after this step (the last step the client holds).",
+                        {"type": "integer", "minimum": -(2**63), "maximum": 2**63 - 1},
+                    ),
+                    {
+                        "name": "Last-Event-ID",
+                        "in": "header",
+                        "description": "The id of the last event received: resumes after that step.",
+                        "schema": {"type": "integer"},
+                    },
+                ],
+                "responses": {
+                    "200": {
+                        "description": "An event stream; each event's data a RunHistory",
+                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                    },
+                    **refusals,
+                    "404": error("No such run"),
+                },
             }
         },
         "/api/history": get(

@@ -10,6 +10,7 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -107,7 +108,9 @@ def test_a_point_sent_after_the_run_page_opened_appears_without_a_reload(
     assert charts.get_attribute("data-points") == "41"
     page.locator(".curve[data-key='train/loss'][data-points='41']").wait_for()
     assert page.locator("#live-step").inner_text() == "410"
-    assert any("/history?since_step=400" in url for url in watch.requests)
+    # One stream, opened after the step the page was drawn with; no poll.
+    streams = [url for url in watch.requests if "/history" in url]
+    assert streams == [f"{site.url}/api/runs/{quote(run_id, safe='')}/history/stream?since_step=400"]
 
 
 def test_log_scale_smoothing_and_keys_are_chosen_and_kept_in_the_url(
@@ -132,8 +135,8 @@ def test_log_scale_smoothing_and_keys_are_chosen_and_kept_in_the_url(
     assert page.locator(".curve[data-key='train/loss']").count() == 0
     page.reload()
     page.locator(".curve[data-key='train/reward_mean'][data-drawn='true']").wait_for()
-    # Reloading aborts the poll in flight, if there was one: the browser's doing, not a fault.
-    watch.problems[:] = [p for p in watch.problems if not ("/history?" in p and "ERR_ABORTED" in p)]
+    # Reloading aborts the open stream: the browser's doing, not a fault.
+    watch.problems[:] = [p for p in watch.problems if not ("/history/stream" in p and "ERR_ABORTED" in p)]
     assert page.locator(".curve[data-key='train/loss']").count() == 0
     assert page.get_by_label("Log scale").is_checked()
 
@@ -169,7 +172,7 @@ def test_the_compare_page_overlays_one_key_coloured_by_gradient_method(
     assert {label.lstrip("0.")[0] for label in labels} <= {"1", "2", "5"}
 
 
-def test_the_run_page_follows_its_run_to_its_end_from_the_history_it_polls(
+def test_the_run_page_follows_its_run_to_its_end_from_its_stream(
     page: Any, site: Site, watch: Watch, training: list[str]
 ) -> None:
     run_id = training[-1]
@@ -187,10 +190,11 @@ def test_the_run_page_follows_its_run_to_its_end_from_the_history_it_polls(
     assert page.locator("#run-status").inner_text() == "completed"
     # Its status came with the history: the page never read the whole run again.
     assert not any(url.endswith(f"/api/runs/{run_id}") for url in watch.requests)
-    # A run that has ended reports no more: the page stops polling.
-    polls = len([url for url in watch.requests if "/history" in url])
+    # A run that has ended reports no more: the page closed its one stream and opened no other.
     page.wait_for_timeout(2500)
-    assert len([url for url in watch.requests if "/history" in url]) == polls
+    assert len([url for url in watch.requests if "/history" in url]) == 1
+    # Closed by the page as the run ended: the browser reports the stream as aborted.
+    watch.problems[:] = [p for p in watch.problems if not ("/history/stream" in p and "ERR_ABORTED" in p)]
 
 
 def test_a_log_scale_over_many_decades_or_with_nothing_positive_draws_without_errors(

@@ -120,6 +120,7 @@ def test_the_openapi_document_describes_every_endpoint_with_generated_schemas(cl
         "/api/events/{event_id}/replay",
         "/api/runs/{run_id}/scaffolds",
         "/api/runs/{run_id}/history",
+        "/api/runs/{run_id}/history/stream",
         "/api/history",
         "/api/scaffolds",
         "/api/diversity",

@@ -1,5 +1,5 @@
 // The run page's curves: one line chart per chosen key, and, while the run trains, new points
-// fetched every second with since_step (no connection held open: README, Live runs).
+// as the server sends them on one stream (server-sent events: README, Live runs).
 "use strict";
 
 (() => {
@@ -8,7 +8,8 @@
   if (!section || !data || typeof Plotly === "undefined") return;
 
   const runId = section.dataset.runId;
-  const pollMs = Number(section.dataset.pollMs) || 1000;
+  // After a stream is refused (a 503 while the database is down, say), a new one this much later.
+  const REOPEN_MS = 5000;
   const keyList = document.getElementById("curve-key-list");
   const logBox = document.getElementById("curve-log");
   const smoothing = document.getElementById("curve-smoothing");
@@ -181,24 +182,30 @@
     if (stalled) stalled.hidden = !answer.stalled;
   }
 
-  async function poll() {
-    try {
-      const last = history.steps.length ? history.steps[history.steps.length - 1] : null;
-      const query = last === null ? "" : `?since_step=${last}`;
-      const response = await fetch(`/api/runs/${encodeURIComponent(runId)}/history${query}`, { credentials: "same-origin" });
-      if (response.ok) {
-        const answer = await response.json();
-        if (merge(answer) > 0) {
-          addKeyBoxes();
-          draw();
-        }
-        showStatus(answer);
+  // One stream while the run may still report. The browser reconnects by itself when the stream
+  // ends or breaks, resuming after the last step it was sent (Last-Event-ID); a stream the
+  // server refused is opened again later.
+  function follow() {
+    const last = history.steps.length ? history.steps[history.steps.length - 1] : null;
+    const query = last === null ? "" : `?since_step=${last}`;
+    const source = new EventSource(`/api/runs/${encodeURIComponent(runId)}/history/stream${query}`);
+    source.onmessage = (message) => {
+      const answer = JSON.parse(message.data);
+      if (merge(answer) > 0) {
+        addKeyBoxes();
+        draw();
       }
-    } catch (error) {
-      status.textContent = `Could not read new points (${error.message}); trying again.`;
-    }
-    if (LIVE.has(runStatus)) window.setTimeout(poll, pollMs);
-    else draw();
+      showStatus(answer);
+      if (!LIVE.has(runStatus)) {
+        source.close();
+        draw();
+      }
+    };
+    source.onerror = () => {
+      if (source.readyState !== EventSource.CLOSED) return;
+      status.textContent = "Could not follow the run's new points; trying again.";
+      window.setTimeout(follow, REOPEN_MS);
+    };
   }
 
   keyList.querySelectorAll("input").forEach((box) => box.addEventListener("change", changed));
@@ -207,5 +214,5 @@
   merge(initial);
   addKeyBoxes();
   draw();
-  if (LIVE.has(runStatus)) window.setTimeout(poll, pollMs);
+  if (LIVE.has(runStatus)) follow();
 })();
