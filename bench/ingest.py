@@ -19,8 +19,9 @@ events.
 The mix of events is launch and finish by default. ``--progress-share`` puts ``run.progress``
 events between them (that share of all events, and their points' freshness is measured too),
 ``--molecules-every N`` one signed ``run.molecules`` batch after every N other events, and
-``--open-pages N`` keeps N run pages open on the ingester during its loads, each polling the
-read API every second. Every mix is held to the same targets. ``--floor`` follows each end-to-end
+``--open-pages N`` keeps N run pages open on the ingester during its loads, each following a run
+that trains on through them: holding its history stream open, as the run page does, or with
+``--page-path`` polling another path every second. Every mix is held to the same targets. ``--floor`` follows each end-to-end
 load with one whose workers (bench/floor_worker.py) claim the events and mark them done without
 applying them: what the web, the inbox and the claims leave of the baseline's rate, against which
 the cost of applying the events is read.
@@ -43,6 +44,7 @@ import os
 import platform
 import re
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -80,6 +82,8 @@ FLOOR_WORKER = Path(__file__).with_name("floor_worker.py")
 PATH = "/webhooks/pipeline"
 RUN_ID_MARK = "@RUN_ID@"
 UNFINISHED = ("pending", "processing", "failed")
+# A run that may still report: an open page follows only these (web/live.py).
+LIVE_STATUSES = ("launched", "running")
 MEDIANS = ("accepted_per_s", "p50_ms", "p99_ms", "cpu_web_ms", "cpu_postgres_ms")
 BASELINE_TABLE = "CREATE TABLE deliveries (id bigserial PRIMARY KEY, body bytea NOT NULL)"
 TARGETS = {
@@ -524,11 +528,13 @@ def page_request(template: str, run_id: str, last_step: int | None) -> str:
 
 
 class Pages:
-    """Open run pages, each polling the web for its run once a second while a load runs.
+    """Open run pages, each following its run while a load runs.
 
     ``path`` names the request, with ``{run_id}`` and ``{last_step}`` (the latest step an answer
-    gave, so that a page asks only for what is new). A 404 is a page whose run the workers have
-    not stored yet, not an error.
+    gave, so that a page asks only for what is new). A path to a run's history stream is held
+    open, as web/static/curves.js holds it, and its events read; any other is polled once a
+    second. A 404 is a page whose run the workers have not stored yet, not an error: a stream
+    is then asked for again a second later.
     """
 
     def __init__(self, port: int, run_ids: list[str], path: str, token: str, interval: float = 1.0) -> None:
@@ -537,10 +543,13 @@ class Pages:
         self.latencies: list[float] = []
         self.statuses: dict[int, int] = defaultdict(int)
         self.failures = 0
+        self.events = 0
         self.lock = threading.Lock()
         self.stop = threading.Event()
+        self.open: list[http.client.HTTPConnection] = []
+        follow = self._stream if "/stream" in path.partition("?")[0] else self._poll
         self.threads = [
-            threading.Thread(target=self._poll, args=(run_id, index * interval / len(run_ids)))
+            threading.Thread(target=follow, args=(run_id, index * interval / len(run_ids)))
             for index, run_id in enumerate(run_ids)
         ]
 
@@ -551,6 +560,11 @@ class Pages:
 
     def __exit__(self, *_: object) -> None:
         self.stop.set()
+        with self.lock:
+            # A stream's reader waits for the server's next event: closing its socket wakes it.
+            for connection in self.open:
+                if connection.sock is not None:
+                    connection.sock.shutdown(socket.SHUT_RDWR)
         for thread in self.threads:
             thread.join()
 
@@ -579,11 +593,57 @@ class Pages:
                 self.statuses[response.status] += 1
         connection.close()
 
+    def _stream(self, run_id: str, offset: float) -> None:
+        """Hold the run's stream open, reading its events, as a browser's EventSource does."""
+        last_event_id: str | None = None
+        ended = False
+        due = time.monotonic() + offset
+        # The page closes its stream once the run has ended, and opens no other.
+        while not ended and not self.stop.wait(max(0.0, due - time.monotonic())):
+            due = time.monotonic() + self.interval
+            connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+            with self.lock:
+                self.open.append(connection)
+            headers = {**self.headers, "Accept": "text/event-stream"}
+            if last_event_id is not None:
+                headers["Last-Event-ID"] = last_event_id
+            started = time.perf_counter()
+            try:
+                connection.request("GET", page_request(self.path, run_id, None), headers=headers)
+                response = connection.getresponse()
+                with self.lock:
+                    self.statuses[response.status] += 1
+                if response.status != 200:
+                    response.read()
+                    continue
+                first = True
+                while chunk := response.read1(65536):
+                    if first:
+                        first = False
+                        with self.lock:
+                            self.latencies.append((time.perf_counter() - started) * 1e3)
+                    for line in chunk.split(b"\n"):
+                        if line.startswith(b"id: "):
+                            last_event_id = line[4:].decode()
+                        elif line.startswith(b"data: "):
+                            with self.lock:
+                                self.events += 1
+                            ended = json.loads(line[6:])["status"] not in LIVE_STATUSES
+            except (OSError, http.client.HTTPException):
+                if not self.stop.is_set():
+                    with self.lock:
+                        self.failures += 1
+            finally:
+                connection.close()
+                with self.lock:
+                    self.open.remove(connection)
+
     def summary(self) -> dict[str, Any]:
         answered = sum(self.statuses.values())
         return {
             "pages": len(self.run_ids),
             "page_requests": answered + self.failures,
+            "page_events": self.events,
             "page_statuses": dict(self.statuses),
             "page_errors": self.failures + answered - self.statuses[200] - self.statuses[404],
             "page_p50_ms": percentile(self.latencies, 0.50) if self.latencies else None,
@@ -643,6 +703,7 @@ class Bench:
         self.ports = {"baseline": free_port(), "ingester": free_port()}
         self.checkpoint_refused = False
         self.batch = 0
+        self.watched = [f"watched-{index}" for index in range(args.open_pages)]
 
     def env(self, **extra: str) -> dict[str, str]:
         return {
@@ -660,6 +721,7 @@ class Bench:
         with psycopg.connect(libpq(self.baseline_url), autocommit=True) as connection:
             connection.execute(BASELINE_TABLE)
         self.inbox = Inbox(self.url)
+        self.start_watched_runs()
 
     def servers(self, stack: ExitStack) -> None:
         """Start both servers with the Procfile's gunicorn command, on loopback."""
@@ -693,6 +755,7 @@ class Bench:
         self.inbox.truncate()
         with psycopg.connect(libpq(self.baseline_url), autocommit=True) as connection:
             connection.execute("TRUNCATE deliveries")
+        self.start_watched_runs()
 
     def requests_file(self, count: int) -> tuple[Path, list[str]]:
         """Write ``count`` fresh events, signed now, for wrk; return the file and their run ids."""
@@ -708,18 +771,30 @@ class Bench:
         write_requests(path, noted(self.events.take(count, f"b{self.batch}")))
         return path, run_ids
 
+    def start_watched_runs(self) -> None:
+        """Store the --open-pages runs the pages follow: running, each with a few points of history.
+
+        They train on through every load, as the runs people watch do; the loads' own runs are
+        launched and finished within milliseconds, and a page stops following a run once it ends.
+        """
+        if not self.args.open_pages:
+            return
+        import store
+
+        store.configure(self.url)
+        for run_id in self.watched:
+            store.insert_run(run_id, status="running")
+            for step in (100, 200, 300):
+                store.record_progress(run_id, step, {"train/loss": 1 / step, "train/reward_mean": step / 1000})
+
     @contextmanager
-    def pages(self, server: str, run_ids: list[str]) -> Iterator[dict[str, Any]]:
+    def pages(self, server: str) -> Iterator[dict[str, Any]]:
         """Keep --open-pages run pages open on the ingester for the block; then add what they saw."""
         stats: dict[str, Any] = {}
         if server != "ingester" or not self.args.open_pages:
             yield stats
             return
-        distinct = list(dict.fromkeys(run_ids))
-        # Spread over the load, so that some pages watch runs that arrive late in it.
-        step = max(1, len(distinct) // self.args.open_pages)
-        chosen = distinct[::step][: self.args.open_pages]
-        with Pages(self.ports["ingester"], chosen, self.args.page_path, READ_TOKEN) as pages:
+        with Pages(self.ports["ingester"], self.watched, self.args.page_path, READ_TOKEN) as pages:
             yield stats
         stats.update(pages.summary())
 
@@ -745,7 +820,7 @@ class Bench:
             CpuMeter(
                 {"web": lambda: process_tree(self.processes[server].pid), "postgres": postgres_pids}
             ) as cpu,
-            self.pages(server, run_ids) as pages,
+            self.pages(server) as pages,
         ):
             result = wrk(self.ports[server], concurrency, duration, requests_file)
         accepted = result["accepted_per_s"] * duration
@@ -790,7 +865,7 @@ class Bench:
         }
         with CpuMeter(groups) as cpu:
             # The pages stay open until the workers have caught up: they read while they write.
-            with self.pages("ingester", run_ids) as pages:
+            with self.pages("ingester") as pages:
                 spawned = time.monotonic()
                 result = wrk(self.ports["ingester"], concurrency, self.args.duration, requests_file)
                 load_ended = time.monotonic()
@@ -838,7 +913,7 @@ class Bench:
         queryable = None if exact else Queryable(self.url, schedule)
         # Connections enough that a slow answer seldom holds up the next request's slot, and half
         # the load's time again for a server that falls behind the schedule (wrk runs all of it).
-        with self.pages("ingester", [run_id for _, _, run_id, _ in events]) as pages:
+        with self.pages("ingester") as pages:
             result = wrk(
                 self.ports["ingester"], 32, math.ceil(1.5 * self.args.duration) + 1, requests_file, rate
             )
@@ -1040,15 +1115,18 @@ def report(results: dict[str, Any], console: Console) -> None:
         )
     if mix["open_pages"]:
         page_loads = [load for load in loads if "pages" in load]
+        streamed = any(load.get("page_events") for load in page_loads)
+        held = "held open" if streamed else "polled every second"
         console.print(
-            f"open pages: {mix['open_pages']} polling {mix['page_path']} every second during the ingester's "
-            f"loads; {sum(load['page_requests'] for load in page_loads):,} reads, {page_errors} failed; "
-            "p99 per load "
+            f"open pages: {mix['open_pages']} following running runs, {mix['page_path']} {held}, during the "
+            f"ingester's loads; {sum(load['page_requests'] for load in page_loads):,} requests "
+            + (f"({sum(load['page_events'] for load in page_loads):,} events) " if streamed else "")
+            + f"{page_errors} failed; p99 per load "
             + ", ".join(
                 f"{load['page_p99_ms']:.0f}" for load in page_loads if load["page_p99_ms"] is not None
             )
-            + " ms; answered 404 (run not stored yet) "
-            + f"{sum(load['page_statuses'].get(404, 0) for load in page_loads):,}"
+            + " ms"
+            + (" (to the first event)" if streamed else "")
         )
     machine = results["machine"]
     console.print(
@@ -1146,12 +1224,13 @@ def main(argv: list[str] | None = None) -> None:
         "--open-pages",
         type=int,
         default=0,
-        help="run pages open on the ingester while it is loaded, each polling every second (default 0)",
+        help="run pages open on the ingester while it is loaded, each following a running run (default 0)",
     )
     parser.add_argument(
         "--page-path",
-        default="/api/runs/{run_id}",
-        help="what an open page polls, with {run_id} and {last_step} (default /api/runs/{run_id})",
+        default="/api/runs/{run_id}/history/stream",
+        help="what an open page holds open (a history stream, as the run page does) or else polls every "
+        "second, with {run_id} and {last_step} (default /api/runs/{run_id}/history/stream)",
     )
     parser.add_argument(
         "--floor",
