@@ -277,6 +277,12 @@ SCAFFOLD_LIMIT = _query(
     "Scaffolds to return (default 50).",
     {"type": "integer", "minimum": 1, "maximum": store.MAX_PAGE_LIMIT},
 )
+HISTORY_KEYS = _query("keys", "Comma-separated keys (default: every key kept).", {"type": "string"})
+SINCE_STEP = _query(
+    "since_step",
+    "Only the points after this step (a live view passes the last step it holds).",
+    {"type": "integer", "minimum": -(2**63), "maximum": 2**63 - 1},
+)
 
 
 def paths(schema: Callable[[Any], dict[str, Any]], error: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
@@ -361,12 +367,8 @@ def paths(schema: Callable[[Any], dict[str, Any]], error: Callable[[str], dict[s
                 "security": read_security,
                 "parameters": [
                     {"name": "run_id", "in": "path", "required": True, "schema": {"type": "string"}},
-                    _query("keys", "Comma-separated keys (default: every key kept).", {"type": "string"}),
-                    _query(
-                        "since_step",
-                        "Only the points after this step (a live view passes the last step it holds).",
-                        {"type": "integer", "minimum": -(2**63), "maximum": 2**63 - 1},
-                    ),
+                    HISTORY_KEYS,
+                    SINCE_STEP,
                     _query(
                         "max_points",
                         "Thin to at most this many points, evenly over the steps, first and last kept.",
@@ -387,12 +389,8 @@ def paths(schema: Callable[[Any], dict[str, Any]], error: Callable[[str], dict[s
                 "security": read_security,
                 "parameters": [
                     {"name": "run_id", "in": "path", "required": True, "schema": {"type": "string"}},
-                    _query("keys", "Comma-separated keys (default: every key kept).", {"type": "string"}),
-                    _query(
-                        "since_step",
-                        "Only the points after this step (the last step the client holds).",
-                        {"type": "integer", "minimum": -(2**63), "maximum": 2**63 - 1},
-                    ),
+                    HISTORY_KEYS,
+                    SINCE_STEP,
                     {
                         "name": "Last-Event-ID",
                         "in": "header",
