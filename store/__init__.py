@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from store.filters import FilterError, compile_filter
     from store.history import DEFAULT_POLICY as DEFAULT_HISTORY_POLICY
     from store.history import HistoryPolicy
-    from store.history_queries import get_history, get_live_states, get_run_history
+    from store.history_queries import LiveState, get_history, get_live_states, get_run_history
     from store.inbox import (
         REPLAYABLE as REPLAYABLE_STATUSES,
     )
@@ -278,6 +278,7 @@ _API: dict[str, tuple[str, str]] = {
     "get_history": ("history_queries", "get_history"),
     "get_run_history": ("history_queries", "get_run_history"),
     "get_live_states": ("history_queries", "get_live_states"),
+    "LiveState": ("history_queries", "LiveState"),
     "wandb_history_lines": ("wandb_runs", "wandb_history_lines"),
     "configure_stale_after": ("stalled", "configure_stale_after"),
     "configure_molecule_analyses_kept": ("analyses", "configure_kept"),
@@ -298,6 +299,7 @@ __all__ = [
     "get_history",
     "get_run_history",
     "get_live_states",
+    "LiveState",
     "wandb_history_lines",
     "advance_wandb_sync_cursor",
     "archive_deliveries",

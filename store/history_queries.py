@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import BigInteger, Integer, bindparam, func, select
 
@@ -145,9 +145,17 @@ _LIVE_STATES = (
 _LIVE_STATES_CHUNK = 500
 
 
-def get_live_states(run_ids: Sequence[str]) -> dict[str, tuple[str, int | None, Any, bool]]:
+class LiveState(NamedTuple):
+    """What a page following a run shows of it besides its points."""
+
+    status: str
+    last_step: int | None
+    stalled: bool
+
+
+def get_live_states(run_ids: Sequence[str]) -> dict[str, LiveState]:
     """Return, for each of these runs that exists, what a page following it watches: its status,
-    its history's last step, its last event's time and whether it is stalled."""
+    its history's last step and whether it is stalled."""
     states = {}
     with replica_connection() as connection:
         # Each web process asks this twice a second: one round trip, no BEGIN and ROLLBACK.
@@ -155,7 +163,7 @@ def get_live_states(run_ids: Sequence[str]) -> dict[str, tuple[str, int | None, 
         for start in range(0, len(run_ids), _LIVE_STATES_CHUNK):
             chunk = list(run_ids[start : start + _LIVE_STATES_CHUNK])
             for row in connection.execute(_LIVE_STATES, {"run_ids": chunk}):
-                states[row.run_id] = (row.status, row.last_step, row.updated_at, is_stalled(row._asdict()))
+                states[row.run_id] = LiveState(row.status, row.last_step, is_stalled(row._asdict()))
     return states
 
 

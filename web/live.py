@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 import store
-from store import DatabaseUnavailable
+from store import DatabaseUnavailable, LiveState
 
 # How often the watcher reads its runs: a new point reaches an open page within this, once
 # applied.
@@ -35,17 +35,15 @@ RETRY_MS = 1000
 # The statuses of a run that may still report: a stream follows only these.
 LIVE_STATUSES = frozenset({"launched", "running"})
 
-State = tuple[Any, ...]
-
-
 class Follower:
     """One open stream's view of its run: woken when the watcher sees the run change."""
 
-    def __init__(self) -> None:
-        self.state: State | None = None
+    def __init__(self, state: LiveState) -> None:
+        # As the stream last read it: the watcher's first read wakes it only for a change since.
+        self.state: LiveState | None = state
         self._changed = threading.Event()
 
-    def offer(self, state: State | None) -> None:
+    def offer(self, state: LiveState | None) -> None:
         """Take the run's state as the watcher read it (None: the run is gone); wake if it changed."""
         if state != self.state:
             self.state = state
@@ -64,7 +62,7 @@ class Follower:
 class Watcher:
     """Read the state of every followed run in one query per interval, for the whole process."""
 
-    def __init__(self, read_states: Callable[[list[str]], dict[str, State]], interval: float = INTERVAL) -> None:
+    def __init__(self, read_states: Callable[[list[str]], dict[str, LiveState]], interval: float = INTERVAL) -> None:
         self._read_states = read_states
         self._interval = interval
         self._lock = threading.Lock()
@@ -72,8 +70,9 @@ class Watcher:
         self._running = False
 
     @contextmanager
-    def follow(self, run_id: str) -> Iterator[Follower]:
-        follower = Follower()
+    def follow(self, run_id: str, state: LiveState) -> Iterator[Follower]:
+        """Follow a run the caller has just read in ``state``."""
+        follower = Follower(state)
         with self._lock:
             self._followers[run_id].add(follower)
             start = not self._running
@@ -155,7 +154,7 @@ def stream(
     answer: dict[str, Any] | None = first
     shown: tuple[Any, Any] | None = None
     ends = time.monotonic() + LIFETIME
-    with watcher.follow(run_id) as follower:
+    with watcher.follow(run_id, LiveState(first["status"], first["last_step"], first["stalled"])) as follower:
         while answer is not None:
             if answer["steps"] or (answer["status"], answer["stalled"]) != shown:
                 yield event(answer)

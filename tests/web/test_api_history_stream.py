@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
+import store
 from ingest.worker import Worker
 from tests.live import report, start_run
 from tests.web.conftest import READ
@@ -220,3 +221,24 @@ def test_the_openapi_document_describes_the_stream(client: FlaskClient) -> None:
     assert [p["name"] for p in stream["parameters"]] == ["run_id", "keys", "since_step", "Last-Event-ID"]
     assert "text/event-stream" in stream["responses"]["200"]["content"]
     assert set(stream["responses"]) >= {"200", "400", "401", "404"}
+
+
+def test_a_stream_reads_its_points_again_only_when_its_run_changed(
+    client: FlaskClient, worker: Worker, running: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads: list[int | None] = []
+    get_run_history = store.get_run_history
+
+    def counted(run_id: str, **options: Any) -> Any:
+        reads.append(options["since_step"])
+        return get_run_history(run_id, **options)
+
+    monkeypatch.setattr(store, "get_run_history", counted)
+    stream = Stream(client, "/api/runs/run-a/history/stream?since_step=30")
+    stream.next_event()
+    time.sleep(10 * live.watcher._interval)
+    assert reads == [30]
+    report(client, "run-a", 40, {"train/loss": 0.025})
+    worker.run_once()
+    assert stream.next_event()["data"]["steps"] == [40]
+    assert reads == [30, 30]
