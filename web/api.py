@@ -388,17 +388,25 @@ MAX_HISTORY_POINTS = 100_000
 MAX_OVERLAY_RUNS = 100
 
 
+def _history_keys() -> list[str] | None:
+    keys = _list("keys")
+    if keys is not None and len(keys) > MAX_HISTORY_KEYS:
+        raise BadParameter("keys", f"keys: at most {MAX_HISTORY_KEYS} keys, not {len(keys)}")
+    return keys
+
+
+def _since_step() -> int | None:
+    return _optional_integer("since_step", -MAX_STEP - 1, MAX_STEP)
+
+
 @blueprint.get("/runs/<path:run_id>/history")
 def run_history(run_id: str) -> Response:
     """A run's metric history: its steps and one series per key, after since_step when given.
 
-    Pages that follow a running run poll this with the last step they hold: the answer is the
-    new points only, read by key from the run's history rows.
+    A script following a running run may poll this with the last step it holds: the answer is the
+    new points only, read by key from the run's history rows. The run page holds the stream below.
     """
-    keys = _list("keys")
-    if keys is not None and len(keys) > MAX_HISTORY_KEYS:
-        raise BadParameter("keys", f"keys: at most {MAX_HISTORY_KEYS} keys, not {len(keys)}")
-    since_step = _optional_integer("since_step", -MAX_STEP - 1, MAX_STEP)
+    keys, since_step = _history_keys(), _since_step()
     max_points = _optional_integer("max_points", 1, MAX_HISTORY_POINTS)
     found = _store_answer(
         "keys", store.get_run_history, run_id, keys=keys, since_step=since_step, max_points=max_points
@@ -421,16 +429,15 @@ def run_history_stream(run_id: str) -> Response:
     A browser's EventSource reconnecting sends the last event's id (its last step) as
     Last-Event-ID, which then stands for since_step. See web/live.py.
     """
-    keys = _list("keys")
-    if keys is not None and len(keys) > MAX_HISTORY_KEYS:
-        raise BadParameter("keys", f"keys: at most {MAX_HISTORY_KEYS} keys, not {len(keys)}")
-    since_step = _optional_integer("since_step", -MAX_STEP - 1, MAX_STEP)
+    keys, since_step = _history_keys(), _since_step()
     resumed = request.headers.get("Last-Event-ID")
     if resumed:
         try:
             since_step = int(resumed)
         except ValueError:
-            raise BadParameter("Last-Event-ID", f"Last-Event-ID: must be a step, not {resumed!r}") from None
+            since_step = None
+        if since_step is None or not -MAX_STEP - 1 <= since_step <= MAX_STEP:
+            raise BadParameter("Last-Event-ID", f"Last-Event-ID: must be a step, not {resumed!r}")
 
     def read(since: int | None) -> dict[str, Any] | None:
         found = _store_answer("keys", store.get_run_history, run_id, keys=keys, since_step=since)

@@ -35,6 +35,7 @@ RETRY_MS = 1000
 # The statuses of a run that may still report: a stream follows only these.
 LIVE_STATUSES = frozenset({"launched", "running"})
 
+
 class Follower:
     """One open stream's view of its run: woken when the watcher sees the run change."""
 
@@ -95,18 +96,18 @@ class Watcher:
                     self._running = False
                     return
                 run_ids = list(self._followers)
-            if serving():
+            stopping = not serving()
+            states = None
+            if not stopping:
                 try:
                     states = self._read_states(run_ids)
                 except DatabaseUnavailable:
                     # The streams keep their last state; the next read tries again.
-                    states = None
-            else:
-                states = None
+                    pass
             with self._lock:
                 followers = [(f, run_id) for run_id in run_ids for f in self._followers.get(run_id, ())]
             for follower, run_id in followers:
-                if not serving():
+                if stopping:
                     follower.wake()
                 elif states is not None:
                     follower.offer(states.get(run_id))

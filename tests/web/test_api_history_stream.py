@@ -202,6 +202,7 @@ def test_an_unknown_run_is_a_404_in_json(client: FlaskClient, running: None) -> 
         ("since_step=ten", {}, "since_step"),
         ("keys=" + ",".join(f"k{i}" for i in range(65)), {}, "keys"),
         ("", {"Last-Event-ID": "not-a-step"}, "Last-Event-ID"),
+        ("", {"Last-Event-ID": str(2**63)}, "Last-Event-ID"),
     ],
 )
 def test_bad_parameters_are_400s_naming_them(
@@ -242,3 +243,13 @@ def test_a_stream_reads_its_points_again_only_when_its_run_changed(
     worker.run_once()
     assert stream.next_event()["data"]["steps"] == [40]
     assert reads == [30, 30]
+
+
+def test_a_run_that_goes_quiet_is_shown_stalled_without_an_event(
+    client: FlaskClient, running: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stream = Stream(client, "/api/runs/run-a/history/stream?since_step=30")
+    assert stream.next_event()["data"]["stalled"] is False
+    monkeypatch.setattr(store.stalled, "_stale_after", 0.5)
+    event = stream.next_event()
+    assert (event["data"]["status"], event["data"]["stalled"], event["data"]["steps"]) == ("running", True, [])
