@@ -169,6 +169,25 @@ class RunMolecules(_PipelineEvent):
     data: RunMoleculesData
 
 
+class _StoredMoleculesData(RunMoleculesData):
+    molecules: list[Any]
+
+
+class StoredRunMolecules(RunMolecules):
+    """A batch as the worker reads it back from the inbox: its molecules as JSON gives them.
+
+    The web checked each molecule before storing the batch, and the store checks each again, a
+    field at a time over the whole batch, as it records it (store/scaffolds.py): checked a third
+    time by pydantic, molecule by molecule, the batch cost the worker as much again as applying
+    it once its SMILES were analysed (bench/RESULTS.md).
+    """
+
+    data: _StoredMoleculesData
+
+
+stored_run_molecules = TypeAdapter(StoredRunMolecules)
+
+
 PipelineEvent = Annotated[
     RunLaunched | RunStarted | RunProgress | RunEnded | RunCrashed | RunAttachment | RunMolecules,
     Field(discriminator="type"),

@@ -6,6 +6,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import orjson
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from handlers.events import (
@@ -21,6 +22,7 @@ from handlers.events import (
     pipeline_event,
     pipeline_event_check,
     records_dedupe_key,
+    stored_run_molecules,
 )
 from store import has_nul_escape
 
@@ -193,12 +195,29 @@ def parse_s3(body: bytes) -> Parsed:
     return parse_s3_document(document, body)
 
 
-def parse_stored(source: str, body: bytes) -> Parsed:
-    """Re-read a stored delivery for the worker or a replay."""
+def parse_stored(source: str, body: bytes, kind: str | None = None) -> Parsed:
+    """Re-read a stored delivery of ``kind`` (as the inbox recorded it) for the worker or a replay."""
     if source == "pipeline":
+        if kind == EventKind.RUN_MOLECULES:
+            return _read_molecules(body)
         return parse_pipeline(body)
     if source == "wandb":
         return parse_wandb(body)
     if source == "s3":
         return parse_s3(body)
     raise Invalid(f"unknown source {source!r}")
+
+
+def _read_molecules(body: bytes) -> Parsed:
+    """Read a stored batch of molecules, leaving its molecules for the store to check.
+
+    orjson builds a batch's thousand molecules in half the time pydantic takes. Whatever this
+    reading does not take (a number orjson does not read, an escaped NUL, a body no longer of
+    this kind) is read by :func:`parse_pipeline`, which gives the verdict it always gave.
+    """
+    if b"\\u0000" in body:
+        return parse_pipeline(body)
+    try:
+        return Parsed(EventKind.RUN_MOLECULES, stored_run_molecules.validate_python(orjson.loads(body)))
+    except (orjson.JSONDecodeError, ValidationError):
+        return parse_pipeline(body)

@@ -68,10 +68,10 @@ def finished_status(outcome: Outcome) -> str:
     return "ignored" if outcome is Outcome.IGNORED else "done"
 
 
-def read(source: str, body: bytes) -> Parsed:
-    """Validate a stored delivery again, as its handler will take it."""
+def read(source: str, body: bytes, kind: str) -> Parsed:
+    """Validate a stored delivery of ``kind`` again, as its handler will take it."""
     try:
-        return parse_stored(source, body)
+        return parse_stored(source, body, kind)
     except (Invalid, Malformed) as error:
         raise PermanentError(f"stored body no longer validates: {error}") from error
 
@@ -89,9 +89,9 @@ def apply(parsed: Parsed, context: Context) -> Outcome:
         raise PermanentError(str(error)) from error
 
 
-def handle(source: str, body: bytes, context: Context) -> Outcome:
-    """Run one stored delivery through its handler."""
-    return apply(read(source, body), context)
+def handle(source: str, body: bytes, context: Context, kind: str) -> Outcome:
+    """Run one stored delivery of ``kind`` through its handler."""
+    return apply(read(source, body, kind), context)
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,7 @@ def replay_delivery(delivery: store.Delivery, context: Context) -> Replayed:
     warnings: list[str] = []
     try:
         with store.collecting_warnings() as warnings:
-            outcome = handle(delivery.source, delivery.body, context)
+            outcome = handle(delivery.source, delivery.body, context, delivery.kind)
     except PermanentError as error:
         replayed = Replayed("invalid", error=str(error))
     except DatabaseUnavailable:
@@ -187,7 +187,7 @@ class Worker:
         alone: list[Item] = []
         for delivery in batch:
             try:
-                parsed = read(delivery.source, delivery.body)
+                parsed = read(delivery.source, delivery.body, delivery.kind)
             except PermanentError as error:
                 self._refused(delivery, error)
                 continue

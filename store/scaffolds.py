@@ -50,7 +50,7 @@ from store.runs import RunState
 from store.schema import utcnow
 
 if TYPE_CHECKING:
-    from store.chemistry import ScaffoldLibrary
+    from store.chemistry import ScaffoldLibrary, Structure
 
 MAX_SMILES_LENGTH = 4096
 MAX_BATCH_ID_LENGTH = 255
@@ -236,13 +236,10 @@ def _analyse(molecules: _Columns, step: int) -> _Batch:
     for scaffold, members in groups.items():
         pick = _picker(members)
         best_reward = best_smiles = None
-        if (given := _numbers(pick(rewards))) is not None:
+        picked = pick(rewards)
+        if (given := _numbers(picked)) is not None:
             best_reward = max(given)
-            best_smiles = min(
-                structure.smiles
-                for index in members
-                if rewards[index] == best_reward and (structure := structures[index]) is not None
-            )
+            best_smiles = _best_smiles(members, picked, best_reward, structures)
         objectives = {}
         for name, column in zip(names, columns, strict=True):
             if (values := _numbers(pick(column))) is not None:
@@ -256,6 +253,21 @@ def _analyse(molecules: _Columns, step: int) -> _Batch:
     invalid = structures.count(None)
     acyclic = len(groups.get("", ()))
     return _Batch(tallies, len(structures), invalid, acyclic)
+
+
+def _best_smiles(
+    members: list[int], rewards: Sequence[Any], best: float, structures: list[Structure | None]
+) -> str:
+    """The canonical SMILES of the group's molecule with the best reward; of those tied, the smallest."""
+    if rewards.count(best) == 1:
+        structure = structures[members[rewards.index(best)]]
+        assert structure is not None
+        return structure.smiles
+    return min(
+        structure.smiles
+        for index, reward in zip(members, rewards, strict=True)
+        if reward == best and (structure := structures[index]) is not None
+    )
 
 
 def _picker(indices: list[int]) -> Callable[[Sequence[Any]], Sequence[Any]]:

@@ -102,6 +102,36 @@ def test_a_nan_reward_gets_422(client):
     assert response.status_code == 422
 
 
+def stored_batch(molecules: list[dict[str, Any]], key: str) -> int:
+    """Store a batch in the inbox as the web would have, bypassing its check (as after a schema change)."""
+    body = json.dumps(pipeline_event("run.molecules", RUN_ID, batch_id=key, step=1, molecules=molecules))
+    event_id, _ = inbox.record_delivery("pipeline", "run.molecules", key, body.encode(), {}, run_id=RUN_ID)
+    return event_id
+
+
+def test_a_stored_batch_with_a_molecule_the_store_refuses_is_kept_invalid_naming_it(worker):
+    event_id = stored_batch([{"smiles": "CCO"}, {"smiles": "c1ccccc1", "scores": {"QED": "high"}}], "b-1")
+
+    drain(worker)
+
+    delivery = inbox.get_delivery(event_id)
+    assert delivery is not None and delivery.status == "invalid"
+    assert "molecules[1].scores.QED must be a finite number" in (delivery.last_error or "")
+    assert store.get_run_molecules(RUN_ID) is None
+
+
+def test_a_stored_batch_with_a_number_beyond_64_bits_is_applied(client, worker):
+    # orjson reads no integer beyond 64 bits; pydantic, which the web checked the batch with, does.
+    molecules = [{"smiles": "c1ccccc1O", "reward": 0.5, "sampler_seed": 2**70}]
+    response = post_pipeline(client, pipeline_event("run.molecules", RUN_ID, batch_id="b", step=1, molecules=molecules))
+    assert response.status_code == 202
+
+    drain(worker)
+
+    assert inbox.get_delivery(response.json["event_id"]).status == "done"
+    assert [row["best_smiles"] for row in store.get_run_scaffolds(RUN_ID)] == ["Oc1ccccc1"]
+
+
 def rows(run_ids: list[str]) -> Any:
     """What the store answers for the runs, means rounded: float sums may differ in the last bit by order."""
     answer = {

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ingest.parsing import Invalid, Malformed, Parsed, check_pipeline, parse_pipeline
+from ingest.parsing import Invalid, Malformed, Parsed, check_pipeline, parse_pipeline, parse_stored
 from tests.webhooks import FIXTURES, pipeline_event
 
 PREFIX = b'{"type": "run.launched", "timestamp": "2026-11-20T10:00:00Z", "data": {"run_id": "r-1", "config": '
@@ -129,3 +129,25 @@ def test_a_body_with_one_byte_changed_gets_the_same_verdict(position: int, byte:
         "d": SUMMARY[:position] + SUMMARY[position + 1 :],
     }[edit]
     assert_same_verdict(changed)
+
+
+@pytest.mark.parametrize(
+    "molecules",
+    [
+        [{"smiles": "CCO", "reward": 1, "scores": {"QED": 0.5}, "origin": "prior"}],
+        [{"smiles": "C", "extra": 2**70}],
+        [{"smiles": "C\u0000C"}],
+        [],
+    ],
+    ids=["plain", "beyond 64 bits", "NUL", "empty"],
+)
+def test_a_stored_batch_is_read_back_as_the_strict_reading_reads_it(molecules: list[Any]) -> None:
+    body = json.dumps(pipeline_event("run.molecules", "r-1", batch_id="b", step=1, molecules=molecules)).encode()
+
+    def read(parse: Callable[[bytes], Parsed]) -> Any:
+        try:
+            return parse(body).event.model_dump()
+        except (Malformed, Invalid) as error:
+            return str(error)
+
+    assert read(lambda body: parse_stored("pipeline", body, "run.molecules")) == read(parse_pipeline)
