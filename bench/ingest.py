@@ -547,15 +547,29 @@ class Pages:
         self.lock = threading.Lock()
         self.stop = threading.Event()
         self.open: list[http.client.HTTPConnection] = []
-        follow = self._stream if "/stream" in path.partition("?")[0] else self._poll
+        self.streams = "/stream" in path.partition("?")[0]
+        # Released once by each stream at its first event.
+        self.followed = threading.Semaphore(0)
+        follow = self._stream if self.streams else self._poll
         self.threads = [
             threading.Thread(target=follow, args=(run_id, index * interval / len(run_ids)))
             for index, run_id in enumerate(run_ids)
         ]
 
     def __enter__(self) -> Pages:
+        """Open the pages; streams are open, each past its first event, when this returns.
+
+        What a measurement inside measures is pages held open, not pages being opened: fifty
+        openings in every five-second load would be every page reloaded every five seconds, where
+        a run page's stream lasts five minutes (web/live.py).
+        """
         for thread in self.threads:
             thread.start()
+        if self.streams:
+            deadline = time.monotonic() + 10
+            for _ in self.run_ids:
+                if not self.followed.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                    break
         return self
 
     def __exit__(self, *_: object) -> None:
@@ -596,7 +610,7 @@ class Pages:
     def _stream(self, run_id: str, offset: float) -> None:
         """Hold the run's stream open, reading its events, as a browser's EventSource does."""
         last_event_id: str | None = None
-        ended = False
+        ended = followed = False
         due = time.monotonic() + offset
         # The page closes its stream once the run has ended, and opens no other.
         while not ended and not self.stop.wait(max(0.0, due - time.monotonic())):
@@ -628,6 +642,9 @@ class Pages:
                         elif line.startswith(b"data: "):
                             with self.lock:
                                 self.events += 1
+                            if not followed:
+                                followed = True
+                                self.followed.release()
                             ended = json.loads(line[6:])["status"] not in LIVE_STATUSES
             except (OSError, http.client.HTTPException):
                 if not self.stop.is_set():
@@ -817,10 +834,10 @@ class Bench:
         requests_file, run_ids = self.requests_file(count)
         self.checkpoint()
         with (
+            self.pages(server) as pages,
             CpuMeter(
                 {"web": lambda: process_tree(self.processes[server].pid), "postgres": postgres_pids}
             ) as cpu,
-            self.pages(server) as pages,
         ):
             result = wrk(self.ports[server], concurrency, duration, requests_file)
         accepted = result["accepted_per_s"] * duration
@@ -863,9 +880,9 @@ class Bench:
             "workers": lambda: [pid for w in self.worker_processes for pid in process_tree(w.pid)],
             "postgres": postgres_pids,
         }
-        with CpuMeter(groups) as cpu:
-            # The pages stay open until the workers have caught up: they read while they write.
-            with self.pages("ingester") as pages:
+        # The pages stay open until the workers have caught up: they read while they write.
+        with self.pages("ingester") as pages:
+            with CpuMeter(groups) as cpu:
                 spawned = time.monotonic()
                 result = wrk(self.ports["ingester"], concurrency, self.args.duration, requests_file)
                 load_ended = time.monotonic()
