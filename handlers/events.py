@@ -177,9 +177,9 @@ class StoredRunMolecules(RunMolecules):
     """A batch as the worker reads it back from the inbox: its molecules as JSON gives them.
 
     The web checked each molecule before storing the batch, and the store checks each again, a
-    field at a time over the whole batch, as it records it (store/scaffolds.py): checked a third
-    time by pydantic, molecule by molecule, the batch cost the worker as much again as applying
-    it once its SMILES were analysed (bench/RESULTS.md).
+    field at a time over the whole batch, as it records it (store/scaffolds.py). Checked a third
+    time by pydantic, molecule by molecule, a batch of 1,000 took the worker 0.72 ms to read
+    instead of 0.35 (bench/RESULTS.md).
     """
 
     data: _StoredMoleculesData
