@@ -5,9 +5,7 @@ Handlers turn validated events into store calls; they never see HTTP or SQL.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from pydantic import BaseModel
+from typing import Any
 
 from handlers import pipeline, s3, sns, wandb
 from handlers.base import Context, Handler, Outcome, Route
@@ -27,7 +25,7 @@ from handlers.events import (
 
 # Each kind's model beside its handler: the type checker refuses a handler that does not take
 # the model, and a route refuses an event of another model at run time.
-HANDLERS: dict[EventKind, Callable[[BaseModel, Context], Outcome]] = {
+HANDLERS: dict[EventKind, Route[Any]] = {
     EventKind.RUN_LAUNCHED: Route(RunLaunched, pipeline.run_launched),
     EventKind.RUN_STARTED: Route(RunStarted, pipeline.run_started),
     EventKind.RUN_PROGRESS: Route(RunProgress, pipeline.run_progress),
@@ -36,7 +34,7 @@ HANDLERS: dict[EventKind, Callable[[BaseModel, Context], Outcome]] = {
     EventKind.RUN_KILLED: Route(RunEnded, pipeline.run_ended),
     EventKind.RUN_CRASHED: Route(RunCrashed, pipeline.run_crashed),
     EventKind.RUN_ATTACHMENT: Route(RunAttachment, pipeline.run_attachment),
-    EventKind.RUN_MOLECULES: Route(RunMolecules, pipeline.run_molecules),
+    EventKind.RUN_MOLECULES: Route(RunMolecules, pipeline.run_molecules, prepare=pipeline.analyse_molecules),
     EventKind.WANDB_AUTOMATION: Route(WandbAutomation, wandb.project_changed),
     EventKind.S3_OBJECTS: Route(S3Objects, s3.objects_changed),
     EventKind.SNS_SUBSCRIPTION_CONFIRMATION: Route(SubscriptionMessage, sns.confirm_subscription),

@@ -105,6 +105,8 @@ class Route(Generic[Event]):
 
     model: type[Event]
     handler: Handler[Event]
+    # Work done before the event's unit of work begins, outside any transaction.
+    prepare: Callable[[Event], None] | None = None
 
     def __call__(self, event: BaseModel, context: Context) -> Outcome:
         """Run the handler on ``event``, which must be the model of the route's kind."""
@@ -113,6 +115,11 @@ class Route(Generic[Event]):
                 f"{self.handler.__name__} takes a {self.model.__name__}, not a {type(event).__name__}"
             )
         return self.handler(event, context)
+
+    def prepare_event(self, event: BaseModel) -> None:
+        """Do the work ``prepare`` does ahead of the handler, if any."""
+        if self.prepare is not None and isinstance(event, self.model):
+            self.prepare(event)
 
 
 def outcome(changed: bool) -> Outcome:

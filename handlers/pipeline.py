@@ -85,6 +85,11 @@ def run_attachment(event: RunAttachment, _: Context) -> Outcome:
     return outcome(changed)
 
 
+def analyse_molecules(event: RunMolecules) -> None:
+    """Analyse the batch's molecules before its unit of work."""
+    store.analyse_molecules(event.data.molecules)
+
+
 def run_molecules(event: RunMolecules, _: Context) -> Outcome:
     """Add a batch of generated molecules to the run's scaffolds (a batch applied before changes nothing)."""
     data = event.data

@@ -46,13 +46,9 @@ class PermanentError(Exception):
     """Retrying will not help: the stored event cannot be read or its data is refused."""
 
 
-# Their handlers call out over the network: each is applied in its own transaction, so a
-# slow service holds no batch's locks.
+# Their handlers call out over the network: each is applied after the others, in its own
+# transaction, so that a slow service holds no batch's locks.
 CALLS_OUT = frozenset({EventKind.WANDB_AUTOMATION, EventKind.SNS_SUBSCRIPTION_CONFIRMATION})
-# A batch of molecules is analysed with RDKit before its transaction (about a millisecond a
-# molecule): in a unit of work it would hold every run of the batch locked meanwhile, and the
-# other events' commit would wait for it. Each is applied after them, in its own transaction.
-APPLIED_ALONE = CALLS_OUT | {EventKind.RUN_MOLECULES}
 
 
 # Seconds between archiving turns once nothing is left to archive. While a backlog lasts, a
@@ -191,7 +187,19 @@ class Worker:
             except PermanentError as error:
                 self._refused(delivery, error)
                 continue
-            (alone if parsed.kind in APPLIED_ALONE else together).append((delivery, parsed))
+            (alone if parsed.kind in CALLS_OUT else together).append((delivery, parsed))
+        # Before the unit of work: what a route prepares (RDKit's analysis of a batch of
+        # molecules, about a millisecond a new SMILES) would hold every run of the batch locked.
+        for delivery, parsed in together:
+            if (route := HANDLERS.get(parsed.kind)) is None:
+                continue
+            try:
+                route.prepare_event(parsed.event)
+            except DatabaseUnavailable:
+                raise
+            except Exception as error:
+                # Its handler meets the failure again, and it is recorded on the event.
+                log.warning("event.prepare_failed id=%s kind=%s error=%s", delivery.id, delivery.kind, error)
         alone.extend(self._apply_together(together))
         for delivery, parsed in alone:
             self._apply_alone(delivery, parsed)

@@ -153,6 +153,7 @@ if TYPE_CHECKING:
         TOP_ORDERS as SCAFFOLD_TOP_ORDERS,
     )
     from store.scaffolds import (
+        analyse_molecules,
         find_runs_with_scaffold,
         get_run_molecules,
         get_run_scaffolds,
@@ -176,6 +177,7 @@ if TYPE_CHECKING:
 # loads them (nor RDKit).
 _API: dict[str, tuple[str, str]] = {
     "advance_wandb_sync_cursor": ("wandb_runs", "advance_wandb_sync_cursor"),
+    "analyse_molecules": ("scaffolds", "analyse_molecules"),
     "archive_deliveries": ("inbox", "archive_batch"),
     "attach_blog_post": ("runs", "attach_blog_post"),
     "attach_conversation": ("runs", "attach_conversation"),
@@ -302,6 +304,7 @@ __all__ = [
     "LiveState",
     "wandb_history_lines",
     "advance_wandb_sync_cursor",
+    "analyse_molecules",
     "archive_deliveries",
     "attach_blog_post",
     "attach_conversation",

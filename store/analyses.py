@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
-from itertools import islice
+from itertools import islice, repeat
+from operator import is_
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import LargeBinary, any_, bindparam, delete, func, select
@@ -39,6 +40,7 @@ _CHUNK = 500
 
 _table = molecule_analyses
 _recent: dict[str, Structure | None] = {}
+_UNKNOWN: Any = object()
 _version: bytes | None = None
 _kept = DEFAULT_KEPT
 
@@ -64,16 +66,20 @@ def analyse_all(smiles: Sequence[str]) -> list[Structure | None]:
     """Return each molecule's canonical SMILES and scaffold, None where RDKit cannot parse it."""
     from store import chemistry
 
-    distinct = set(smiles)
-    known = {text: _recent[text] for text in distinct if text in _recent}
-    missing = [text for text in distinct if text not in known]
-    if missing:
-        if _kept:
-            known.update(_shared(missing))
-        else:
-            known.update((text, chemistry.analyse(text)) for text in missing)
-        _remember(known)
-    return [known[text] for text in smiles]
+    # Every SMILES looked up in C: RL runs repeat theirs, and a batch all in memory is done.
+    found = list(map(_recent.get, smiles, repeat(_UNKNOWN)))
+    if not any(map(is_, found, repeat(_UNKNOWN))):
+        return found
+    missing = list({text for text, structure in zip(smiles, found, strict=True) if structure is _UNKNOWN})
+    if _kept:
+        known = _shared(missing)
+    else:
+        known = {text: chemistry.analyse(text) for text in missing}
+    _remember(known)
+    return [
+        known[text] if structure is _UNKNOWN else structure
+        for text, structure in zip(smiles, found, strict=True)
+    ]
 
 
 def _shared(missing: list[str]) -> dict[str, Structure | None]:
@@ -97,7 +103,9 @@ def _read(missing: dict[bytes, str]) -> Iterable[tuple[str, Structure | None]]:
     with connect(begin=False) as connection:
         found: list[tuple[Any, ...]]
         if connection.dialect.name == "postgresql":
-            found = [tuple(row.values()) for row in _FOUND_ON_POSTGRESQL.execute(connection, {"digests": digests})]
+            found = [
+                tuple(row.values()) for row in _FOUND_ON_POSTGRESQL.execute(connection, {"digests": digests})
+            ]
         else:
             found = [
                 tuple(row)

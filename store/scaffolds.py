@@ -23,11 +23,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from sqlalchemy import (
     BigInteger,
     Row,
-    String,
-    Text,
     and_,
-    any_,
-    bindparam,
     case,
     cast,
     event,
@@ -35,17 +31,18 @@ from sqlalchemy import (
     or_,
     select,
 )
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
 from store import jsoncodec
 from store.database import get_engine, read_transaction, transaction
-from store.direct import Direct, insert_from_arrays
+from store.direct import Direct, driver_connection, driver_errors, insert_from_arrays
 from store.fields import resolve
 from store.filters import compile_filter
 from store.locking import check_run_id
 from store.models import RunMoleculeBatch, RunMolecules, RunObjective, RunScaffold, Scaffold, TrainingRun
 from store.query import check_limit, conditions_of
+from store.records import write_changes
 from store.runs import RunState
 from store.schema import utcnow
 
@@ -303,6 +300,20 @@ def _score_columns(scores: list[Mapping[str, float | None] | None]) -> tuple[lis
     return names, [rows] if len(names) == 1 else list(zip(*rows, strict=True))
 
 
+def analyse_molecules(molecules: Any) -> None:
+    """Analyse a batch's SMILES ahead of recording it, outside any transaction.
+
+    The worker records a batch in a unit of work with other events: RDKit's work on SMILES it
+    has not seen (about a millisecond each) would hold their runs locked and their commit back,
+    and is done here instead. What is not a molecule is left for record_molecules to refuse.
+    """
+    from store.analyses import analyse_all
+
+    if isinstance(molecules, Sequence) and not isinstance(molecules, str | bytes):
+        smiles = [molecule.get("smiles") for molecule in molecules if isinstance(molecule, Mapping)]
+        analyse_all([text for text in smiles if isinstance(text, str) and len(text) <= MAX_SMILES_LENGTH])
+
+
 def record_molecules(run_id: str, batch_id: str, step: int, molecules: Sequence[Mapping[str, Any]]) -> bool:
     """Add a batch of generated molecules to the run's scaffolds; return False if the batch was applied before.
 
@@ -316,38 +327,90 @@ def record_molecules(run_id: str, batch_id: str, step: int, molecules: Sequence[
         raise ValueError("step must be a non-negative integer")
     batch = _analyse(_columns(molecules), step)
     with transaction() as session, RunState(session, run_id, with_objectives=False):
-        dialect = session.get_bind().dialect.name
-        # The batch's row is its claim: a batch applied before conflicts and changes nothing.
-        claimed = session.execute(
-            _insert(dialect, _BATCHES)
-            .values(
-                run_id=run_id,
-                batch_id=batch_id,
-                step=step,
-                molecules=batch.molecules,
-                invalid=batch.invalid,
-                applied_at=utcnow(),
-            )
-            .on_conflict_do_nothing()
-            .returning(_BATCHES.c.step)
-        ).first()
-        if claimed is None:
+        if session.get_bind().dialect.name == "postgresql":
+            new = _apply_on_postgresql(session, run_id, batch_id, step, batch)
+        else:
+            new = _apply_on_sqlite(session, run_id, batch_id, step, batch)
+        if new is None:
             return False
-        new = _merge_run_scaffolds(session, dialect, run_id, batch.tallies)
-        _add_run_counts(session, dialect, run_id, batch, new)
         _pending_totals(session).add(run_id, batch.tallies, new)
     return True
 
 
-def _insert(dialect: str, table: Any) -> Any:
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+def _apply_on_sqlite(
+    session: Session, run_id: str, batch_id: str, step: int, batch: _Batch
+) -> set[str] | None:
+    """Claim the batch and merge it into the run's rows; return the scaffolds new to the run, or
+    None when the batch was applied before."""
+    # The batch's row is its claim: a batch applied before conflicts and changes nothing.
+    claimed = session.execute(
+        sqlite.insert(_BATCHES)
+        .values(
+            run_id=run_id,
+            batch_id=batch_id,
+            step=step,
+            molecules=batch.molecules,
+            invalid=batch.invalid,
+            applied_at=utcnow(),
+        )
+        .on_conflict_do_nothing()
+        .returning(_BATCHES.c.step)
+    ).first()
+    if claimed is None:
+        return None
+    new = _merge_run_scaffolds(session, run_id, batch.tallies)
+    session.execute(_add_to_run_counts(sqlite.insert(_RUN_MOLECULES)), _run_counts(run_id, batch, new))
+    return new
+
+
+def _apply_on_postgresql(
+    session: Session, run_id: str, batch_id: str, step: int, batch: _Batch
+) -> set[str] | None:
+    """As on SQLite, in one statement: the batch's claim, its merge into the run's scaffold rows
+    and counts.
+
+    A statement is a round trip and its share of the worker's CPU: four of them (the claim, the
+    run's rows read, the merge written, the counts) cost more than the rest of applying a batch
+    whose molecules the worker had analysed before (bench/RESULTS.md).
+    """
+    from store import chemistry
+
+    names = sorted(batch.tallies)
+    tallies = [batch.tallies[name] for name in names]
+    parameters = {
+        "run_id": run_id,
+        "batch_id": batch_id,
+        "step": step,
+        "applied_at": utcnow(),
+        "molecules": batch.molecules,
+        "valid": batch.molecules - batch.invalid,
+        "invalid": batch.invalid,
+        "acyclic": batch.acyclic,
+        "scaffolds": names,
+        "generic_scaffolds": list(map(chemistry.generic_scaffold, names)),
+        "scaffold_molecules": [tally.molecules for tally in tallies],
+        "best_rewards": [tally.best_reward for tally in tallies],
+        "best_smiles": [tally.best_smiles for tally in tallies],
+        "objective_stats": [
+            None if (stats := _stats_json(tally.objectives)) is None else jsoncodec.dumps(stats)
+            for tally in tallies
+        ],
+    }
+    # A run created for the batch is written first: the batch's rows refer to it.
+    write_changes(session)
+    connection = session.connection()
+    with driver_errors(connection, _APPLY_ON_POSTGRESQL), driver_connection(connection).cursor() as cursor:
+        row = cursor.execute(_APPLY_ON_POSTGRESQL, parameters).fetchone()
+    assert row is not None
+    claimed, new = row
+    return set(new) if claimed else None
 
 
 def _stats_json(objectives: dict[str, dict[str, float]]) -> dict[str, Any] | None:
     return {name: dict(stats) for name, stats in sorted(objectives.items())} or None
 
 
-def _merge_run_scaffolds(session: Session, dialect: str, run_id: str, tallies: dict[str, _Tally]) -> set[str]:
+def _merge_run_scaffolds(session: Session, run_id: str, tallies: dict[str, _Tally]) -> set[str]:
     """Merge a batch into the run's scaffold rows with one upsert; return the scaffolds new to the run.
 
     The run is locked: the rows read here are the rows the upsert replaces.
@@ -357,7 +420,7 @@ def _merge_run_scaffolds(session: Session, dialect: str, run_id: str, tallies: d
     if not tallies:
         return set()
     names = sorted(tallies)
-    existing = _run_scaffolds(session, dialect, run_id, names)
+    existing = _run_scaffolds(session, run_id, names)
     merged: list[dict[str, Any]] = []
     for scaffold in names:
         tally = tallies[scaffold]
@@ -396,18 +459,12 @@ def _merge_run_scaffolds(session: Session, dialect: str, run_id: str, tallies: d
                 "objective_stats_json": _stats_json(objectives),
             }
         )
-    if dialect == "postgresql":
-        _UPSERT_RUN_SCAFFOLDS_FROM_ARRAYS.execute(session.connection(), _arrays(merged))
-    else:
-        session.execute(_upsert_run_scaffolds(sqlite.insert(_RUN_SCAFFOLDS)), merged)
+    session.execute(_upsert_run_scaffolds(sqlite.insert(_RUN_SCAFFOLDS)), merged)
     return set(names) - set(existing)
 
 
-def _run_scaffolds(session: Session, dialect: str, run_id: str, names: list[str]) -> dict[str, dict[str, Any]]:
+def _run_scaffolds(session: Session, run_id: str, names: list[str]) -> dict[str, dict[str, Any]]:
     """The run's rows of these scaffolds, by scaffold."""
-    if dialect == "postgresql":
-        rows = _RUN_SCAFFOLDS_NAMED.execute(session.connection(), {"run_id": run_id, "scaffolds": names})
-        return {row["scaffold"]: row for row in rows}
     existing: dict[str, dict[str, Any]] = {}
     for start in range(0, len(names), _CHUNK):
         found = session.execute(
@@ -421,25 +478,19 @@ def _run_scaffolds(session: Session, dialect: str, run_id: str, names: list[str]
 
 
 # On PostgreSQL a batch's statements run on the driver (store/direct.py), and its rows are
-# written by one statement per table from one array per column (unnest), in array order: as
-# executemany, the statements cost the worker more than the rest of applying a batch whose
-# SMILES it had analysed before (bench/RESULTS.md).
+# written from one array per column (unnest), in array order: as executemany, the statements
+# cost the worker more than the rest of applying a batch whose SMILES it had analysed before
+# (bench/RESULTS.md).
 
 
 def _arrays(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
     """The rows as one list per column; documents (objective stats) as JSON text."""
     arrays: dict[str, list[Any]] = {name: [row[name] for row in rows] for name in rows[0]}
     if (documents := arrays.get("objective_stats_json")) is not None:
-        arrays["objective_stats_json"] = [None if value is None else jsoncodec.dumps(value) for value in documents]
+        arrays["objective_stats_json"] = [
+            None if value is None else jsoncodec.dumps(value) for value in documents
+        ]
     return arrays
-
-
-_RUN_SCAFFOLDS_NAMED = Direct(
-    select(_RUN_SCAFFOLDS).where(
-        _RUN_SCAFFOLDS.c.run_id == bindparam("run_id", type_=String),
-        _RUN_SCAFFOLDS.c.scaffold == any_(bindparam("scaffolds", type_=postgresql.ARRAY(Text))),
-    )
-)
 
 
 def _upsert_run_scaffolds(statement: Any) -> Any:
@@ -469,8 +520,92 @@ def _add_to_run_counts(statement: Any) -> Any:
     )
 
 
-def _add_run_counts(session: Session, dialect: str, run_id: str, batch: _Batch, new: set[str]) -> None:
-    counts = {
+# The batch's claim, then its merge, as on SQLite (_merge_run_scaffolds, _better, _merge_objective):
+# sums added as floats, extremes and counts kept as JSON gives them, ties of reward broken by
+# the smaller SMILES in code point order (COLLATE "C"), as Python compares strings. A scaffold
+# is new to the run where its row was inserted (xmax = 0), not updated.
+_APPLY_ON_POSTGRESQL = """
+WITH claimed AS (
+    INSERT INTO run_molecule_batches (run_id, batch_id, step, molecules, invalid, applied_at)
+    VALUES (%(run_id)s, %(batch_id)s, %(step)s, %(molecules)s, %(invalid)s, %(applied_at)s)
+    ON CONFLICT DO NOTHING
+    RETURNING run_id
+), merged AS (
+    INSERT INTO run_scaffolds AS old (
+        run_id, scaffold, generic_scaffold, molecules, first_step, last_step,
+        best_reward, best_smiles, objective_stats_json
+    )
+    SELECT %(run_id)s, batch.scaffold, batch.generic_scaffold, batch.molecules, %(step)s, %(step)s,
+        batch.best_reward, batch.best_smiles, batch.objective_stats::jsonb
+    FROM unnest(
+        %(scaffolds)b::text[], %(generic_scaffolds)b::text[], %(scaffold_molecules)b::bigint[],
+        %(best_rewards)b::float8[], %(best_smiles)b::text[], %(objective_stats)b::text[]
+    ) AS batch(scaffold, generic_scaffold, molecules, best_reward, best_smiles, objective_stats)
+    WHERE EXISTS (SELECT FROM claimed)
+    ON CONFLICT (run_id, scaffold) DO UPDATE SET
+        molecules = old.molecules + excluded.molecules,
+        first_step = least(old.first_step, excluded.first_step),
+        last_step = greatest(old.last_step, excluded.last_step),
+        (best_reward, best_smiles) = (
+            SELECT CASE WHEN wins THEN excluded.best_reward ELSE old.best_reward END,
+                CASE WHEN wins THEN excluded.best_smiles ELSE old.best_smiles END
+            FROM (
+                SELECT excluded.best_reward IS NOT NULL AND (
+                    old.best_reward IS NULL
+                    OR excluded.best_reward > old.best_reward
+                    OR (
+                        excluded.best_reward = old.best_reward
+                        AND (
+                            old.best_smiles IS NULL
+                            OR coalesce(excluded.best_smiles, '') < old.best_smiles COLLATE "C"
+                        )
+                    )
+                ) AS wins
+            ) AS outcome
+        ),
+        objective_stats_json = CASE
+            WHEN old.objective_stats_json IS NULL THEN excluded.objective_stats_json
+            WHEN excluded.objective_stats_json IS NULL THEN old.objective_stats_json
+            ELSE (
+                SELECT jsonb_object_agg(
+                    name,
+                    CASE
+                        WHEN kept.stats IS NULL THEN added.stats
+                        WHEN added.stats IS NULL THEN kept.stats
+                        ELSE jsonb_build_object(
+                            'count', (kept.stats -> 'count')::numeric + (added.stats -> 'count')::numeric,
+                            'sum', (kept.stats ->> 'sum')::float8 + (added.stats ->> 'sum')::float8,
+                            'min', least((kept.stats -> 'min')::numeric, (added.stats -> 'min')::numeric),
+                            'max', greatest((kept.stats -> 'max')::numeric, (added.stats -> 'max')::numeric)
+                        )
+                    END
+                )
+                FROM jsonb_each(old.objective_stats_json) AS kept(name, stats)
+                FULL JOIN jsonb_each(excluded.objective_stats_json) AS added(name, stats) USING (name)
+            )
+        END
+    RETURNING old.scaffold, old.xmax = 0 AS inserted
+), counted AS (
+    INSERT INTO run_molecules AS old (
+        run_id, molecules, valid, invalid, acyclic, distinct_scaffolds, batches
+    )
+    SELECT %(run_id)s, %(molecules)s, %(valid)s, %(invalid)s, %(acyclic)s,
+        (SELECT count(*) FROM merged WHERE inserted AND scaffold <> ''), 1
+    FROM claimed
+    ON CONFLICT (run_id) DO UPDATE SET
+        molecules = old.molecules + excluded.molecules,
+        valid = old.valid + excluded.valid,
+        invalid = old.invalid + excluded.invalid,
+        acyclic = old.acyclic + excluded.acyclic,
+        distinct_scaffolds = old.distinct_scaffolds + excluded.distinct_scaffolds,
+        batches = old.batches + excluded.batches
+)
+SELECT EXISTS (SELECT FROM claimed), ARRAY(SELECT scaffold FROM merged WHERE inserted)
+"""
+
+
+def _run_counts(run_id: str, batch: _Batch, new: set[str]) -> dict[str, Any]:
+    return {
         "run_id": run_id,
         "molecules": batch.molecules,
         "valid": batch.molecules - batch.invalid,
@@ -480,10 +615,6 @@ def _add_run_counts(session: Session, dialect: str, run_id: str, batch: _Batch, 
         "distinct_scaffolds": len(new - {""}),
         "batches": 1,
     }
-    if dialect == "postgresql":
-        _ADD_TO_RUN_COUNTS_ON_POSTGRESQL.execute(session.connection(), counts)
-    else:
-        session.execute(_add_to_run_counts(sqlite.insert(_RUN_MOLECULES)), counts)
 
 
 class _Totals:
@@ -573,11 +704,6 @@ def _add_totals(statement: Any) -> Any:
     )
 
 
-_RUN_SCAFFOLD_COLUMNS = [column.key for column in _RUN_SCAFFOLDS.columns]
-_UPSERT_RUN_SCAFFOLDS_FROM_ARRAYS = Direct(
-    _upsert_run_scaffolds(insert_from_arrays(_RUN_SCAFFOLDS, _RUN_SCAFFOLD_COLUMNS))
-)
-_ADD_TO_RUN_COUNTS_ON_POSTGRESQL = Direct(_add_to_run_counts(postgresql.insert(_RUN_MOLECULES)))
 _TOTALS_COLUMNS = [column.key for column in _SCAFFOLDS.columns]
 _ADD_TOTALS_FROM_ARRAYS = Direct(_add_totals(insert_from_arrays(_SCAFFOLDS, _TOTALS_COLUMNS)))
 
@@ -647,7 +773,9 @@ def _found(row: Any) -> dict[str, Any]:
     return {"scaffold": row.scaffold, "generic_scaffold": row.generic_scaffold, **_finding(row)}
 
 
-def get_run_scaffolds(run_id: str, order_by: str = "molecules", limit: int | None = 50) -> list[dict[str, Any]]:
+def get_run_scaffolds(
+    run_id: str, order_by: str = "molecules", limit: int | None = 50
+) -> list[dict[str, Any]]:
     """Return a run's scaffolds: most molecules, best reward or earliest step first."""
     if order_by not in RUN_ORDERS:
         raise ValueError(f"unknown order_by {order_by!r}; expected one of {', '.join(RUN_ORDERS)}")

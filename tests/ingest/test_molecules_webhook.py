@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 import store
 from ingest.worker import Worker
-from store import analyses, inbox
+from store import analyses, database, inbox
 from store.models import Base
 from store.schema import molecule_analyses
 from testkit.factory import generate_scaffolds, molecule_batches
@@ -176,18 +176,24 @@ def test_batches_redelivered_in_any_order_end_in_the_rows_of_one_ordered_deliver
     check()
 
 
-def test_a_batch_is_applied_after_the_other_events_claimed_with_it_have_committed(client, worker, monkeypatch):
+def test_a_batch_is_analysed_before_the_unit_of_work_that_applies_it_with_the_events_claimed_with_it(
+    client, worker, monkeypatch
+):
     post_pipeline(client, fixture("pipeline", "run_molecules__batch"))
     post_pipeline(client, fixture("pipeline", "run_launched__basic"))
-    seen = []
-    record_molecules = store.record_molecules
+    analysed = []
+    analyse_all = analyses.analyse_all
 
-    def recording(*args: Any) -> bool:
-        seen.append(dict(inbox.counts()))
-        return record_molecules(*args)
+    def analysing(smiles: list[str]) -> list[Any]:
+        in_unit_of_work = database._unit_of_work.get() is not None
+        analysed.append("in the unit of work" if in_unit_of_work else dict(inbox.counts()))
+        return analyse_all(smiles)
 
-    monkeypatch.setattr(store, "record_molecules", recording)
+    monkeypatch.setattr(analyses, "analyse_all", analysing)
     assert worker.run_once() == 2
 
-    assert seen == [{("pipeline", "done"): 1, ("pipeline", "processing"): 1}]
+    # Claimed, ahead of the unit of work; then in it, where recording finds every SMILES analysed.
+    assert analysed == [{("pipeline", "processing"): 2}, "in the unit of work"]
+    assert dict(inbox.counts()) == {("pipeline", "done"): 2}
     assert store.get_run_molecules(RUN_ID)["molecules"] == 6
+    assert store.get_run(RUN_ID)["status"] == "launched"
