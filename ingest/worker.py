@@ -355,6 +355,8 @@ class Worker:
         # long as the process: frozen out of the collector, it is not walked again by every full
         # collection, which a batch of a thousand molecules, allocating thousands of objects, set
         # off often enough to take a quarter of the worker's CPU for the batch (bench/RESULTS.md).
+        # RDKit too, loaded before the first claim rather than by the first batch of molecules.
+        store.load_rdkit()
         gc.freeze()
         stopped = threading.Event()
         heartbeat = threading.Thread(target=self.heartbeat, args=(stopped,), name="heartbeat", daemon=True)

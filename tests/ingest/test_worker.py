@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -19,6 +23,8 @@ from store import extract, inbox
 from tests.fake_wandb import FakeWandb
 from tests.inbox import backdate, fill
 from tests.webhooks import fixture, pipeline_event, post_pipeline, post_s3, post_wandb
+
+BIN = Path(sys.executable).parent
 
 
 def _break_handler(monkeypatch, kind: EventKind, error: Exception) -> list[int]:
@@ -600,3 +606,37 @@ def test_a_value_the_database_refuses_is_dead_at_once_and_replayed_after_the_fix
     assert (replayed.status, replayed.last_error) == ("done", None)
     assert replayed.warnings and "seed" in replayed.warnings[0]
     assert store.get_run("big-seed")["config_json"] == {"seed": SEED}
+
+
+def test_a_worker_loads_rdkit_as_it_starts_not_in_its_first_batch_of_molecules(tmp_path):
+    # In a fresh process: this one loaded RDKit long ago.
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'training.db'}"}
+    subprocess.run([BIN / "training-db", "migrate"], env=env, check=True, capture_output=True, timeout=60)
+    starting = """
+import sys, threading
+import store
+from ingest.settings import Settings
+from ingest.worker import Worker
+
+settings = Settings()
+store.configure(settings.database_url)
+stop = threading.Event()
+claim = store.claim_deliveries
+
+def claiming(*args):
+    print("rdkit loaded at the first claim:", "rdkit" in sys.modules)
+    stop.set()
+    return claim(*args)
+
+store.claim_deliveries = claiming
+print("rdkit loaded before starting:", "rdkit" in sys.modules)
+Worker(settings).run(stop)
+"""
+    started = subprocess.run(
+        [sys.executable, "-c", starting], env=env, capture_output=True, text=True, timeout=120, check=True
+    )
+
+    assert started.stdout.splitlines() == [
+        "rdkit loaded before starting: False",
+        "rdkit loaded at the first claim: True",
+    ]
