@@ -314,9 +314,15 @@ def analyse_molecules(molecules: Any) -> None:
     """
     from store.analyses import analyse_all
 
-    if isinstance(molecules, Sequence) and not isinstance(molecules, str | bytes):
+    if isinstance(molecules, str | bytes) or not isinstance(molecules, Sequence):
+        return
+    try:
+        smiles = list(map(itemgetter("smiles"), molecules))
+    except (KeyError, TypeError):
         smiles = [molecule.get("smiles") for molecule in molecules if isinstance(molecule, Mapping)]
-        analyse_all([text for text in smiles if isinstance(text, str) and len(text) <= MAX_SMILES_LENGTH])
+    if set(map(type, smiles)) != {str} or max(map(len, smiles)) > MAX_SMILES_LENGTH:
+        smiles = [text for text in smiles if isinstance(text, str) and len(text) <= MAX_SMILES_LENGTH]
+    analyse_all(smiles)
 
 
 def record_molecules(run_id: str, batch_id: str, step: int, molecules: Sequence[Mapping[str, Any]]) -> bool:

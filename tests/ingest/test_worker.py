@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
@@ -640,3 +641,25 @@ Worker(settings).run(stop)
         "rdkit loaded before starting: False",
         "rdkit loaded at the first claim: True",
     ]
+
+
+def test_the_cyclic_collector_waits_while_a_batch_is_applied_and_runs_again_after(
+    client, worker, monkeypatch
+):
+    collecting = []
+    run_launched = HANDLERS[EventKind.RUN_LAUNCHED]
+
+    def recording(event, context) -> Outcome:
+        collecting.append(gc.isenabled())
+        return run_launched(event, context)
+
+    monkeypatch.setitem(HANDLERS, EventKind.RUN_LAUNCHED, recording)
+    post_pipeline(client, fixture("pipeline", "run_launched__basic"))
+    worker.run_once()
+    broken = _break_handler(monkeypatch, EventKind.RUN_LAUNCHED, RuntimeError("boom"))
+    post_pipeline(client, pipeline_event("run.launched", "run-2", config={}))
+    worker.run_once()
+
+    assert collecting == [False]
+    assert broken == [1]
+    assert gc.isenabled()
