@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session
 
 from store import jsoncodec
 from store.database import get_engine, read_transaction, transaction
-from store.direct import Direct, driver_connection, driver_errors, insert_from_arrays
+from store.direct import driver_connection, driver_errors
 from store.fields import resolve
 from store.filters import compile_filter
 from store.locking import check_run_id
@@ -382,12 +382,12 @@ def _apply_on_postgresql(
 
     A statement is a round trip and its share of the worker's CPU: four of them (the claim, the
     run's rows read, the merge written, the counts) cost more than the rest of applying a batch
-    whose molecules the worker had analysed before (bench/RESULTS.md).
+    whose molecules the worker had analysed before (bench/RESULTS.md). It runs on the driver
+    (store/direct.py), its rows sent as one JSON document: as an array per column, sending them
+    cost the worker more than PostgreSQL took to run the statement.
     """
     from store import chemistry
 
-    names = sorted(batch.tallies)
-    tallies = [batch.tallies[name] for name in names]
     parameters = {
         "run_id": run_id,
         "batch_id": batch_id,
@@ -397,15 +397,19 @@ def _apply_on_postgresql(
         "valid": batch.molecules - batch.invalid,
         "invalid": batch.invalid,
         "acyclic": batch.acyclic,
-        "scaffolds": names,
-        "generic_scaffolds": list(map(chemistry.generic_scaffold, names)),
-        "scaffold_molecules": [tally.molecules for tally in tallies],
-        "best_rewards": [tally.best_reward for tally in tallies],
-        "best_smiles": [tally.best_smiles for tally in tallies],
-        "objective_stats": [
-            None if (stats := _stats_json(tally.objectives)) is None else jsoncodec.dumps(stats)
-            for tally in tallies
-        ],
+        "scaffolds": jsoncodec.dumps(
+            [
+                {
+                    "scaffold": name,
+                    "generic_scaffold": chemistry.generic_scaffold(name),
+                    "molecules": tally.molecules,
+                    "best_reward": tally.best_reward,
+                    "best_smiles": tally.best_smiles,
+                    "objective_stats": _stats_json(tally.objectives),
+                }
+                for name, tally in sorted(batch.tallies.items())
+            ]
+        ),
     }
     # A run created for the batch is written first: the batch's rows refer to it.
     write_changes(session)
@@ -488,22 +492,6 @@ def _run_scaffolds(session: Session, run_id: str, names: list[str]) -> dict[str,
     return existing
 
 
-# On PostgreSQL a batch's statements run on the driver (store/direct.py), and its rows are
-# written from one array per column (unnest), in array order: as executemany, the statements
-# cost the worker more than the rest of applying a batch whose SMILES it had analysed before
-# (bench/RESULTS.md).
-
-
-def _arrays(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
-    """The rows as one list per column; documents (objective stats) as JSON text."""
-    arrays: dict[str, list[Any]] = {name: [row[name] for row in rows] for name in rows[0]}
-    if (documents := arrays.get("objective_stats_json")) is not None:
-        arrays["objective_stats_json"] = [
-            None if value is None else jsoncodec.dumps(value) for value in documents
-        ]
-    return arrays
-
-
 def _upsert_run_scaffolds(statement: Any) -> Any:
     return statement.on_conflict_do_update(
         index_elements=[_RUN_SCAFFOLDS.c.run_id, _RUN_SCAFFOLDS.c.scaffold],
@@ -547,11 +535,11 @@ WITH claimed AS (
         best_reward, best_smiles, objective_stats_json
     )
     SELECT %(run_id)s, batch.scaffold, batch.generic_scaffold, batch.molecules, %(step)s, %(step)s,
-        batch.best_reward, batch.best_smiles, batch.objective_stats::jsonb
-    FROM unnest(
-        %(scaffolds)b::text[], %(generic_scaffolds)b::text[], %(scaffold_molecules)b::bigint[],
-        %(best_rewards)b::float8[], %(best_smiles)b::text[], %(objective_stats)b::text[]
-    ) AS batch(scaffold, generic_scaffold, molecules, best_reward, best_smiles, objective_stats)
+        batch.best_reward, batch.best_smiles, batch.objective_stats
+    FROM jsonb_to_recordset(%(scaffolds)s::jsonb) AS batch(
+        scaffold text, generic_scaffold text, molecules bigint, best_reward float8, best_smiles text,
+        objective_stats jsonb
+    )
     WHERE EXISTS (SELECT FROM claimed)
     ON CONFLICT (run_id, scaffold) DO UPDATE SET
         molecules = old.molecules + excluded.molecules,
@@ -658,17 +646,24 @@ class _Totals:
                 "best_reward": best_reward,
                 "best_run_id": best_run_id,
                 "best_smiles": best_smiles,
-                "first_seen_at": now,
             }
             for scaffold, (runs, molecules, best_reward, best_run_id, best_smiles) in sorted(
                 self.added.items()
             )
         ]
         self.added = {}
-        if session.get_bind().dialect.name == "postgresql":
-            _ADD_TOTALS_FROM_ARRAYS.execute(session.connection(), _arrays(rows))
+        connection = session.connection()
+        if connection.dialect.name == "postgresql":
+            parameters = {"scaffolds": jsoncodec.dumps(rows), "first_seen_at": now}
+            with (
+                driver_errors(connection, _ADD_TOTALS_ON_POSTGRESQL),
+                driver_connection(connection).cursor() as cursor,
+            ):
+                cursor.execute(_ADD_TOTALS_ON_POSTGRESQL, parameters)
         else:
-            session.connection().execute(_add_totals(sqlite.insert(_SCAFFOLDS)), rows)
+            connection.execute(
+                _add_totals(sqlite.insert(_SCAFFOLDS)), [{**row, "first_seen_at": now} for row in rows]
+            )
 
 
 def _better_of_runs(
@@ -715,8 +710,42 @@ def _add_totals(statement: Any) -> Any:
     )
 
 
-_TOTALS_COLUMNS = [column.key for column in _SCAFFOLDS.columns]
-_ADD_TOTALS_FROM_ARRAYS = Direct(_add_totals(insert_from_arrays(_SCAFFOLDS, _TOTALS_COLUMNS)))
+# As _add_totals, from one document of rows, in SMILES order; ties broken in code point order,
+# as _better_of_runs compares.
+_ADD_TOTALS_ON_POSTGRESQL = """
+INSERT INTO scaffolds AS old (
+    smiles, generic_smiles, runs, molecules, best_reward, best_run_id, best_smiles, first_seen_at
+)
+SELECT added.*, %(first_seen_at)s
+FROM jsonb_to_recordset(%(scaffolds)s::jsonb) AS added(
+    smiles text, generic_smiles text, runs integer, molecules bigint, best_reward float8,
+    best_run_id text, best_smiles text
+)
+ON CONFLICT (smiles) DO UPDATE SET
+    runs = old.runs + excluded.runs,
+    molecules = old.molecules + excluded.molecules,
+    (best_reward, best_run_id, best_smiles) = (
+        SELECT CASE WHEN wins THEN excluded.best_reward ELSE old.best_reward END,
+            CASE WHEN wins THEN excluded.best_run_id ELSE old.best_run_id END,
+            CASE WHEN wins THEN excluded.best_smiles ELSE old.best_smiles END
+        FROM (
+            SELECT excluded.best_reward IS NOT NULL AND (
+                old.best_reward IS NULL
+                OR excluded.best_reward > old.best_reward
+                OR (
+                    excluded.best_reward = old.best_reward
+                    AND (
+                        excluded.best_run_id < old.best_run_id COLLATE "C"
+                        OR (
+                            excluded.best_run_id = old.best_run_id
+                            AND excluded.best_smiles < old.best_smiles COLLATE "C"
+                        )
+                    )
+                )
+            ) AS wins
+        ) AS outcome
+    )
+"""
 
 _TOTALS = "scaffold_totals"
 
