@@ -519,11 +519,32 @@ def _add_to_run_counts(statement: Any) -> Any:
     )
 
 
+def _wins(tie: str) -> str:
+    """SQL telling whether an upsert's row (excluded) has a better best reward than the stored one
+    (old); ``tie`` decides between equal rewards."""
+    return (
+        "excluded.best_reward IS NOT NULL AND (old.best_reward IS NULL"
+        " OR excluded.best_reward > old.best_reward"
+        f" OR (excluded.best_reward = old.best_reward AND ({tie})))"
+    )
+
+
+# Ties go to the smaller SMILES, then (across runs) the smaller run id, in code point order as
+# Python compares strings (_better, _better_of_runs), whatever the database's collation.
+_SMALLER_SMILES = (
+    "old.best_smiles IS NULL OR coalesce(excluded.best_smiles, '') < old.best_smiles COLLATE \"C\""
+)
+_SMALLER_RUN_THEN_SMILES = (
+    'excluded.best_run_id < old.best_run_id COLLATE "C"'
+    ' OR (excluded.best_run_id = old.best_run_id AND excluded.best_smiles < old.best_smiles COLLATE "C")'
+)
+
+
 # The batch's claim, then its merge, as on SQLite (_merge_run_scaffolds, _better, _merge_objective):
 # sums added as floats, extremes and counts kept as JSON gives them, ties of reward broken by
 # the smaller SMILES in code point order (COLLATE "C"), as Python compares strings. A scaffold
 # is new to the run where its row was inserted (xmax = 0), not updated.
-_APPLY_ON_POSTGRESQL = """
+_APPLY_ON_POSTGRESQL = f"""
 WITH claimed AS (
     INSERT INTO run_molecule_batches (run_id, batch_id, step, molecules, invalid, applied_at)
     VALUES (%(run_id)s, %(batch_id)s, %(step)s, %(molecules)s, %(invalid)s, %(applied_at)s)
@@ -548,19 +569,7 @@ WITH claimed AS (
         (best_reward, best_smiles) = (
             SELECT CASE WHEN wins THEN excluded.best_reward ELSE old.best_reward END,
                 CASE WHEN wins THEN excluded.best_smiles ELSE old.best_smiles END
-            FROM (
-                SELECT excluded.best_reward IS NOT NULL AND (
-                    old.best_reward IS NULL
-                    OR excluded.best_reward > old.best_reward
-                    OR (
-                        excluded.best_reward = old.best_reward
-                        AND (
-                            old.best_smiles IS NULL
-                            OR coalesce(excluded.best_smiles, '') < old.best_smiles COLLATE "C"
-                        )
-                    )
-                ) AS wins
-            ) AS outcome
+            FROM (SELECT {_wins(_SMALLER_SMILES)} AS wins) AS outcome
         ),
         objective_stats_json = CASE
             WHEN old.objective_stats_json IS NULL THEN excluded.objective_stats_json
@@ -600,7 +609,7 @@ WITH claimed AS (
         batches = old.batches + excluded.batches
 )
 SELECT EXISTS (SELECT FROM claimed), ARRAY(SELECT scaffold FROM merged WHERE inserted)
-"""
+"""  # noqa: S608 (formatted from constants)
 
 
 def _run_counts(run_id: str, batch: _Batch, new: set[str]) -> dict[str, Any]:
@@ -712,7 +721,7 @@ def _add_totals(statement: Any) -> Any:
 
 # As _add_totals, from one document of rows, in SMILES order; ties broken in code point order,
 # as _better_of_runs compares.
-_ADD_TOTALS_ON_POSTGRESQL = """
+_ADD_TOTALS_ON_POSTGRESQL = f"""
 INSERT INTO scaffolds AS old (
     smiles, generic_smiles, runs, molecules, best_reward, best_run_id, best_smiles, first_seen_at
 )
@@ -728,24 +737,9 @@ ON CONFLICT (smiles) DO UPDATE SET
         SELECT CASE WHEN wins THEN excluded.best_reward ELSE old.best_reward END,
             CASE WHEN wins THEN excluded.best_run_id ELSE old.best_run_id END,
             CASE WHEN wins THEN excluded.best_smiles ELSE old.best_smiles END
-        FROM (
-            SELECT excluded.best_reward IS NOT NULL AND (
-                old.best_reward IS NULL
-                OR excluded.best_reward > old.best_reward
-                OR (
-                    excluded.best_reward = old.best_reward
-                    AND (
-                        excluded.best_run_id < old.best_run_id COLLATE "C"
-                        OR (
-                            excluded.best_run_id = old.best_run_id
-                            AND excluded.best_smiles < old.best_smiles COLLATE "C"
-                        )
-                    )
-                )
-            ) AS wins
-        ) AS outcome
+        FROM (SELECT {_wins(_SMALLER_RUN_THEN_SMILES)} AS wins) AS outcome
     )
-"""
+"""  # noqa: S608 (formatted from constants)
 
 _TOTALS = "scaffold_totals"
 
