@@ -117,7 +117,9 @@ DEFAULT_MAX_OVERFLOW = 5
 _pool_limits = (DEFAULT_POOL_SIZE, DEFAULT_MAX_OVERFLOW)
 
 
-def make_engine(url: str, pool_size: int = DEFAULT_POOL_SIZE, max_overflow: int = DEFAULT_MAX_OVERFLOW) -> Engine:
+def make_engine(
+    url: str, pool_size: int = DEFAULT_POOL_SIZE, max_overflow: int = DEFAULT_MAX_OVERFLOW
+) -> Engine:
     """Create an engine with the store's JSON codec and per-backend settings."""
     backend = parse_url(url).get_backend_name()
     url = normalize_url(url)
@@ -172,7 +174,9 @@ def _begin_immediate(connection: Connection) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def configure(url: str, pool_size: int = DEFAULT_POOL_SIZE, max_overflow: int = DEFAULT_MAX_OVERFLOW) -> Engine:
+def configure(
+    url: str, pool_size: int = DEFAULT_POOL_SIZE, max_overflow: int = DEFAULT_MAX_OVERFLOW
+) -> Engine:
     """Point the store at ``url``, with at most ``pool_size + max_overflow`` connections to it
     (and as many to a replica), and return its engine."""
     global _engine, _sessions, _pool_limits

@@ -80,6 +80,14 @@ def driver_errors(connection: Connection, statement: str) -> Iterator[None]:
         ) from error
 
 
+def execute_sql(connection: Connection, sql: str, parameters: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+    """Run PostgreSQL text (psycopg's ``%(name)s`` parameters) on the connection's driver, in its
+    transaction; return the rows it returns, errors raised as SQLAlchemy raises them."""
+    with driver_errors(connection, sql), driver_connection(connection).cursor() as cursor:
+        cursor.execute(sql, parameters)
+        return cursor.fetchall() if cursor.description is not None else []
+
+
 class Direct:
     """A Core statement compiled once per dialect and run on the connection's driver cursor."""
 

@@ -77,7 +77,9 @@ _CHUNKS_OF_RUN = (
     .where(_CHUNKS.c.run_id == bindparam("run_id"))
     .order_by(_CHUNKS.c.start)
 )
-_CHUNKS_OF_RUN_AFTER = _CHUNKS_OF_RUN.where(_CHUNKS.c.start + _CHUNKS.c.width > bindparam("since", type_=BigInteger))
+_CHUNKS_OF_RUN_AFTER = _CHUNKS_OF_RUN.where(
+    _CHUNKS.c.start + _CHUNKS.c.width > bindparam("since", type_=BigInteger)
+)
 
 
 def get_run_history(

@@ -259,7 +259,11 @@ def compare_gradient_methods(
         matching = matching_run_ids(where, dialect)
         totals = (
             select(RunObjective.gradient_method, *_summary_columns(value, dialect))
-            .where(*_value_conditions(RunObjective, objective_name, metric, status, None, matching, include_unknown))
+            .where(
+                *_value_conditions(
+                    RunObjective, objective_name, metric, status, None, matching, include_unknown
+                )
+            )
             .group_by(RunObjective.gradient_method)
             .subquery("totals")
         )

@@ -402,7 +402,10 @@ def stream_runs(
             # every run in created_at order rather than sort the 3,602 the method's index
             # finds, at twice the cost; a stream reads every row.
             session.execute(
-                select(func.set_config("TimeZone", "UTC", True), func.set_config("cursor_tuple_fraction", "1", True))
+                select(
+                    func.set_config("TimeZone", "UTC", True),
+                    func.set_config("cursor_tuple_fraction", "1", True),
+                )
             )
         # On the connection, not the ORM session, whose result wraps every row again (a third of
         # the client's time for 3,602 short lines).

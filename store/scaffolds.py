@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session
 
 from store import jsoncodec
 from store.database import get_engine, read_transaction, transaction
-from store.direct import driver_connection, driver_errors
+from store.direct import execute_sql
 from store.fields import resolve
 from store.filters import compile_filter
 from store.locking import check_run_id
@@ -413,11 +413,7 @@ def _apply_on_postgresql(
     }
     # A run created for the batch is written first: the batch's rows refer to it.
     write_changes(session)
-    connection = session.connection()
-    with driver_errors(connection, _APPLY_ON_POSTGRESQL), driver_connection(connection).cursor() as cursor:
-        row = cursor.execute(_APPLY_ON_POSTGRESQL, parameters).fetchone()
-    assert row is not None
-    claimed, new = row
+    [(claimed, new)] = execute_sql(session.connection(), _APPLY_ON_POSTGRESQL, parameters)
     return set(new) if claimed else None
 
 
@@ -541,9 +537,8 @@ _SMALLER_RUN_THEN_SMILES = (
 
 
 # The batch's claim, then its merge, as on SQLite (_merge_run_scaffolds, _better, _merge_objective):
-# sums added as floats, extremes and counts kept as JSON gives them, ties of reward broken by
-# the smaller SMILES in code point order (COLLATE "C"), as Python compares strings. A scaffold
-# is new to the run where its row was inserted (xmax = 0), not updated.
+# sums added as floats, extremes and counts kept as JSON gives them. A scaffold is new to the run
+# where its row was inserted (xmax = 0), not updated.
 _APPLY_ON_POSTGRESQL = f"""
 WITH claimed AS (
     INSERT INTO run_molecule_batches (run_id, batch_id, step, molecules, invalid, applied_at)
@@ -664,11 +659,7 @@ class _Totals:
         connection = session.connection()
         if connection.dialect.name == "postgresql":
             parameters = {"scaffolds": jsoncodec.dumps(rows), "first_seen_at": now}
-            with (
-                driver_errors(connection, _ADD_TOTALS_ON_POSTGRESQL),
-                driver_connection(connection).cursor() as cursor,
-            ):
-                cursor.execute(_ADD_TOTALS_ON_POSTGRESQL, parameters)
+            execute_sql(connection, _ADD_TOTALS_ON_POSTGRESQL, parameters)
         else:
             connection.execute(
                 _add_totals(sqlite.insert(_SCAFFOLDS)), [{**row, "first_seen_at": now} for row in rows]
@@ -719,8 +710,7 @@ def _add_totals(statement: Any) -> Any:
     )
 
 
-# As _add_totals, from one document of rows, in SMILES order; ties broken in code point order,
-# as _better_of_runs compares.
+# As _add_totals, from one document of rows, in SMILES order.
 _ADD_TOTALS_ON_POSTGRESQL = f"""
 INSERT INTO scaffolds AS old (
     smiles, generic_smiles, runs, molecules, best_reward, best_run_id, best_smiles, first_seen_at

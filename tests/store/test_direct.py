@@ -6,17 +6,17 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import bindparam, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 import store
 from store import jsoncodec
 from store.database import transaction
-from store.direct import Direct
+from store.direct import Direct, execute_sql
 from store.models import TrainingRun
 
 RUNS = TrainingRun.__table__
 # Floats JSONB would change, and a key that looks like the codec's marker.
 AWKWARD = {"nan": float("nan"), "big": 1e16, "negative_zero": -0.0, "$float": "kept", "nested": [{"x": 1}]}
-
 
 
 def canonical(document: object) -> str:
@@ -49,9 +49,13 @@ def test_rows_read_directly_are_the_rows_sqlalchemy_reads(db):
 def test_rows_written_directly_read_back_as_written(db):
     store.insert_run("r1")
     store.insert_run("r2")
-    statement = update(RUNS).where(RUNS.c.run_id == bindparam("key")).values(
-        config_json=bindparam("config", type_=RUNS.c.config_json.type),
-        completed_at=bindparam("at", type_=RUNS.c.completed_at.type),
+    statement = (
+        update(RUNS)
+        .where(RUNS.c.run_id == bindparam("key"))
+        .values(
+            config_json=bindparam("config", type_=RUNS.c.config_json.type),
+            completed_at=bindparam("at", type_=RUNS.c.completed_at.type),
+        )
     )
     at = datetime(2026, 12, 5, 9, 30, tzinfo=timezone(timedelta(hours=-5)))
 
@@ -100,3 +104,25 @@ def test_arrays_sent_in_binary_write_every_value_as_given(db):
         assert row.best_reward == rewards[index]
         assert row.best_smiles == awkward[::-1][index]
         assert row.first_seen_at == at
+
+
+def test_sql_run_on_the_driver_returns_its_rows_in_the_transaction_and_raises_as_sqlalchemy_does(db):
+    store.insert_run("r1")
+
+    with transaction() as session:
+        connection = session.connection()
+        renamed = execute_sql(
+            connection,
+            "UPDATE training_runs SET run_name = %(name)s WHERE run_id = %(run_id)s RETURNING run_id, run_name",
+            {"name": "renamed", "run_id": "r1"},
+        )
+        nothing = execute_sql(connection, "SET LOCAL work_mem = '8MB'", {})
+    with pytest.raises(DBAPIError) as refused, transaction() as session:
+        execute_sql(
+            session.connection(), "INSERT INTO training_runs (run_id) VALUES (%(run_id)s)", {"run_id": "r1"}
+        )
+
+    assert renamed == [("r1", "renamed")]
+    assert nothing == []
+    assert store.get_run("r1")["run_name"] == "renamed"
+    assert isinstance(refused.value, IntegrityError)

@@ -19,7 +19,9 @@ down_revision = "0005"
 branch_labels = None
 depends_on = None
 
-DOCUMENT = sa.JSON(none_as_null=True).with_variant(JSONB(none_as_null=True, astext_type=sa.Text()), "postgresql")
+DOCUMENT = sa.JSON(none_as_null=True).with_variant(
+    JSONB(none_as_null=True, astext_type=sa.Text()), "postgresql"
+)
 
 
 def upgrade() -> None:
@@ -49,7 +51,10 @@ def upgrade() -> None:
         sa.Column("best_smiles", sa.Text(), nullable=True),
         sa.Column("objective_stats_json", DOCUMENT, nullable=True),
         sa.ForeignKeyConstraint(
-            ["run_id"], ["training_runs.run_id"], name="fk_run_scaffolds_run_id_training_runs", ondelete="CASCADE"
+            ["run_id"],
+            ["training_runs.run_id"],
+            name="fk_run_scaffolds_run_id_training_runs",
+            ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("run_id", "scaffold", name="pk_run_scaffolds"),
     )
@@ -64,7 +69,10 @@ def upgrade() -> None:
         sa.Column("distinct_scaffolds", sa.Integer(), nullable=False),
         sa.Column("batches", sa.Integer(), nullable=False),
         sa.ForeignKeyConstraint(
-            ["run_id"], ["training_runs.run_id"], name="fk_run_molecules_run_id_training_runs", ondelete="CASCADE"
+            ["run_id"],
+            ["training_runs.run_id"],
+            name="fk_run_molecules_run_id_training_runs",
+            ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("run_id", name="pk_run_molecules"),
     )
@@ -86,9 +94,13 @@ def upgrade() -> None:
     )
     if op.get_bind().dialect.name == "postgresql":
         # As the runs' documents (migration 0003): cheaper to write than pglz.
-        supported = op.get_bind().exec_driver_sql(
-            "SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'"
-        ).scalar()
+        supported = (
+            op.get_bind()
+            .exec_driver_sql(
+                "SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'"
+            )
+            .scalar()
+        )
         if supported:
             op.execute("ALTER TABLE run_scaffolds ALTER COLUMN objective_stats_json SET COMPRESSION lz4")
 
