@@ -136,6 +136,11 @@ class Changes:
     def add(self, record: Record) -> None:
         self.tracked[id(record)] = (record, None)
 
+    def stored(self, record: Record) -> bool:
+        """Tell whether the record's row was read from, or written to, the database."""
+        tracked = self.tracked.get(id(record))
+        return tracked is not None and tracked[1] is not None
+
     def delete(self, record: Record) -> None:
         _, written = self.tracked.pop(id(record))
         if written is not None:

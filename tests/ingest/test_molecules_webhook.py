@@ -17,7 +17,7 @@ from store import analyses, database, inbox
 from store.models import Base
 from store.schema import molecule_analyses
 from testkit.factory import generate_scaffolds, molecule_batches
-from tests.webhooks import fixture, pipeline_event, post_pipeline
+from tests.webhooks import fixture, fixture_json, pipeline_event, post_pipeline
 
 RUN_ID = "run-000-0000042"
 
@@ -197,3 +197,32 @@ def test_a_batch_is_analysed_before_the_unit_of_work_that_applies_it_with_the_ev
     assert dict(inbox.counts()) == {("pipeline", "done"): 2}
     assert store.get_run_molecules(RUN_ID)["molecules"] == 6
     assert store.get_run(RUN_ID)["status"] == "launched"
+
+
+def test_in_one_claim_batches_land_beside_the_events_of_their_runs_whatever_their_runs_state(client, worker):
+    batch = fixture_json("pipeline", "run_molecules__batch")
+    launched = fixture_json("pipeline", "run_launched__basic")
+
+    def molecules(run_id: str) -> dict[str, Any]:
+        return {**batch, "data": {**batch["data"], "run_id": run_id}}
+
+    post_pipeline(client, {**launched, "data": {**launched["data"], "run_id": "run-stored"}})
+    drain(worker)
+    deliveries = [
+        molecules("run-stored"),  # its run stored, and finished later in the claim
+        {**launched, "data": {**launched["data"], "run_id": "run-launched"}},
+        molecules("run-launched"),  # its run launched earlier in the claim
+        pipeline_event("run.finished", "run-stored"),
+        molecules("run-unknown"),  # its run known to no other event
+    ]
+    for body in deliveries:
+        assert post_pipeline(client, body).status_code == 202
+    assert worker.run_once() == len(deliveries)
+
+    assert dict(inbox.counts()) == {("pipeline", "done"): len(deliveries) + 1}
+    for run_id in ("run-stored", "run-launched", "run-unknown"):
+        assert store.get_run_molecules(run_id)["molecules"] == 6, run_id
+        assert len(store.get_run_scaffolds(run_id)) == 4, run_id
+    assert store.get_run("run-stored")["status"] == "completed"
+    assert store.get_run("run-launched")["status"] == "launched"
+    assert store.query_scaffolds(limit=None)[0]["runs"] == 3
