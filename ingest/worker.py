@@ -192,6 +192,10 @@ class Worker:
                 self._refused(delivery, error)
                 continue
             (alone if parsed.kind in CALLS_OUT else together).append((delivery, parsed))
+        # A batch of molecules for a run new to the database writes what the unit changed
+        # before its own statement: applied after the other events, it writes their changes
+        # once, as the commit would have, not once before it and again at the commit.
+        together.sort(key=lambda item: item[1].kind == EventKind.RUN_MOLECULES)
         # Before the unit of work: what a route prepares (RDKit's analysis of a batch of
         # molecules, about a millisecond a new SMILES) would hold every run of the batch locked.
         for delivery, parsed in together:
