@@ -13,10 +13,10 @@ from __future__ import annotations
 import math
 import statistics
 import threading
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import chain
+from itertools import count, repeat
 from operator import itemgetter, methodcaller
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -131,78 +131,109 @@ def _checked(molecules: Any) -> list[tuple[str, float | None, dict[str, float]]]
     return checked
 
 
-_get_reward = methodcaller("get", "reward")
-_get_scores = methodcaller("get", "scores")
-_NUMBER_TYPES = {float, int}
+class _Column(NamedTuple):
+    """A field of every molecule, in order: a float, or None where the molecule has none."""
 
-
-def _all_finite(values: list[Any]) -> bool:
-    """Tell whether every value is a finite int or float (not a bool), in a few passes of C.
-
-    A NaN or an infinity makes a float sum NaN or infinite; so can an overflow, which sends the
-    batch to the check that names the value.
-    """
-    if not values:
-        return True
-    if not set(map(type, values)) <= _NUMBER_TYPES:
-        return False
-    try:
-        return math.isfinite(sum(values))
-    except OverflowError:
-        return False
+    values: Sequence[float | None]
+    # Whether every molecule has one, so that no None need be looked for.
+    complete: bool
 
 
 class _Columns(NamedTuple):
-    """A checked batch, one list per field, molecule by molecule; a score of None counts as none."""
+    """A checked batch, one column per field, molecule by molecule."""
 
     smiles: list[str]
-    rewards: list[float | None]
-    scores: list[Mapping[str, float | None] | None]
+    rewards: _Column
+    # objective -> its scores
+    scores: dict[str, _Column]
+
+
+_get_smiles = itemgetter("smiles")
+_get_reward = methodcaller("get", "reward")
+_get_scores = methodcaller("get", "scores")
+_NONE = type(None)
+_NUMBERS_OR_NONE = {float, int, _NONE}
 
 
 def _columns(molecules: Any) -> _Columns:
     """Return the batch by field, or raise ValueError naming its first problem.
 
-    A batch as JSON gives it (a list of dicts of str, float and int) is checked a field at a time
-    over the whole batch with builtins: checked molecule by molecule in Python, the check cost a
-    worker more than the rest of applying a batch whose molecules it had analysed before
-    (bench/RESULTS.md). Anything else is checked one molecule at a time, which names the problem.
+    A batch as JSON gives it (a list of dicts of str, float and int) is checked and split a
+    field at a time over the whole batch, by builtins: checked molecule by molecule in Python,
+    the check cost a worker more than the rest of applying a batch whose molecules it had
+    analysed before (bench/RESULTS.md). Anything else is checked one molecule at a time, which
+    names the problem.
     """
-    plain = type(molecules) is list and (not molecules or set(map(type, molecules)) == {dict})
-    if plain:
+    if type(molecules) is list and (not molecules or set(map(type, molecules)) == {dict}):
         try:
-            smiles = list(map(itemgetter("smiles"), molecules))
+            smiles = list(map(_get_smiles, molecules))
         except KeyError:
-            plain = False
-    if plain and smiles:
-        plain = set(map(type, smiles)) == {str} and max(map(len, smiles)) <= MAX_SMILES_LENGTH
-    if plain:
-        rewards = list(map(_get_reward, molecules))
-        scores = list(map(_get_scores, molecules))
-        plain = (
-            _all_finite([reward for reward in rewards if reward is not None])
-            and set(map(type, scores)) <= {dict, type(None)}
-            and _plain_scores([score for score in scores if score])
-        )
-    if plain:
-        return _Columns(smiles, rewards, scores)
+            smiles = None
+        if smiles is not None and (
+            not smiles or (set(map(type, smiles)) == {str} and max(map(len, smiles)) <= MAX_SMILES_LENGTH)
+        ):
+            rewards = _column(list(map(_get_reward, molecules)))
+            scores = _score_columns(list(map(_get_scores, molecules)))
+            if rewards is not None and scores is not None:
+                return _Columns(smiles, rewards, scores)
     checked = _checked(molecules)
+    names = sorted(set().union(*(numbers for _, _, numbers in checked)))
     return _Columns(
         [smiles for smiles, _, _ in checked],
-        [reward for _, reward, _ in checked],
-        [scores for _, _, scores in checked],
+        _listed([reward for _, reward, _ in checked]),
+        {name: _listed([numbers.get(name) for _, _, numbers in checked]) for name in names},
     )
 
 
-def _plain_scores(scores: list[dict[str, Any]]) -> bool:
-    """Tell whether every objective name is a string of 1 to 255 characters and every score a finite number or None."""
-    names = set().union(*scores)
+def _listed(values: list[float | None]) -> _Column:
+    return _Column(values, None not in values)
+
+
+def _column(values: list[Any]) -> _Column | None:
+    """The values as a column, or None unless each is None or a finite int or float (not a bool).
+
+    A NaN or an infinity makes a float sum NaN or infinite; so can an overflow, which sends the
+    batch to the check that names the value.
+    """
+    types = set(map(type, values))
+    if not types <= _NUMBERS_OR_NONE:
+        return None
+    complete = _NONE not in types
+    given = values if complete else [value for value in values if value is not None]
+    try:
+        if given and not math.isfinite(sum(given)):
+            return None
+    except OverflowError:
+        return None
+    if int in types:
+        values = [value if value is None else float(value) for value in values]
+    return _Column(values, complete)
+
+
+def _score_columns(scores: list[Any]) -> dict[str, _Column] | None:
+    """Each objective's scores, molecule by molecule, or None unless every molecule's scores map
+    names of 1 to 255 characters to finite numbers or None.
+
+    Molecules are scored on the same objectives, as a rule: then each column is read by builtins.
+    """
+    types = set(map(type, scores))
+    if not types <= {dict, _NONE}:
+        return None
+    names = set().union(*filter(None, scores))
     if names and (
         set(map(type, names)) != {str} or not 1 <= min(map(len, names)) <= max(map(len, names)) <= 255
     ):
-        return False
-    values = list(chain.from_iterable(map(dict.values, scores)))
-    return _all_finite([value for value in values if value is not None])
+        return None
+    columns = {}
+    for name in sorted(names):
+        try:
+            values = list(map(itemgetter(name), scores))
+        except (KeyError, TypeError):
+            values = [score.get(name) if score else None for score in scores]
+        if (column := _column(values)) is None:
+            return None
+        columns[name] = column
+    return columns
 
 
 @dataclass
@@ -217,29 +248,30 @@ def _analyse(molecules: _Columns, step: int) -> _Batch:
     """Reduce a batch to what it adds to each of its scaffolds.
 
     The molecules are grouped by scaffold, then each group's rewards and scores are gathered
-    (itemgetter) and summed (sum, min, max) by builtins: per molecule, Python only looks up its
-    analysis and puts it in its group.
+    (itemgetter) and summed (sum, min, max), all by builtins: Python's own work is per scaffold,
+    a few in a batch, not per molecule.
     """
     from store.analyses import analyse_all
 
     structures = analyse_all(molecules.smiles)
-    groups: defaultdict[str, list[int]] = defaultdict(list)
-    for index, structure in enumerate(structures):
-        if structure is not None:
-            groups[structure.scaffold].append(index)
+    groups: defaultdict[str | None, list[int]] = defaultdict(list)
+    # Each molecule's index appended to its scaffold's group (None: invalid), in C.
+    scaffolds = map(getattr, structures, repeat("scaffold"), repeat(None))
+    deque(map(list.append, map(groups.__getitem__, scaffolds), count()), maxlen=0)
+    invalid = len(groups.pop(None, ()))
     rewards = molecules.rewards
-    names, columns = _score_columns(molecules.scores)
     tallies = {}
     for scaffold, members in groups.items():
+        assert scaffold is not None
         pick = _picker(members)
         best_reward = best_smiles = None
-        picked = pick(rewards)
-        if (given := _numbers(picked)) is not None:
+        picked = pick(rewards.values)
+        if given := _given(picked, rewards.complete):
             best_reward = max(given)
             best_smiles = _best_smiles(members, picked, best_reward, structures)
         objectives = {}
-        for name, column in zip(names, columns, strict=True):
-            if (values := _numbers(pick(column))) is not None:
+        for name, column in molecules.scores.items():
+            if values := _given(pick(column.values), column.complete):
                 objectives[name] = {
                     "count": len(values),
                     "sum": sum(values),
@@ -247,7 +279,6 @@ def _analyse(molecules: _Columns, step: int) -> _Batch:
                     "max": max(values),
                 }
         tallies[scaffold] = _Tally(len(members), step, best_reward, best_smiles, objectives)
-    invalid = structures.count(None)
     acyclic = len(groups.get("", ()))
     return _Batch(tallies, len(structures), invalid, acyclic)
 
@@ -275,29 +306,9 @@ def _picker(indices: list[int]) -> Callable[[Sequence[Any]], Sequence[Any]]:
     return itemgetter(*indices)
 
 
-def _numbers(values: Sequence[Any]) -> Sequence[float] | None:
-    """The values that are not None, as floats, or None when there are none."""
-    if None in values:
-        values = [value for value in values if value is not None]
-    if not values:
-        return None
-    return values if set(map(type, values)) == {float} else list(map(float, values))
-
-
-def _score_columns(scores: list[Mapping[str, float | None] | None]) -> tuple[list[str], list[Sequence[Any]]]:
-    """The batch's objectives, and the scores of each, molecule by molecule (None where one has none).
-
-    Molecules are scored on the same objectives, as a rule: then the columns are read by builtins.
-    """
-    names = sorted(set().union(*filter(None, scores)))
-    if not names:
-        return [], []
-    read: Callable[[Any], Any] = itemgetter(*names)
-    try:
-        rows = list(map(read, scores))
-    except (KeyError, TypeError):
-        return names, [[score.get(name) if score else None for score in scores] for name in names]
-    return names, [rows] if len(names) == 1 else list(zip(*rows, strict=True))
+def _given(values: Sequence[Any], complete: bool) -> Sequence[float]:
+    """The values that are not None."""
+    return values if complete else [value for value in values if value is not None]
 
 
 def load_rdkit() -> None:

@@ -203,6 +203,36 @@ def test_a_batch_of_other_mappings_and_integers_is_taken_as_the_same_batch_of_js
     assert list(by_scaffold("plain")[BENZENE]["objectives"]) == ["QED"]
 
 
+_number = st.one_of(st.none(), st.integers(-1000, 1000), st.floats(-1e6, 1e6, allow_nan=False))
+_molecule = st.fixed_dictionaries(
+    {"smiles": st.sampled_from([ASPIRIN, NICOTINE, CAFFEINE, OCTANOIC_ACID, "Oc1ccccc1", "C1CC", "CCO"])},
+    optional={
+        "reward": _number,
+        "scores": st.one_of(st.none(), st.dictionaries(st.sampled_from(["QED", "SA_score", "DRD5"]), _number)),
+    },
+)
+
+
+def test_a_batch_as_json_gives_it_lands_as_the_same_batch_checked_molecule_by_molecule(db):
+    """Plain lists and dicts are checked and summed a field at a time, any other sequence of
+    mappings one molecule at a time: integers, None and molecules scored on fewer objectives end
+    in the same rows either way."""
+    from types import MappingProxyType
+
+    @given(st.lists(_molecule, max_size=40))
+    @examples(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    def check(molecules: list[dict[str, Any]]) -> None:
+        with store.get_engine().begin() as connection:
+            for table in reversed(Base.metadata.sorted_tables):
+                connection.execute(table.delete())
+        store.record_molecules("plain", "b1", 3, molecules)
+        store.record_molecules("other", "b1", 3, tuple(map(MappingProxyType, molecules)))
+        assert rows_of("plain") == rows_of("other")
+        assert {**store.get_run_molecules("plain"), "run_id": None} == {**store.get_run_molecules("other"), "run_id": None}
+
+    check()
+
+
 def test_deleting_a_run_deletes_its_scaffolds_and_counts(db):
     store.record_molecules("r1", "b1", 0, [{"smiles": ASPIRIN}])
     with store.get_engine().begin() as connection:
