@@ -20,6 +20,7 @@ from pydantic import (
     ConfigDict,
     Field,
     FiniteFloat,
+    Strict,
     StringConstraints,
     TypeAdapter,
     create_model,
@@ -113,14 +114,19 @@ class RunAttachmentData(Open):
     blog_url: Text | None = None
 
 
+# A reward or a score: a JSON number, as the store takes it. A string of digits or a boolean,
+# which pydantic converts, had the batch acknowledged here and then refused by the worker.
+Score = Annotated[FiniteFloat, Strict()]
+
+
 # A dict, not a model: a batch holds a thousand molecules, and building a model of each, only for
 # the store to read its fields into dicts again, cost the worker more than the rest of the batch
 # took once its SMILES were analysed (bench/RESULTS.md). Validated the same, field by field.
 @with_config(ConfigDict(extra="allow"))
 class Molecule(TypedDict):
     smiles: Annotated[str, StringConstraints(max_length=4096)]
-    reward: NotRequired[FiniteFloat | None]
-    scores: NotRequired[dict[Annotated[str, StringConstraints(min_length=1, max_length=255)], FiniteFloat | None]]
+    reward: NotRequired[Score | None]
+    scores: NotRequired[dict[Annotated[str, StringConstraints(min_length=1, max_length=255)], Score | None]]
 
 
 class RunMoleculesData(Open):

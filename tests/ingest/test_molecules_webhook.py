@@ -84,6 +84,19 @@ def test_a_batch_sent_again_under_a_new_delivery_id_is_done_and_changes_nothing(
             {"batch_id": "b", "step": 1, "molecules": [{"smiles": "CCO", "reward": "high"}]},
             ["run.molecules", "data", "molecules", "0", "reward"],
         ),
+        # Numbers as strings or booleans, which pydantic would convert and the worker refuses.
+        (
+            {"batch_id": "b", "step": 1, "molecules": [{"smiles": "CCO", "reward": "0.5"}]},
+            ["run.molecules", "data", "molecules", "0", "reward"],
+        ),
+        (
+            {"batch_id": "b", "step": 1, "molecules": [{"smiles": "CCO"}, {"smiles": "CCO", "reward": True}]},
+            ["run.molecules", "data", "molecules", "1", "reward"],
+        ),
+        (
+            {"batch_id": "b", "step": 1, "molecules": [{"smiles": "CCO", "scores": {"QED": "1e3"}}]},
+            ["run.molecules", "data", "molecules", "0", "scores", "QED"],
+        ),
     ],
 )
 def test_a_batch_of_the_wrong_shape_gets_422_naming_the_field(client, data, location):
@@ -91,6 +104,7 @@ def test_a_batch_of_the_wrong_shape_gets_422_naming_the_field(client, data, loca
 
     assert response.status_code == 422
     assert location in [error["loc"] for error in response.json["details"]]
+    assert inbox.counts() == {("pipeline", "invalid"): 1}
 
 
 def test_a_nan_reward_gets_422(client):
