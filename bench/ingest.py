@@ -3,7 +3,7 @@
     .venv/bin/python bench/ingest.py [--runs N] [--runs-file FILE.jsonl]
         [--concurrency 8,16,32] [--duration S] [--workers K] [--memory-events N]
         [--progress-share 0.8] [--molecules-every 50] [--open-pages 50 [--page-path PATH]]
-        [--floor] [--database-url URL] [--json]
+        [--floor] [--beside-default] [--database-url URL] [--json]
 
 Two servers run on PostgreSQL under gunicorn with the Procfile's command and settings
 (``gunicorn --config ingest/gunicorn_conf.py``): the ingester, and a baseline
@@ -24,7 +24,9 @@ that trains on through them: holding its history stream open, as the run page do
 ``--page-path`` polling another path every second. Every mix is held to the same targets. ``--floor`` follows each end-to-end
 load with one whose workers (bench/floor_worker.py) claim the events and mark them done without
 applying them: what the web, the inbox and the claims leave of the baseline's rate, against which
-the cost of applying the events is read.
+the cost of applying the events is read. ``--beside-default`` pairs each end-to-end load of a mix of
+events (``--progress-share``, ``--molecules-every``) with one of the default mix, in alternating
+order, and reports what the mix's events cost against the default's measured in the same rounds.
 
 Shared machines are noisy: throughput targets are ratios to the baseline measured in
 the same run, and the freshness load is derived from the peak measured in it; every load
@@ -1043,6 +1045,10 @@ def report(results: dict[str, Any], console: Console) -> None:
     sustained = results["freshness_sustained"]
     errors = sum(r["errors"] for r in ack["ingester"]) + e2e["errors"] + fresh["errors"] + sustained["errors"]
     errors += sum(e2e["not_done"].values())
+    # The default mix's loads beside the mix's (--beside-default) are the ingester's loads too.
+    default = results.get("end_to_end_default")
+    if default:
+        errors += default["errors"] + sum(default["not_done"].values())
     # The open pages' failed reads, in every load they were open for.
     loads = [*ack["ingester"], *e2e["loads"], fresh, sustained]
     page_errors = sum(load.get("page_errors", 0) for load in loads)
@@ -1163,6 +1169,20 @@ def report(results: dict[str, Any], console: Console) -> None:
             + f"; CPU per event: web {floor['cpu_web_ms']:.2f} ms, workers {floor['cpu_workers_ms']:.2f} ms, "
             f"PostgreSQL {floor['cpu_postgres_ms']:.2f} ms. Applying the events costs the difference."
         )
+    if default:
+        # The same round's two loads, each against the baseline loaded around it.
+        differences = sorted(
+            (mix - plain) * 100 for mix, plain in zip(e2e["ratios"], default["ratios"], strict=True)
+        )
+        console.print(
+            f"the default mix end to end in the same rounds (--beside-default): {default['ratio']:.0%} of the "
+            "baseline, median of "
+            + ", ".join(f"{ratio:.0%}" for ratio in sorted(default["ratios"]))
+            + f"; this mix against it, round by round: {statistics.median(differences):+.1f} points (median of "
+            + ", ".join(f"{difference:+.1f}" for difference in differences)
+            + f"); CPU per event: web {default['cpu_web_ms']:.2f} ms, workers {default['cpu_workers_ms']:.2f} ms, "
+            f"PostgreSQL {default['cpu_postgres_ms']:.2f} ms"
+        )
     console.print(
         f"acknowledgement to queryable run: {fresh['fresh_method']}"
         + (
@@ -1254,6 +1274,12 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="after each end-to-end load, one whose workers only mark events done (bench/floor_worker.py)",
     )
+    parser.add_argument(
+        "--beside-default",
+        action="store_true",
+        help="pair each end-to-end load of the mix with one of the default mix (launch and finish), "
+        "alternating which goes first",
+    )
     parser.add_argument("--database-url", default=DEFAULT_URL, help="database to DROP and recreate")
     parser.add_argument("--json", action="store_true", help="also print the results as JSON on stdout")
     args = parser.parse_args(argv)
@@ -1266,6 +1292,10 @@ def main(argv: list[str] | None = None) -> None:
 
     if not 0 <= args.progress_share < 1:
         parser.error("--progress-share must be at least 0 and below 1")
+    if args.beside_default and not (args.progress_share or args.molecules_every):
+        parser.error(
+            "--beside-default compares a mix of events with the default: add --progress-share or --molecules-every"
+        )
     records = list(read_runs_file(args.runs_file) if args.runs_file else generate_runs(args.runs, args.seed))
     batches = []
     if args.molecules_every:
@@ -1279,6 +1309,7 @@ def main(argv: list[str] | None = None) -> None:
             for index in range(args.molecule_batches)
         ]
     events = Events(records, args.progress_share, args.molecules_every, batches)
+    default_events = Events(records) if args.beside_default else events
     results: dict[str, Any] = {
         "mix": {
             "kinds": events.kinds(),
@@ -1320,17 +1351,24 @@ def main(argv: list[str] | None = None) -> None:
         # The baseline again, at its best concurrency, before and after each end-to-end load: the
         # machine's speed drifts over minutes, and each load is compared with the mean of the
         # two baseline loads around it, which takes out a drift that is steady over the three.
-        # With --floor, each end-to-end load is followed by one whose workers apply nothing.
-        kinds = ("end_to_end", "end_to_end_floor") if args.floor else ("end_to_end",)
+        # With --floor, each end-to-end load is followed by one whose workers apply nothing; with
+        # --beside-default, paired with one of the default mix, the two in turn going first.
+        kinds = ["end_to_end"]
+        if args.floor:
+            kinds.append("end_to_end_floor")
+        if args.beside_default:
+            kinds.append("end_to_end_default")
         runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
         before = baseline_load()
-        for _ in range(args.repeat):
-            for kind in kinds:
+        for round_ in range(args.repeat):
+            for kind in kinds if round_ % 2 == 0 or not args.beside_default else kinds[::-1]:
                 # Emptied before the workers start: TRUNCATE would deadlock with their transactions.
                 bench.reset()
+                bench.events = default_events if kind == "end_to_end_default" else events
                 with ExitStack() as workers:
                     bench.workers(workers, floor=kind == "end_to_end_floor")
                     run = bench.end_to_end(best["concurrency"], count)
+                bench.events = events
                 bench.reset()
                 after = baseline_load()
                 runs[kind].append({**run, "baselines_per_s": [before, after]})
