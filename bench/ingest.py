@@ -776,7 +776,7 @@ class Bench:
             connection.execute("TRUNCATE deliveries")
         self.start_watched_runs()
 
-    def requests_file(self, count: int) -> tuple[Path, list[str]]:
+    def requests_file(self, count: int, events: Events | None = None) -> tuple[Path, list[str]]:
         """Write ``count`` fresh events, signed now, for wrk; return the file and their run ids."""
         self.batch += 1
         path = self.scratch / "requests.bin"
@@ -787,7 +787,7 @@ class Bench:
                 run_ids.append(sent[2])
                 yield sent
 
-        write_requests(path, noted(self.events.take(count, f"b{self.batch}")))
+        write_requests(path, noted((events or self.events).take(count, f"b{self.batch}")))
         return path, run_ids
 
     def start_watched_runs(self) -> None:
@@ -869,11 +869,11 @@ class Bench:
             for server in ("baseline", "ingester")
         }
 
-    def end_to_end(self, concurrency: int, count: int) -> dict[str, Any]:
+    def end_to_end(self, concurrency: int, count: int, events: Events | None = None) -> dict[str, Any]:
         """Load the ingester with workers running; time until every event is in the runs."""
         inbox = self.inbox
         self.console.print(f"end to end: {concurrency} connections, {self.args.workers} workers...")
-        requests_file, run_ids = self.requests_file(count)
+        requests_file, run_ids = self.requests_file(count, events)
         # A cache the resets keep, as a deployed service keeps it (store/analyses.py).
         analyses = inbox.count("molecule_analyses") if self.args.molecules_every else None
         self.checkpoint()
@@ -1050,7 +1050,7 @@ def report(results: dict[str, Any], console: Console) -> None:
     if default:
         errors += default["errors"] + sum(default["not_done"].values())
     # The open pages' failed reads, in every load they were open for.
-    loads = [*ack["ingester"], *e2e["loads"], fresh, sustained]
+    loads = [*ack["ingester"], *e2e["loads"], *(default["loads"] if default else []), fresh, sustained]
     page_errors = sum(load.get("page_errors", 0) for load in loads)
     errors += page_errors
     targets = Table(title="Targets")
@@ -1309,7 +1309,7 @@ def main(argv: list[str] | None = None) -> None:
             for index in range(args.molecule_batches)
         ]
     events = Events(records, args.progress_share, args.molecules_every, batches)
-    default_events = Events(records) if args.beside_default else events
+    default_events = Events(records) if args.beside_default else None
     results: dict[str, Any] = {
         "mix": {
             "kinds": events.kinds(),
@@ -1361,14 +1361,13 @@ def main(argv: list[str] | None = None) -> None:
         runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
         before = baseline_load()
         for round_ in range(args.repeat):
-            for kind in kinds if round_ % 2 == 0 or not args.beside_default else kinds[::-1]:
+            for kind in kinds[::-1] if args.beside_default and round_ % 2 else kinds:
                 # Emptied before the workers start: TRUNCATE would deadlock with their transactions.
                 bench.reset()
-                bench.events = default_events if kind == "end_to_end_default" else events
                 with ExitStack() as workers:
                     bench.workers(workers, floor=kind == "end_to_end_floor")
-                    run = bench.end_to_end(best["concurrency"], count)
-                bench.events = events
+                    loaded = default_events if kind == "end_to_end_default" else events
+                    run = bench.end_to_end(best["concurrency"], count, loaded)
                 bench.reset()
                 after = baseline_load()
                 runs[kind].append({**run, "baselines_per_s": [before, after]})
