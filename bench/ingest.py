@@ -72,7 +72,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from ingest.client import sign  # noqa: E402
-from testkit.factory import generate_runs, molecule_batches, read_runs_file  # noqa: E402
+from testkit.factory import generate_runs, molecule_batches, read_runs_file, runs_file  # noqa: E402
 from testkit.processes import free_port, running  # noqa: E402
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/training_db_bench_ingest"
@@ -242,9 +242,12 @@ def recreate_database(url: str) -> None:
     """Drop and create the database at ``url``, empty."""
     name = make_url(url).database
     assert name
-    with psycopg.connect(with_driver(url, "postgresql", "postgres"), autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        with psycopg.connect(with_driver(url, "postgresql", "postgres"), autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            admin.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError as error:
+        sys.exit(f"cannot recreate {make_url(url).render_as_string()}: {str(error).strip().splitlines()[0]}")
 
 
 def wait_for_http(port: int, timeout: float = 60.0) -> None:
@@ -1216,7 +1219,7 @@ def machine() -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=1000, help="runs to generate events from (default 1000)")
-    parser.add_argument("--runs-file", type=Path, help="build the events from these JSONL records instead")
+    parser.add_argument("--runs-file", type=runs_file, help="build the events from these JSONL records instead")
     parser.add_argument("--seed", type=int, default=0, help="seed of the generated runs")
     parser.add_argument(
         "--concurrency",
@@ -1296,7 +1299,12 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(
             "--beside-default compares a mix of events with the default: add --progress-share or --molecules-every"
         )
-    records = list(read_runs_file(args.runs_file) if args.runs_file else generate_runs(args.runs, args.seed))
+    if args.molecules_every < 0 or args.molecules < 1 or args.molecule_batches < 1:
+        parser.error("--molecules-every must be 0 or more, --molecules and --molecule-batches 1 or more")
+    try:
+        records = list(read_runs_file(args.runs_file) if args.runs_file else generate_runs(args.runs, args.seed))
+    except ValueError as error:
+        parser.error(str(error))
     batches = []
     if args.molecules_every:
         from rdkit import RDLogger

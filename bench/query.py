@@ -31,6 +31,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -39,7 +40,7 @@ from store import (
     load_runs,  # noqa: E402
     normalize_url,  # noqa: E402
 )
-from testkit.factory import generate_runs, read_runs_file  # noqa: E402
+from testkit.factory import generate_runs, read_runs_file, runs_file  # noqa: E402
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/training_db_bench"
 WARM_UP = 3
@@ -79,10 +80,14 @@ def recreate_database(url: str) -> None:
     admin = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
     # The name is the operator's own argument, quoted; it cannot be a bound parameter.
     name = parsed.database.replace('"', '""')
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    except OperationalError as error:
+        sys.exit(f"cannot recreate {parsed.render_as_string()}: {str(error.orig).strip().splitlines()[0]}")
+    finally:
+        admin.dispose()
 
 
 def load(records: Iterator[dict[str, Any]], total: int | None, console: Console) -> tuple[list[str], float]:
@@ -286,7 +291,7 @@ def report(results: dict[str, Any], console: Console) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=100_000, help="runs to generate (default 100000)")
-    parser.add_argument("--runs-file", type=Path, help="load these JSONL records instead of generating runs")
+    parser.add_argument("--runs-file", type=runs_file, help="load these JSONL records instead of generating runs")
     parser.add_argument("--database-url", default=DEFAULT_URL, help="database to DROP, recreate and fill")
     parser.add_argument("--repeat", type=int, default=50, help="timed calls per query (default 50)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the generated runs and sampled ids")
@@ -315,7 +320,10 @@ def main(argv: list[str] | None = None) -> None:
         if args.runs_file:
             with open(args.runs_file, encoding="utf-8") as lines:
                 total = sum(1 for line in lines if line.strip())
-            run_ids, seconds = load(read_runs_file(args.runs_file), total, console)
+            try:
+                run_ids, seconds = load(read_runs_file(args.runs_file), total, console)
+            except ValueError as error:
+                sys.exit(f"bench/query.py: {error}")
         else:
             run_ids, seconds = load(generate_runs(args.runs, seed=args.seed), args.runs, console)
     backend = engine.dialect.name

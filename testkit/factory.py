@@ -13,6 +13,7 @@ Same ``n`` and ``seed`` give the same records on every machine (stdlib only).
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import random
@@ -282,12 +283,30 @@ def generate_runs(n: int, seed: int = 0) -> Iterator[dict[str, Any]]:
         yield record
 
 
+def runs_file(text: str) -> Path:
+    """The benchmarks' ``--runs-file`` argument: a file that exists."""
+    path = Path(text)
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"no such file: {text}")
+    return path
+
+
 def read_runs_file(path: str | Path) -> Iterator[dict[str, Any]]:
-    """Yield the records of a JSONL file (bare NaN and Infinity tokens allowed)."""
+    """Yield the records of a JSONL file (bare NaN and Infinity tokens allowed).
+
+    A line that is not a JSON object raises ValueError naming the file and the line.
+    """
     with open(path, encoding="utf-8") as lines:
-        for line in lines:
-            if line.strip():
-                yield json.loads(line)
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{path}, line {number}: not JSON ({error})") from None
+            if not isinstance(record, dict):
+                raise ValueError(f"{path}, line {number}: not a JSON object")
+            yield record
 
 
 def load_record(record: dict[str, Any]) -> None:
